@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs, only those missing (as root, through apt).
+set -euo pipefail
+need=()
+command -v psql >/dev/null || need+=(postgresql postgresql-client)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "missing system packages: ${need[*]} - run 'make test' as root, or install them with apt-get" >&2
+  exit 1
+fi
+echo "installing system packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,181 @@
+"""The one settings object: every `GUESTGATE_*` variable, read once.
+
+In development (the embedded default) missing secrets are generated on first start and kept
+in `<data dir>/secrets.env`, so `make run` needs no configuration. In production a missing or
+weak secret stops the process with a message naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+SECRETS_FILE = "secrets.env"
+# The secrets that can be generated for an embedded set-up, with how each is made.
+GENERATED_SECRETS = ("jwt_secret", "encryption_key", "signing_key")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says which settings and why."""
+
+
+class Settings(BaseSettings):
+    """Every setting of guestgate; the environment variable is `GUESTGATE_<NAME>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GUESTGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses to start with missing or weak secrets."
+    )
+    data_dir: Path = Field(Path("var"), description="Where the SQLite database, secrets and outbox live.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL; default `sqlite:///<data_dir>/guestgate.db`. PostgreSQL: "
+        "`postgresql+psycopg://user@host/db`.",
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL guests and clients reach; used in every absolute URL."
+    )
+    host: str = Field("127.0.0.1", description="Address `guestgate serve` listens on.")
+    port: int = Field(8000, description="Port `guestgate serve` listens on.")
+
+    jwt_secret: SecretStr | None = Field(None, description="HS256 key for operator tokens (>= 32 bytes).")
+    jwt_public_key: str | None = Field(
+        None, description="PEM public key for RS256/ES256 tokens minted by an identity provider."
+    )
+    jwt_jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 tokens.")
+    jwt_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
+    jwt_audience: str | None = Field(None, description="Required `aud` claim, when set.")
+
+    encryption_key: SecretStr | None = Field(
+        None, description="Fernet key (32 url-safe base64 bytes) that encrypts secrets at rest."
+    )
+    encryption_key_previous: SecretStr | None = Field(
+        None, description="The previous encryption key, still accepted for reading during rotation."
+    )
+    signing_key: SecretStr | None = Field(None, description="HMAC key that signs URLs (>= 32 bytes).")
+    signing_key_previous: SecretStr | None = Field(
+        None, description="The previous signing key: URLs it signed stay valid during rotation."
+    )
+
+    scheduler_enabled: bool = Field(
+        True,
+        description="Run the coupon schedule runner inside `guestgate serve`; turn off when "
+        "`guestgate worker` processes do it.",
+    )
+    log_level: str = Field("info", description="debug, info, warning or error.")
+    log_json: bool = Field(False, description="Structured JSON logs instead of console lines.")
+    redis_url: str | None = Field(None, description="Redis for shared throttling counters across replicas.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest request body accepted (413 above).")
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'guestgate.db').resolve()}"
+
+    def problems(self) -> list[str]:
+        """Every missing or weak secret, as sentences naming the variable."""
+        found: list[str] = []
+        if self.jwt_public_key is None and self.jwt_jwks_url is None:
+            if self.jwt_secret is None:
+                found.append("GUESTGATE_JWT_SECRET is missing (or set GUESTGATE_JWT_PUBLIC_KEY / _JWKS_URL).")
+            elif len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                found.append(f"GUESTGATE_JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes.")
+        for name in ("encryption_key", "encryption_key_previous"):
+            value = getattr(self, name)
+            if value is None:
+                if name == "encryption_key":
+                    found.append("GUESTGATE_ENCRYPTION_KEY is missing.")
+                continue
+            if not _is_fernet_key(value.get_secret_value()):
+                found.append(f"GUESTGATE_{name.upper()} is not a Fernet key (32 url-safe base64 bytes).")
+        for name in ("signing_key", "signing_key_previous"):
+            value = getattr(self, name)
+            if value is None:
+                if name == "signing_key":
+                    found.append("GUESTGATE_SIGNING_KEY is missing.")
+                continue
+            if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                found.append(f"GUESTGATE_{name.upper()} is shorter than {MIN_SECRET_BYTES} bytes.")
+        return found
+
+    def require_usable(self) -> None:
+        """Raise ConfigError listing every problem, if there is any."""
+        found = self.problems()
+        if found:
+            raise ConfigError("guestgate cannot start:\n  " + "\n  ".join(found))
+
+    def with_generated_secrets(self) -> Settings:
+        """Fill missing secrets from `<data_dir>/secrets.env`, creating it on first use (development)."""
+        if self.env == "production":
+            return self
+        path = self.data_dir / SECRETS_FILE
+        stored = _read_env_file(path)
+        missing = [name for name in GENERATED_SECRETS if getattr(self, name) is None and name not in stored]
+        if missing:
+            for name in missing:
+                stored[name] = _new_secret(name)
+            _write_env_file(path, stored)
+        updates = {name: SecretStr(stored[name]) for name in GENERATED_SECRETS if getattr(self, name) is None}
+        return self.model_copy(update=updates)
+
+
+def _is_fernet_key(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode())) == 32
+    except ValueError:
+        return False
+
+
+def _new_secret(name: str) -> str:
+    if name == "encryption_key":
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return secrets.token_urlsafe(48)
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            values[key.strip().removeprefix("GUESTGATE_").lower()] = value.strip()
+    return values
+
+
+def _write_env_file(path: Path, values: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# Generated by guestgate on first start (development). Keep it secret.\n" + "".join(
+        f"GUESTGATE_{key.upper()}={value}\n" for key, value in sorted(values.items())
+    )
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings: environment, `.env`, then generated development secrets."""
+    settings = Settings().with_generated_secrets()
+    settings.require_usable()
+    return settings

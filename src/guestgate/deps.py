@@ -1,0 +1,73 @@
+"""FastAPI dependencies, as `Annotated` aliases routes declare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import Depends, Query, Request, Response
+from sqlalchemy.orm import Session
+
+from guestgate.errors import AuthenticationFailed
+from guestgate.pagination import PageRequest
+from guestgate.runtime import Runtime
+from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE, Principal
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The process's runtime."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A database session for this request; services commit, closing rolls back the rest."""
+    with get_runtime(request).sessions() as session:
+        yield session
+
+
+def _principal(request: Request) -> Principal:
+    # Authenticated before routing by OperatorAuthMiddleware, so 401 precedes 400/404.
+    principal = request.scope.get("state", {}).get("principal")
+    if not isinstance(principal, Principal):
+        raise AuthenticationFailed("No bearer token was supplied.", code="token_missing")
+    return principal
+
+
+def scoped(*accepted: str) -> Callable[[Request], Principal]:
+    """A dependency returning the caller if the token has one of `accepted` scopes."""
+
+    def dependency(request: Request) -> Principal:
+        principal = _principal(request)
+        principal.require(*accepted)
+        return principal
+
+    return dependency
+
+
+def page_request(
+    limit: Annotated[int | None, Query(description="Page size, 1..1000 (default 100).")] = None,
+    cursor: Annotated[str | None, Query(description="The `rel=next` cursor of the previous page.")] = None,
+) -> PageRequest:
+    """The validated `limit`/`cursor` query parameters."""
+    return PageRequest.parse(limit, cursor)
+
+
+def set_next_link(request: Request, response: Response, next_cursor: str | None) -> None:
+    """Add `Link: <...>; rel="next"` when there is another page."""
+    if next_cursor is None:
+        return
+    url = get_runtime(request).settings.public_url + request.url.path
+    query = dict(request.query_params)
+    query["cursor"] = next_cursor
+    response.headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SessionDep = Annotated[Session, Depends(get_session)]
+PageDep = Annotated[PageRequest, Depends(page_request)]
+Reader = Annotated[Principal, Depends(scoped(SCOPE_READ))]
+Writer = Annotated[Principal, Depends(scoped(SCOPE_WRITE))]
+IssuerReader = Annotated[Principal, Depends(scoped(SCOPE_READ, SCOPE_ISSUE))]
+IssuerWriter = Annotated[Principal, Depends(scoped(SCOPE_WRITE, SCOPE_ISSUE))]

@@ -1,0 +1,153 @@
+"""HTTP routes of captive portal instances, their images and the signed asset URLs."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
+
+from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, Writer, set_next_link
+from guestgate.errors import FileInvalid
+from guestgate.instances import images, service
+from guestgate.instances.schemas import Instance, InstanceCreate, InstanceUpdate
+from guestgate.openapi import errors
+
+router = APIRouter(prefix="/captive/instances", tags=["Captive Portal Instances"])
+assets_router = APIRouter(prefix="/captive/assets", tags=["Captive Portal Instances"])
+InstanceId = Annotated[
+    str,
+    Path(
+        alias="instanceId",
+        description="The unique identifier for the captive portal instance.",
+        examples=["9a7f1b2c-3d4e-5f6a-7b8c-9d0e1f2a3b4c"],
+    ),
+]
+
+
+@router.get(
+    "", operation_id="listInstances", summary="List all captive portal instances", responses=errors(401, 403)
+)
+def list_instances(
+    request: Request, response: Response, who: Reader, session: SessionDep, runtime: RuntimeDep, page: PageDep
+) -> list[Instance]:
+    """Retrieves a list of all captive portal instances for your organization."""
+    result = service.list_instances(org_id=who.org_id, page=page, session=session)
+    set_next_link(request, response, result.next_cursor)
+    return [
+        service.to_out(item, signer=runtime.signer, public_url=runtime.settings.public_url)
+        for item in result.items
+    ]
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="createInstance",
+    summary="Create a captive portal instance",
+    responses=errors(400, 401, 403),
+)
+def create_instance(body: InstanceCreate, who: Writer, session: SessionDep, runtime: RuntimeDep) -> Instance:
+    """Creates a new captive portal instance with a basic configuration."""
+    item = service.create(body, org_id=who.org_id, session=session)
+    return service.to_out(item, signer=runtime.signer, public_url=runtime.settings.public_url)
+
+
+@router.get(
+    "/{instanceId}",
+    operation_id="getInstance",
+    summary="Retrieve a captive portal instance",
+    responses=errors(401, 403, 404),
+)
+def get_instance(instance_id: InstanceId, who: Reader, session: SessionDep, runtime: RuntimeDep) -> Instance:
+    """Retrieves the complete details of a specific captive portal instance by its unique ID."""
+    item = service.view(instance_id, org_id=who.org_id, session=session)
+    return service.to_out(item, signer=runtime.signer, public_url=runtime.settings.public_url)
+
+
+@router.put(
+    "/{instanceId}",
+    operation_id="updateInstance",
+    summary="Update a captive portal instance",
+    responses=errors(400, 401, 403, 404, 409),
+)
+def update_instance(
+    instance_id: InstanceId, body: InstanceUpdate, who: Writer, session: SessionDep, runtime: RuntimeDep
+) -> Instance:
+    """Updates the configuration of an existing captive portal instance, including its theme, terms and sites."""
+    item = service.replace(instance_id, body, org_id=who.org_id, session=session)
+    return service.to_out(item, signer=runtime.signer, public_url=runtime.settings.public_url)
+
+
+@router.delete(
+    "/{instanceId}",
+    status_code=204,
+    operation_id="deleteInstance",
+    summary="Delete a captive portal instance",
+    responses=errors(401, 403, 404),
+)
+def delete_instance(instance_id: InstanceId, who: Writer, session: SessionDep) -> Response:
+    """Permanently deletes a captive portal instance: its coupons and schedules, its active sessions end."""
+    service.delete(instance_id, org_id=who.org_id, session=session)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{instanceId}/images/{type}",
+    status_code=202,
+    operation_id="uploadInstanceImage",
+    summary="Upload an image for an instance",
+    responses=errors(400, 401, 403, 404),
+)
+async def upload_image(
+    instance_id: InstanceId,
+    kind: Annotated[
+        Literal["logo", "icon"], Path(alias="type", description="The type of image: `logo` or `icon`.")
+    ],
+    file: Annotated[UploadFile, File(description="PNG, JPEG, WebP or GIF, at most 2 MiB.")],
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Instance:
+    """Uploads a logo (at least 120x80) or a square icon (at least 32x32) for the instance's theme."""
+    raw = await file.read(images.MAX_BYTES + 1)
+    if len(raw) > images.MAX_BYTES:
+        raise FileInvalid(f"The file is larger than {images.MAX_BYTES // (1024 * 1024)} MiB.")
+    images.store(instance_id, kind, raw, org_id=who.org_id, session=session)
+    item = service.view(instance_id, org_id=who.org_id, session=session)
+    return service.to_out(item, signer=runtime.signer, public_url=runtime.settings.public_url)
+
+
+@assets_router.get(
+    "/{assetId}",
+    operation_id="getAsset",
+    summary="Fetch an uploaded image (signed URL)",
+    responses={
+        200: {
+            "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}, "image/gif": {}},
+            "description": "The image.",
+        },
+        **errors(403, 404),
+    },
+)
+def get_asset(
+    asset_id: Annotated[str, Path(alias="assetId")],
+    expires: Annotated[int, Query(description="Unix time the URL expires.")],
+    signature: Annotated[str, Query(description="HMAC-SHA256 signature of the URL.")],
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Serves a logo or icon through the signed, expiring URL given in an instance's theme."""
+    image = images.fetch(
+        asset_id, expires=expires, signature=signature, signer=runtime.signer, session=session
+    )
+    max_age = max(0, expires - int(time.time()))
+    return Response(
+        image.data,
+        media_type=image.content_type,
+        headers={
+            "Cache-Control": f"private, max-age={max_age}",
+            "X-Content-Type-Options": "nosniff",
+            "ETag": f'"{image.sha256}"',
+        },
+    )

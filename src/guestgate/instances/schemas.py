@@ -1,0 +1,140 @@
+"""Request and response shapes of captive portal instances."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from guestgate.schemas import CIDR, Between, HexColor, Name, Timestamp, invalid
+
+Strategy = Literal["oauth2", "coupon"]
+SessionTTL = Annotated[int, Between(1200, 604800)]
+AuthWindowTTL = Annotated[int, Between(120, 900)]
+DEFAULT_THEME = {
+    "accent_text": "#FFFFFF",
+    "accent_color": "#0396d5",
+    "text_color": "#4f4f4f",
+    "secondary_text_color": "#8f8f8f",
+    "background_color": "#f9f9f9",
+    "border_color": "#e0e0e0",
+    "box_color": "#ffffff",
+}
+DEFAULT_AUTH_WINDOW_TTL = 300
+MAX_TERMS_CHARS = 20_000
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+
+
+def _check_locale(value: str) -> str:
+    if not _LOCALE.match(value):
+        raise invalid("must be a language tag such as 'en' or 'pt-BR'")
+    return value
+
+
+def _check_terms(value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_TERMS_CHARS:
+        raise invalid(f"must be at most {MAX_TERMS_CHARS} characters")
+    return value
+
+
+Locale = Annotated[str, AfterValidator(_check_locale)]
+TermsText = Annotated[str | None, AfterValidator(_check_terms)]
+
+
+class ThemeIn(BaseModel):
+    """The seven writable colours (`#RRGGBB` or `#RGB`); an omitted colour keeps its value."""
+
+    accent_text: HexColor | None = Field(None, examples=["#FFFFFF"])
+    accent_color: HexColor | None = Field(None, examples=["#0396d5"])
+    text_color: HexColor | None = Field(None, examples=["#4f4f4f"])
+    secondary_text_color: HexColor | None = Field(None, examples=["#8f8f8f"])
+    background_color: HexColor | None = Field(None, examples=["#f9f9f9"])
+    border_color: HexColor | None = Field(None, examples=["#e0e0e0"])
+    box_color: HexColor | None = Field(None, examples=["#ffffff"])
+
+
+class Theme(BaseModel):
+    """The portal's appearance: images (signed URLs, set by upload) and colours."""
+
+    logo: str | None = Field(description="Signed, expiring URL of the logo, or null.")
+    icon: str | None = Field(description="Signed, expiring URL of the icon, or null.")
+    accent_text: str
+    accent_color: str
+    text_color: str
+    secondary_text_color: str
+    background_color: str
+    border_color: str
+    box_color: str
+
+
+class SiteAssignment(BaseModel):
+    """A site and the subnets of it where the instance is active."""
+
+    id: str = Field(description="The id of a registered site.")
+    subnets: list[CIDR] = Field(description="Subnets (CIDR) within the site's subnets.")
+
+
+class InstanceCreate(BaseModel):
+    """A new captive portal instance."""
+
+    name: Name = Field(description="A human-readable name for the instance.", examples=["Lobby Wi-Fi"])
+    strategy: Strategy = Field(description="The authentication method for this captive portal.")
+    session_ttl: SessionTTL = Field(
+        description="Seconds a session lasts after authentication (1200..604800).", examples=[3600]
+    )
+    auth_integration_id: str | None = Field(
+        None,
+        description="The ID of the authentication integration used if the strategy is 'oauth2'. Null "
+        "for 'coupon' strategy.",
+    )
+
+
+class InstanceUpdate(InstanceCreate):
+    """The whole writable representation; optional fields that are omitted keep their values."""
+
+    auth_window_ttl: AuthWindowTTL | None = Field(
+        None,
+        description="For OAuth2 strategy, the duration in seconds that the walled garden is temporarily "
+        "opened to allow the user to complete authentication with the identity provider (120..900).",
+    )
+    theme: ThemeIn | None = None
+    terms_text: TermsText = Field(
+        None, description="The text of the terms and conditions that can be displayed to the user."
+    )
+    locale: Locale | None = Field(
+        None, description="The portal's language (`en`, `es`, `fr`, `de`, `pt`...)."
+    )
+    sites: list[SiteAssignment] | None = Field(
+        None,
+        description="A list of sites and their subnets where this captive portal instance is active; "
+        "`[]` removes every site.",
+    )
+
+
+class SiteSubnets(BaseModel):
+    """A site of an instance and its subnets."""
+
+    id: str
+    subnets: list[str]
+
+
+class Instance(BaseModel):
+    """A complete captive portal configuration."""
+
+    id: str = Field(description="The unique identifier for the instance.")
+    name: str = Field(description="A human-readable name for the instance.")
+    strategy: Strategy = Field(description="The authentication method for this captive portal.")
+    auth_integration_id: str | None
+    session_ttl: int
+    auth_window_ttl: int
+    theme: Theme
+    terms_text: str | None
+    locale: str
+    sites: list[SiteSubnets] = Field(
+        description="A list of sites and their subnets where this captive portal instance is active."
+    )
+    created_at: Timestamp
+    preview_url: str = Field(
+        description="A temporary, signed URL to preview the captive portal's appearance."
+    )

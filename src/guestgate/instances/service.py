@@ -1,0 +1,219 @@
+"""Captive portal instances: CRUD, site subnets, the cascade of deletion, signed URLs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from guestgate import networks
+from guestgate.auth_integrations.models import AuthIntegration
+from guestgate.db import utcnow
+from guestgate.errors import Conflict, NotFound, ParameterInvalid, ParameterMissing, ReferenceMissing
+from guestgate.instances import urls
+from guestgate.instances.models import Image, Instance, InstanceSubnet
+from guestgate.instances.schemas import (
+    DEFAULT_AUTH_WINDOW_TTL,
+    DEFAULT_THEME,
+    InstanceCreate,
+    InstanceUpdate,
+    SiteAssignment,
+    SiteSubnets,
+    Theme,
+)
+from guestgate.instances.schemas import Instance as InstanceOut
+from guestgate.orgs import service as org_service
+from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.security import UrlSigner
+from guestgate.site_users.models import SiteUser
+from guestgate.sites.models import Site
+
+
+@dataclass
+class InstanceView:
+    """An instance with what its representation needs: subnets by site and images by kind."""
+
+    instance: Instance
+    sites: dict[str, list[str]] = field(default_factory=dict)
+    images: dict[str, Image] = field(default_factory=dict)
+
+
+def get(instance_id: str, *, org_id: str, session: Session) -> Instance:
+    """The org's instance, or NotFound."""
+    instance = session.get(Instance, instance_id)
+    if instance is None or instance.org_id != org_id:
+        raise NotFound("instance", instance_id)
+    return instance
+
+
+def view(instance_id: str, *, org_id: str, session: Session) -> InstanceView:
+    """The org's instance with its sites and images."""
+    return _views([get(instance_id, org_id=org_id, session=session)], session=session)[0]
+
+
+def list_instances(*, org_id: str, page: PageRequest, session: Session) -> Page[InstanceView]:
+    """The org's instances, newest first."""
+    stmt = select(Instance).where(Instance.org_id == org_id)
+    result = fetch_page(session, stmt, page, Instance.created_at, Instance.id)
+    return Page(_views(result.items, session=session), result.next_cursor)
+
+
+def create(data: InstanceCreate, *, org_id: str, session: Session) -> InstanceView:
+    """Create an instance with the default theme and no sites."""
+    org_service.ensure(org_id, session=session)
+    _check_strategy(data, org_id=org_id, session=session)
+    instance = Instance(
+        org_id=org_id,
+        name=data.name,
+        strategy=data.strategy,
+        auth_integration_id=data.auth_integration_id if data.strategy == "oauth2" else None,
+        session_ttl=data.session_ttl,
+        auth_window_ttl=DEFAULT_AUTH_WINDOW_TTL,
+        theme=dict(DEFAULT_THEME),
+        locale="en",
+    )
+    session.add(instance)
+    session.commit()
+    return InstanceView(instance)
+
+
+def replace(instance_id: str, data: InstanceUpdate, *, org_id: str, session: Session) -> InstanceView:
+    """Update an instance: required fields replace, omitted optional fields keep their values."""
+    instance = get(instance_id, org_id=org_id, session=session)
+    _check_strategy(data, org_id=org_id, session=session)
+    given = data.model_fields_set
+    instance.name = data.name
+    instance.strategy = data.strategy
+    instance.auth_integration_id = data.auth_integration_id if data.strategy == "oauth2" else None
+    instance.session_ttl = data.session_ttl
+    if data.auth_window_ttl is not None:
+        instance.auth_window_ttl = data.auth_window_ttl
+    if data.theme is not None:
+        colours = data.theme.model_dump(exclude_none=True)
+        instance.theme = {**DEFAULT_THEME, **(instance.theme or {}), **colours}
+    if "terms_text" in given:
+        instance.terms_text = data.terms_text
+    if data.locale is not None:
+        instance.locale = data.locale
+    if data.sites is not None:
+        _assign_sites(instance, data.sites, session=session)
+    session.commit()
+    return view(instance.id, org_id=org_id, session=session)
+
+
+def delete(instance_id: str, *, org_id: str, session: Session) -> None:
+    """Delete an instance: its coupons, schedules and images go, active sessions end, subnets are freed."""
+    instance = get(instance_id, org_id=org_id, session=session)
+    now = utcnow()
+    session.execute(
+        update(SiteUser)
+        .where(SiteUser.instance_id == instance.id, SiteUser.status == "active")
+        .values(status="disconnected", ended_at=now, end_reason="instance_deleted")
+    )
+    session.delete(instance)
+    session.commit()
+
+
+def to_out(
+    item: InstanceView, *, signer: UrlSigner, public_url: str, now: datetime | None = None
+) -> InstanceOut:
+    """The API representation, with fresh signed URLs."""
+    instance = item.instance
+    moment = now or utcnow()
+    colours = {**DEFAULT_THEME, **(instance.theme or {})}
+    images = {
+        kind: urls.asset_url(image.id, signer=signer, public_url=public_url, now=moment)
+        for kind, image in item.images.items()
+    }
+    return InstanceOut(
+        id=instance.id,
+        name=instance.name,
+        strategy=instance.strategy,
+        auth_integration_id=instance.auth_integration_id,
+        session_ttl=instance.session_ttl,
+        auth_window_ttl=instance.auth_window_ttl,
+        theme=Theme(logo=images.get("logo"), icon=images.get("icon"), **colours),
+        terms_text=instance.terms_text,
+        locale=instance.locale,
+        sites=[SiteSubnets(id=site_id, subnets=subnets) for site_id, subnets in item.sites.items()],
+        created_at=instance.created_at,
+        preview_url=urls.preview_url(instance.id, signer=signer, public_url=public_url, now=moment),
+    )
+
+
+def _views(instances: list[Instance], *, session: Session) -> list[InstanceView]:
+    ids = [i.id for i in instances]
+    if not ids:
+        return []
+    sites: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    rows = session.scalars(
+        select(InstanceSubnet).where(InstanceSubnet.instance_id.in_(ids)).order_by(InstanceSubnet.position)
+    )
+    for row in rows:
+        sites[row.instance_id].setdefault(row.site_id, []).append(row.subnet)
+    images: dict[str, dict[str, Image]] = defaultdict(dict)
+    for image in session.scalars(select(Image).where(Image.instance_id.in_(ids))):
+        images[image.instance_id][image.kind] = image
+    return [InstanceView(i, sites.get(i.id, {}), images.get(i.id, {})) for i in instances]
+
+
+def _check_strategy(data: InstanceCreate, *, org_id: str, session: Session) -> None:
+    if data.strategy == "oauth2":
+        if not data.auth_integration_id:
+            raise ParameterMissing("auth_integration_id")
+        integration = session.get(AuthIntegration, data.auth_integration_id)
+        if integration is None or integration.org_id != org_id:
+            raise ReferenceMissing("auth_integration_id", data.auth_integration_id)
+    elif data.auth_integration_id is not None:
+        raise ParameterInvalid("auth_integration_id", "must be null for the 'coupon' strategy")
+
+
+def _assign_sites(instance: Instance, assignments: list[SiteAssignment], *, session: Session) -> None:
+    wanted: list[tuple[str, str]] = []
+    seen_sites: set[str] = set()
+    for i, item in enumerate(assignments):
+        if item.id in seen_sites:
+            raise ParameterInvalid(f"sites[{i}].id", "lists a site that is already listed")
+        seen_sites.add(item.id)
+        site = session.get(Site, item.id)
+        if site is None or site.org_id != instance.org_id:
+            raise ReferenceMissing(f"sites[{i}].id", item.id)
+        if not item.subnets:
+            raise ParameterInvalid(f"sites[{i}].subnets", "must list at least one subnet")
+        site_networks = [networks.parse(s) for s in site.subnets]
+        mine: list[networks.Network] = []
+        for j, subnet in enumerate(item.subnets):
+            network = networks.parse(subnet)
+            if not networks.within_any(network, site_networks):
+                raise ParameterInvalid(
+                    f"sites[{i}].subnets[{j}]",
+                    f"must lie within one of the site's subnets ({', '.join(site.subnets) or 'it has none'})",
+                )
+            if any(networks.overlaps(network, other) for other in mine):
+                raise ParameterInvalid(f"sites[{i}].subnets[{j}]", "overlaps another subnet of the same site")
+            mine.append(network)
+            wanted.append((site.id, subnet))
+        taken = session.scalars(
+            select(InstanceSubnet).where(
+                InstanceSubnet.site_id == site.id, InstanceSubnet.instance_id != instance.id
+            )
+        )
+        for other in taken:
+            other_net = networks.parse(other.subnet)
+            if any(networks.overlaps(other_net, net) for net in mine):
+                raise Conflict(
+                    f"The subnet {other.subnet} of site {site.id} already belongs to instance "
+                    f"{other.instance_id}.",
+                    code="subnet_in_use",
+                )
+    for existing in session.scalars(select(InstanceSubnet).where(InstanceSubnet.instance_id == instance.id)):
+        session.delete(existing)
+    session.flush()
+    for position, (site_id, subnet) in enumerate(wanted):
+        session.add(
+            InstanceSubnet(instance_id=instance.id, site_id=site_id, subnet=subnet, position=position)
+        )
+    session.flush()

@@ -1,0 +1,178 @@
+"""The OpenAPI document: Altostrat's info and tags, the ErrorResponse schema on every error status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+TITLE = "Altostrat Captive Portal API"
+VERSION = "1.0.0"
+DESCRIPTION = """The Altostrat Captive Portal API is the microservice responsible for managing user
+authentication, access control, and branding for guest Wi-Fi networks.
+
+It acts as the control plane for guest network experiences on MikroTik devices (and Linux
+gateways), integrating with network automation to dynamically manage user sessions and access
+policies.
+
+This API allows you to programmatically manage:
+- **Instances:** A complete configuration for a captive portal, including its appearance (theme),
+authentication method (OAuth2 or coupon-based), and session rules.
+- **Auth Integrations:** Reusable configurations for third-party identity providers (e.g., Google,
+Azure AD) used in OAuth2 authentication strategies.
+- **Coupons & Schedules:** Time-limited access codes and the automated schedules that generate them
+for coupon-based guest access.
+- **Walled Garden:** Granular rules defining which domains or IP addresses users can access
+*before* authenticating, essential for identity provider logins.
+
+Authenticate with `Authorization: Bearer <JWT>`; mint a development token with
+`guestgate token create --org ORG`.
+"""
+
+TAGS = [
+    {
+        "name": "Captive Portal Instances",
+        "description": "Manage captive portal configurations, including "
+        "themes, authentication strategies, and associated sites.",
+    },
+    {
+        "name": "Auth Integrations",
+        "description": "Configure third-party Identity Providers (IDPs) for OAuth2-based authentication.",
+    },
+    {"name": "Coupons", "description": "Generate and manage single-use access coupons for guest networks."},
+    {
+        "name": "Coupon Schedules",
+        "description": "Automate the generation of access coupons on a recurring schedule.",
+    },
+    {
+        "name": "Walled Garden",
+        "description": "Control which destinations users can access before authentication.",
+    },
+    {
+        "name": "Site Users",
+        "description": "View and manage users who have authenticated through the "
+        "captive portal at a specific site.",
+    },
+    {"name": "Public Coupon URLs", "description": "Signed public URLs for coupon schedule exports."},
+    {"name": "Sites", "description": "[extension] The sites where gateways enforce guest access."},
+    {
+        "name": "Notification Groups",
+        "description": "[extension] Where coupon schedules deliver their "
+        "batches: e-mail addresses and webhooks.",
+    },
+]
+
+ERROR_RESPONSES = {
+    "400": (
+        "BadRequest",
+        "Bad Request - The request was malformed or invalid. This can happen if a "
+        "required parameter is missing or a value is of the wrong type.",
+    ),
+    "401": (
+        "Unauthorized",
+        "Unauthorized - The request requires authentication, but no valid credentials "
+        "were provided. Ensure your API key is correct and included in the 'Authorization' header.",
+    ),
+    "403": (
+        "Forbidden",
+        "Forbidden - You do not have permission to perform this action on the requested resource.",
+    ),
+    "404": (
+        "NotFound",
+        "Not Found - The requested resource could not be found. Check that the provided ID is correct.",
+    ),
+    "405": ("MethodNotAllowed", "Method Not Allowed - The endpoint does not accept this HTTP method."),
+    "409": ("Conflict", "Conflict - The request conflicts with the current state of another resource."),
+    "413": ("PayloadTooLarge", "Payload Too Large - The request body exceeds the configured limit."),
+    "429": ("TooManyRequests", "Too Many Requests - Retry after the number of seconds in Retry-After."),
+    "500": (
+        "ServerError",
+        "Internal Server Error - Something went wrong on our end. We've been notified and "
+        "are looking into it.",
+    ),
+    "503": ("ServiceUnavailable", "Service Unavailable - A dependency is unavailable; retry shortly."),
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["type", "code", "message", "doc_url"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "description": "A broad category for the error (e.g., 'invalid_request_error').",
+            "example": "invalid_request_error",
+        },
+        "code": {
+            "type": "string",
+            "description": "A short, unique string identifying the specific error.",
+            "example": "parameter_missing",
+        },
+        "message": {
+            "type": "string",
+            "description": "A human-readable description of what went wrong.",
+            "example": "The 'name' parameter is required for this request.",
+        },
+        "doc_url": {
+            "type": "string",
+            "description": "A direct link to the documentation page for this specific error code.",
+            "example": "https://docs.altostrat.io/errors/parameter_missing",
+        },
+    },
+}
+# Every operation can answer these, whatever it declares: malformed input, crashes, overload.
+ALWAYS = ("400", "413", "500", "503")
+OPERATOR_ALWAYS = ("401", "403", "429")
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` entries a route declares for its error statuses."""
+    return {status: {"description": ERROR_RESPONSES[str(status)][1]} for status in statuses}
+
+
+def build(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, post-processed for the contract."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=TITLE, version=VERSION, description=DESCRIPTION, routes=app.routes, tags=TAGS)
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["ErrorResponse"] = ERROR_SCHEMA
+    components["responses"] = {
+        name: {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        }
+        for name, text in ERROR_RESPONSES.values()
+    }
+    components["securitySchemes"] = {
+        "bearerAuth": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "API Key authentication. Provide your token in the 'Authorization' header. "
+            "Example: `Authorization: Bearer <YOUR_TOKEN>`",
+        }
+    }
+    for path, item in schema.get("paths", {}).items():
+        operator = path.startswith("/captive") and not _is_public(path)
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "delete", "patch"):
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            wanted = set(ALWAYS) | (set(OPERATOR_ALWAYS) if operator else set())
+            wanted |= {code for code in responses if code in ERROR_RESPONSES}
+            for code in sorted(wanted):
+                responses[code] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"}
+            if operator:
+                operation["security"] = [{"bearerAuth": []}]
+            else:
+                operation["security"] = []
+    app.openapi_schema = schema
+    return schema
+
+
+def _is_public(path: str) -> bool:
+    return path == "/captive/coupons" or path.startswith("/captive/assets/")

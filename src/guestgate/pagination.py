@@ -1,0 +1,81 @@
+"""Keyset pagination (newest first) for list endpoints: `?limit=` and `?cursor=`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from guestgate.errors import ParameterInvalid
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """A validated page request."""
+
+    limit: int = DEFAULT_LIMIT
+    after: tuple[datetime, str] | None = None
+
+    @classmethod
+    def parse(cls, limit: int | None, cursor: str | None) -> PageRequest:
+        """Validate `limit` (1..1000) and decode `cursor`."""
+        if limit is None:
+            limit = DEFAULT_LIMIT
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ParameterInvalid("limit", f"must be between 1 and {MAX_LIMIT}")
+        return cls(limit=limit, after=decode_cursor(cursor) if cursor else None)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """A page of items and the cursor of the next page (None on the last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    """An opaque cursor for the position after (created_at, id)."""
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) position of a cursor; ParameterInvalid if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, row_id = raw.split("|", 1)
+        moment = datetime.fromisoformat(stamp)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ParameterInvalid("cursor", "is not a cursor this API returned") from exc
+    if moment.tzinfo is None:
+        raise ParameterInvalid("cursor", "is not a cursor this API returned")
+    return moment, row_id
+
+
+def fetch_page(
+    session: Session,
+    stmt: Select[T],
+    page: PageRequest,
+    created: InstrumentedAttribute[Any],
+    ident: InstrumentedAttribute[Any],
+) -> Page[T]:
+    """Run `stmt` newest first from the cursor, one row more than the limit to find the next page."""
+    if page.after is not None:
+        stamp, row_id = page.after
+        stmt = stmt.where(or_(created < stamp, and_(created == stamp, ident < row_id)))
+    rows = list(session.scalars(stmt.order_by(created.desc(), ident.desc()).limit(page.limit + 1)))
+    if len(rows) <= page.limit:
+        return Page(rows, None)
+    rows = rows[: page.limit]
+    last = rows[-1]
+    return Page(rows, encode_cursor(getattr(last, created.key), getattr(last, ident.key)))

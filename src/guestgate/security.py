@@ -1,0 +1,178 @@
+"""Operator tokens (JWT), signed URLs and encryption of secrets at rest.
+
+Tokens: HS256 with the configured secret, or RS256/ES256 with a PEM public key or a JWKS URL.
+The algorithm family is fixed by the key that verifies it, so an HS256 token can never be
+checked against a public key (the HS/RS confusion attack).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from guestgate.config import Settings
+from guestgate.errors import AuthenticationFailed, InsufficientScope, SignatureInvalid, UrlExpired
+
+SCOPE_READ = "captive:read"
+SCOPE_WRITE = "captive:write"
+SCOPE_ISSUE = "coupons:issue"
+ALL_SCOPES = (SCOPE_READ, SCOPE_WRITE, SCOPE_ISSUE)
+REQUIRED_CLAIMS = ("exp", "sub", "org", "scope")
+ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject, org and scopes."""
+
+    subject: str
+    org_id: str
+    scopes: frozenset[str]
+
+    def has(self, scope: str) -> bool:
+        """True if the token grants `scope` (write implies read)."""
+        if scope == SCOPE_READ and SCOPE_WRITE in self.scopes:
+            return True
+        return scope in self.scopes
+
+    def require(self, *accepted: str) -> None:
+        """Raise InsufficientScope unless one of `accepted` is granted."""
+        if not any(self.has(scope) for scope in accepted):
+            raise InsufficientScope(accepted[0])
+
+
+class TokenVerifier:
+    """Verifies operator bearer tokens according to the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self._public_key = settings.jwt_public_key
+        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+
+    def verify(self, authorization: str | None) -> Principal:
+        """The principal of an `Authorization` header value, or AuthenticationFailed."""
+        if not authorization:
+            raise AuthenticationFailed("No bearer token was supplied.", code="token_missing")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationFailed(
+                "The Authorization header must be 'Bearer <token>'.", code="token_missing"
+            )
+        claims = self._decode(token)
+        org, sub, scope = claims.get("org"), claims.get("sub"), claims.get("scope")
+        if not isinstance(org, str) or not org or not isinstance(sub, str) or not isinstance(scope, str):
+            raise AuthenticationFailed("The token's 'org', 'sub' and 'scope' claims must be strings.")
+        return Principal(subject=sub, org_id=org, scopes=frozenset(scope.split()))
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed("The bearer token is malformed.") from exc
+        alg = header.get("alg")
+        key: Any
+        if alg == "HS256" and self._secret is not None:
+            key, algorithms = self._secret, ["HS256"]
+        elif alg in ASYMMETRIC_ALGORITHMS and self._public_key is not None:
+            key, algorithms = self._public_key, ASYMMETRIC_ALGORITHMS
+        elif alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
+            try:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+            except jwt.PyJWTError as exc:
+                raise AuthenticationFailed("The token's signing key is not in the JWKS.") from exc
+            algorithms = ASYMMETRIC_ALGORITHMS
+        else:
+            raise AuthenticationFailed(f"Tokens signed with '{alg}' are not accepted.")
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": list(REQUIRED_CLAIMS), "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationFailed("The bearer token has expired.", code="token_expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed(f"The bearer token is invalid: {exc}.") from exc
+
+
+def mint_token(settings: Settings, *, org: str, subject: str, scopes: Iterable[str], ttl_seconds: int) -> str:
+    """An HS256 operator token signed with the configured secret."""
+    if settings.jwt_secret is None:
+        raise RuntimeError("GUESTGATE_JWT_SECRET is needed to mint tokens")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "org": org,
+        "scope": " ".join(scopes),
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+class UrlSigner:
+    """HMAC-SHA256 signatures for public URLs; signs with the current key, accepts the previous."""
+
+    def __init__(self, settings: Settings) -> None:
+        keys = [settings.signing_key, settings.signing_key_previous]
+        self._keys = [k.get_secret_value().encode() for k in keys if k is not None]
+        if not self._keys:
+            raise RuntimeError("GUESTGATE_SIGNING_KEY is not set")
+
+    def sign(self, *parts: str) -> str:
+        """Hex HMAC of the parts (joined by newlines) with the current key."""
+        return _hmac_hex(self._keys[0], parts)
+
+    def check(self, signature: str, *parts: str) -> bool:
+        """True if `signature` matches the parts under any accepted key."""
+        return any(hmac.compare_digest(_hmac_hex(key, parts), signature.lower()) for key in self._keys)
+
+    def verify_expiring(self, signature: str, expires: int, *parts: str, now: float | None = None) -> None:
+        """Raise SignatureInvalid or UrlExpired for a URL signed over `parts` and `expires`."""
+        if not self.check(signature, *parts, str(expires)):
+            raise SignatureInvalid()
+        if expires < (time.time() if now is None else now):
+            raise UrlExpired()
+
+
+def _hmac_hex(key: bytes, parts: Iterable[str]) -> str:
+    return hmac.new(key, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+class SecretBox:
+    """Encrypts secrets at rest (Fernet); decrypts with the current or the previous key."""
+
+    def __init__(self, settings: Settings) -> None:
+        keys = [settings.encryption_key, settings.encryption_key_previous]
+        fernets = [Fernet(k.get_secret_value().encode()) for k in keys if k is not None]
+        if not fernets:
+            raise RuntimeError("GUESTGATE_ENCRYPTION_KEY is not set")
+        self._fernet = MultiFernet(fernets)
+
+    def seal(self, plaintext: str) -> str:
+        """The ciphertext of `plaintext`, as text."""
+        return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def open(self, ciphertext: str) -> str:
+        """The plaintext of a value sealed by this or the previous key."""
+        try:
+            return self._fernet.decrypt(ciphertext.encode()).decode()
+        except InvalidToken as exc:
+            raise RuntimeError("a stored secret cannot be decrypted with the configured keys") from exc

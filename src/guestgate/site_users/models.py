@@ -1,0 +1,38 @@
+"""Site users: guest sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guestgate.db import Base, JSONDoc, UTCDateTime, UUIDStr, new_id, utcnow
+
+
+class SiteUser(Base):
+    """A guest's session at a site: who, from where, how, and until when."""
+
+    __tablename__ = "site_users"
+    __table_args__ = (
+        Index(None, "site_id", "started_at"),
+        Index(None, "site_id", "ip_address", "status"),
+        Index(None, "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(String(128), ForeignKey("orgs.id", ondelete="CASCADE"))
+    site_id: Mapped[str] = mapped_column(UUIDStr, ForeignKey("sites.id", ondelete="CASCADE"))
+    # Not a foreign key: a session's record outlives the instance that created it.
+    instance_id: Mapped[str] = mapped_column(UUIDStr, index=True)
+    ip_address: Mapped[str] = mapped_column(String(64))
+    mac_address: Mapped[str | None] = mapped_column(String(17), default=None)
+    strategy: Mapped[str] = mapped_column(String(16))
+    coupon_id: Mapped[str | None] = mapped_column(UUIDStr, default=None)
+    identity: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    end_reason: Mapped[str | None] = mapped_column(String(32), default=None)

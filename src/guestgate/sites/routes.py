@@ -1,0 +1,61 @@
+"""HTTP routes of the sites registry [extension]."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+
+from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, Writer, set_next_link
+from guestgate.openapi import errors
+from guestgate.sites import service
+from guestgate.sites.schemas import Site, SiteIn
+
+router = APIRouter(prefix="/captive/sites", tags=["Sites"])
+SiteId = Annotated[str, Path(alias="siteId", description="The unique identifier for the site.")]
+
+
+@router.get("", operation_id="listSites", summary="List sites", responses=errors(401, 403))
+def list_sites(
+    request: Request, response: Response, who: Reader, session: SessionDep, page: PageDep
+) -> list[Site]:
+    """Lists the sites of your organisation, newest first."""
+    result = service.list_sites(org_id=who.org_id, page=page, session=session)
+    set_next_link(request, response, result.next_cursor)
+    return [service.to_out(site) for site in result.items]
+
+
+@router.post(
+    "", status_code=201, operation_id="createSite", summary="Create a site", responses=errors(400, 401, 403)
+)
+def create_site(body: SiteIn, who: Writer, session: SessionDep, runtime: RuntimeDep) -> Site:
+    """Registers a site: its guest subnets and the gateway that enforces access there."""
+    return service.to_out(service.create(body, org_id=who.org_id, box=runtime.box, session=session))
+
+
+@router.get("/{siteId}", operation_id="getSite", summary="Retrieve a site", responses=errors(401, 403, 404))
+def get_site(site_id: SiteId, who: Reader, session: SessionDep) -> Site:
+    """Retrieves a site with its gateway status."""
+    return service.to_out(service.get(site_id, org_id=who.org_id, session=session))
+
+
+@router.put(
+    "/{siteId}", operation_id="updateSite", summary="Update a site", responses=errors(400, 401, 403, 404, 409)
+)
+def update_site(site_id: SiteId, body: SiteIn, who: Writer, session: SessionDep, runtime: RuntimeDep) -> Site:
+    """Replaces a site; an omitted gateway password keeps the stored one."""
+    site = service.replace(site_id, body, org_id=who.org_id, box=runtime.box, session=session)
+    return service.to_out(site)
+
+
+@router.delete(
+    "/{siteId}",
+    status_code=204,
+    operation_id="deleteSite",
+    summary="Delete a site",
+    responses=errors(401, 403, 404, 409),
+)
+def delete_site(site_id: SiteId, who: Writer, session: SessionDep) -> Response:
+    """Deletes a site, its walled garden and its session history; refused while an instance uses it."""
+    service.delete(site_id, org_id=who.org_id, session=session)
+    return Response(status_code=204)

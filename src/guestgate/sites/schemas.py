@@ -1,0 +1,94 @@
+"""Request and response shapes of sites [extension]."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from guestgate.schemas import CIDR, Between, Name, Timestamp, invalid
+
+Driver = Literal["none", "nftables", "routeros", "agent"]
+
+
+class GatewayIn(BaseModel):
+    """The gateway that enforces access at a site; which fields apply depends on `driver`."""
+
+    driver: Driver = Field(
+        "none", description="`none` records only; `nftables`, `routeros` or `agent` enforce."
+    )
+    interface: str | None = Field(
+        None, description="nftables/agent: the guest-facing interface (e.g. `wlan0`)."
+    )
+    portal_address: str | None = Field(
+        None, description="nftables/agent: address unauthenticated web traffic is redirected to."
+    )
+    portal_port: Annotated[int, Between(1, 65535)] | None = Field(
+        None, description="nftables/agent: portal port."
+    )
+    netns: str | None = Field(None, description="nftables: network namespace to apply the rules in.")
+    table: str | None = Field(None, description="nftables/agent: nft table name (default `guestgate`).")
+    host: str | None = Field(None, description="routeros: router address or name.")
+    port: Annotated[int, Between(1, 65535)] | None = Field(None, description="routeros: REST API port (443).")
+    username: str | None = Field(None, description="routeros: API user.")
+    password: str | None = Field(None, description="routeros: API password (write-only; omitted keeps it).")
+    tls_verify: bool = Field(True, description="routeros: verify the router's certificate.")
+    ca_pem: str | None = Field(None, description="routeros: CA certificate (PEM) to verify the router with.")
+    pinned_sha256: str | None = Field(
+        None, description="routeros: SHA-256 fingerprint of the router's certificate to pin."
+    )
+
+    @model_validator(mode="after")
+    def _driver_fields(self) -> GatewayIn:
+        if self.driver == "routeros" and not (self.host and self.username):
+            raise invalid("needs 'host' and 'username' for the routeros driver")
+        if self.driver == "nftables" and not self.interface:
+            raise invalid("needs 'interface' for the nftables driver")
+        return self
+
+
+class GatewayStatus(BaseModel):
+    """How the site's gateway last answered the reconciler."""
+
+    state: str = Field(
+        description="`ok`, `unreachable`, `misconfigured`, `unknown`, or `not_enforcing` (driver none)."
+    )
+    last_error: str | None
+    last_sync_at: Timestamp | None
+
+
+class GatewayOut(BaseModel):
+    """The gateway settings, secrets left out."""
+
+    driver: Driver
+    interface: str | None = None
+    portal_address: str | None = None
+    portal_port: int | None = None
+    netns: str | None = None
+    table: str | None = None
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    password_set: bool = False
+    tls_verify: bool = True
+    ca_pem: str | None = None
+    pinned_sha256: str | None = None
+
+
+class SiteIn(BaseModel):
+    """A site to create or replace."""
+
+    name: Name = Field(description="A human-readable name for the site.")
+    subnets: list[CIDR] = Field(default_factory=list, description="The guest subnets of the site (CIDR).")
+    gateway: GatewayIn = Field(default_factory=GatewayIn, description="The site's gateway.")
+
+
+class Site(BaseModel):
+    """A site where a gateway enforces guest access."""
+
+    id: str
+    name: str
+    subnets: list[str]
+    gateway: GatewayOut
+    gateway_status: GatewayStatus
+    created_at: Timestamp

@@ -1,0 +1,1 @@
+"""walled_garden domain."""
