@@ -56,14 +56,9 @@ def check(raw: bytes, kind: ImageKind) -> CheckedImage:
             image.load()
         except FileInvalid:
             raise
-        except (
-            UnidentifiedImageError,
-            OSError,
-            SyntaxError,
-            ValueError,
-            PILImage.DecompressionBombError,
-            PILImage.DecompressionBombWarning,
-        ) as exc:
+        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+            raise FileInvalid(f"The image has more than {MAX_PIXELS} pixels.") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise FileInvalid("The file is not a valid PNG, JPEG, WebP or GIF image.") from exc
     fmt = image.format or ""
     if fmt not in FORMATS:
