@@ -73,6 +73,30 @@ class Settings(BaseSettings):
         description="Run the coupon schedule runner inside `guestgate serve`; turn off when "
         "`guestgate worker` processes do it.",
     )
+    worker_poll_seconds: float = Field(
+        5.0, description="How often the scheduler, delivery and housekeeping jobs look for work."
+    )
+    coupon_retention_days: int = Field(
+        30, description="Expired, unredeemed coupons are purged this many days after expiry."
+    )
+
+    smtp_host: str | None = Field(
+        None, description="SMTP server for schedule e-mails; unset writes .eml files to `<data_dir>/outbox`."
+    )
+    smtp_port: int = Field(587, description="SMTP port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="`starttls` (587), `tls` (implicit TLS, 465) or `none`."
+    )
+    smtp_username: str | None = Field(None, description="SMTP user, if the server needs a login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_from: str = Field("guestgate <guestgate@localhost>", description="From address of schedule e-mails.")
+    smtp_timeout_seconds: float = Field(20.0, description="SMTP connect and command timeout.")
+    webhook_timeout_seconds: float = Field(10.0, description="Webhook request timeout.")
+    delivery_max_attempts: int = Field(
+        8,
+        description="Attempts per e-mail or webhook before it is marked failed (backoff doubles from 30 s).",
+    )
+
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(False, description="Structured JSON logs instead of console lines.")
     redis_url: str | None = Field(None, description="Redis for shared throttling counters across replicas.")
@@ -82,6 +106,11 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where e-mails are written when no SMTP server is configured."""
+        return self.data_dir / "outbox"
 
     @property
     def resolved_database_url(self) -> str:
