@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import guestgate.models  # noqa: F401  (every table registered: foreign keys resolve in any process)
 from guestgate.config import Settings
 from guestgate.db import make_engine, make_sessionmaker
 from guestgate.security import SecretBox, TokenVerifier, UrlSigner
