@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,15 +36,30 @@ OPERATOR_ROUTERS = (
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
-    """The guestgate ASGI app for `settings` (default: the process settings)."""
+    """The guestgate ASGI app for `settings` (default: the process settings).
+
+    With `scheduler_enabled`, the background jobs (schedule runner, deliveries, expiry) run in
+    the server process; SIGTERM lets the job in progress finish before the process exits.
+    """
     if runtime is None:
         runtime = Runtime.build(settings or get_settings())
     settings = runtime.settings
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        runtime.close()
+        stop = asyncio.Event()
+        jobs = None
+        if settings.scheduler_enabled:
+            from guestgate import worker  # the job modules load only where jobs run
+
+            jobs = asyncio.create_task(worker.run_jobs(runtime, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if jobs is not None:
+                await jobs
+            runtime.close()
 
     app = FastAPI(
         title=openapi.TITLE,

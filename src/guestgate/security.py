@@ -142,6 +142,8 @@ class UrlSigner:
 
     def check(self, signature: str, *parts: str) -> bool:
         """True if `signature` matches the parts under any accepted key."""
+        if not signature.isascii():  # compare_digest refuses non-ASCII str; no hex digest has it
+            return False
         return any(hmac.compare_digest(_hmac_hex(key, parts), signature.lower()) for key in self._keys)
 
     def verify_expiring(self, signature: str, expires: int, *parts: str, now: float | None = None) -> None:

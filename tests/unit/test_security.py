@@ -184,3 +184,8 @@ def test_secret_box_reads_values_sealed_with_the_previous_key() -> None:
     assert rotated.open(sealed) == "hunter2"
     with pytest.raises(RuntimeError):
         SecretBox(Settings(encryption_key=SecretStr(KEY_B))).open(sealed)
+
+
+def test_non_ascii_signature_is_invalid_not_a_crash() -> None:
+    signer = UrlSigner(Settings(signing_key=SecretStr("n" * 32)))
+    assert signer.check("é" * 64, "coupons", "sid") is False
