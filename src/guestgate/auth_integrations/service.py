@@ -1,0 +1,146 @@
+"""Auth integrations: CRUD with the client secret sealed at rest, and the signed test URL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from guestgate.auth_integrations.models import AuthIntegration
+from guestgate.auth_integrations.schemas import AuthIntegration as AuthIntegrationOut
+from guestgate.auth_integrations.schemas import (
+    AuthIntegrationCreate,
+    AuthIntegrationUpdate,
+    Config,
+    ConfigCreate,
+    ConfigUpdate,
+    IntegrationType,
+)
+from guestgate.db import utcnow
+from guestgate.errors import Conflict, NotFound, ParameterInvalid, ParameterMissing
+from guestgate.instances.models import Instance
+from guestgate.orgs import service as org_service
+from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.security import SecretBox, UrlSigner
+
+TEST_URL_TTL_SECONDS = 3600
+# How many users of an integration a 409 message names before summarising the rest.
+NAMED_USERS = 5
+
+
+def get(integration_id: str, *, org_id: str, session: Session) -> AuthIntegration:
+    """The org's auth integration, or NotFound."""
+    integration = session.get(AuthIntegration, integration_id)
+    if integration is None or integration.org_id != org_id:
+        raise NotFound("auth integration", integration_id)
+    return integration
+
+
+def list_integrations(*, org_id: str, page: PageRequest, session: Session) -> Page[AuthIntegration]:
+    """The org's auth integrations, newest first."""
+    stmt = select(AuthIntegration).where(AuthIntegration.org_id == org_id)
+    return fetch_page(session, stmt, page, AuthIntegration.created_at, AuthIntegration.id)
+
+
+def create(data: AuthIntegrationCreate, *, org_id: str, box: SecretBox, session: Session) -> AuthIntegration:
+    """Create an integration; the client secret is stored sealed."""
+    tenant = _tenant_for(data.type, data.config)
+    org_service.ensure(org_id, session=session)
+    integration = AuthIntegration(
+        org_id=org_id,
+        name=data.name,
+        type=data.type,
+        client_id=data.config.client_id,
+        tenant=tenant,
+        client_secret_sealed=box.seal(data.config.client_secret.get_secret_value()),
+    )
+    session.add(integration)
+    session.commit()
+    return integration
+
+
+def replace(
+    integration_id: str, data: AuthIntegrationUpdate, *, org_id: str, box: SecretBox, session: Session
+) -> AuthIntegration:
+    """Replace an integration; an omitted client secret keeps the stored one."""
+    integration = get(integration_id, org_id=org_id, session=session)
+    tenant = _tenant_for(data.type, data.config)
+    secret = data.config.client_secret
+    if secret is None and (data.type != integration.type or data.config.client_id != integration.client_id):
+        # A secret belongs to one OAuth client of one provider: keeping it would break sign-in silently.
+        raise ParameterMissing("config.client_secret")
+    integration.name = data.name
+    integration.type = data.type
+    integration.client_id = data.config.client_id
+    integration.tenant = tenant
+    if secret is not None:
+        integration.client_secret_sealed = box.seal(secret.get_secret_value())
+    session.commit()
+    return integration
+
+
+def delete(integration_id: str, *, org_id: str, session: Session) -> None:
+    """Delete an integration; refused (Conflict) while an instance uses it."""
+    integration = get(integration_id, org_id=org_id, session=session)
+    users = session.execute(
+        select(Instance.id, Instance.name)
+        .where(Instance.auth_integration_id == integration.id)
+        .order_by(Instance.created_at, Instance.id)
+        .limit(NAMED_USERS + 1)
+    ).all()
+    if users:
+        raise Conflict(_in_use_message(users))
+    session.delete(integration)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        # An instance took the integration between the check and the delete; the RESTRICT key held.
+        session.rollback()
+        raise Conflict("The auth integration is used by an instance; change that instance first.") from exc
+
+
+def client_secret(integration: AuthIntegration, *, box: SecretBox) -> str:
+    """The decrypted client secret of an integration (for the OAuth flow only; never returned)."""
+    return box.open(integration.client_secret_sealed)
+
+
+def signed_test_url(integration_id: str, *, signer: UrlSigner, public_url: str, now: datetime) -> str:
+    """A URL that runs the integration's sign-in flow as a test, valid for one hour."""
+    expires = int(now.timestamp()) + TEST_URL_TTL_SECONDS
+    signature = signer.sign("oauth-test", integration_id, str(expires))
+    return f"{public_url}/guest/oauth/test/{integration_id}?expires={expires}&signature={signature}"
+
+
+def to_out(
+    integration: AuthIntegration, *, signer: UrlSigner, public_url: str, now: datetime | None = None
+) -> AuthIntegrationOut:
+    """The API representation (no secret), with a fresh test URL."""
+    return AuthIntegrationOut(
+        id=integration.id,
+        name=integration.name,
+        type=cast(IntegrationType, integration.type),
+        config=Config(client_id=integration.client_id, tenant=integration.tenant),
+        test_url=signed_test_url(integration.id, signer=signer, public_url=public_url, now=now or utcnow()),
+        created_at=integration.created_at,
+    )
+
+
+def _tenant_for(kind: str, config: ConfigCreate | ConfigUpdate) -> str | None:
+    if kind == "azure":
+        if config.tenant is None:
+            raise ParameterMissing("config.tenant")
+        return config.tenant
+    if config.tenant is not None:
+        raise ParameterInvalid("config.tenant", "must be null unless 'type' is 'azure'")
+    return None
+
+
+def _in_use_message(users: Sequence[tuple[str, str]]) -> str:
+    named = ", ".join(f"'{name}' ({instance_id})" for instance_id, name in users[:NAMED_USERS])
+    more = " and more" if len(users) > NAMED_USERS else ""
+    noun = "instance" if len(users) == 1 else "instances"
+    return f"The auth integration is used by {noun} {named}{more}; change or delete them first."

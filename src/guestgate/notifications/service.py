@@ -1,0 +1,134 @@
+"""Notification groups [extension]: CRUD with webhook secrets sealed at rest."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from guestgate.errors import Conflict, NotFound, ParameterMissing
+from guestgate.notifications.models import NotificationGroup
+from guestgate.notifications.schemas import NotificationGroup as NotificationGroupOut
+from guestgate.notifications.schemas import NotificationGroupIn, Webhook, WebhookIn
+from guestgate.orgs import service as org_service
+from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.schedules.models import CouponSchedule
+from guestgate.security import SecretBox
+
+GROUP_ID = re.compile(r"ng_[0-9a-f]{12}")
+# How many schedules a 409 message names before summarising the rest.
+NAMED_USERS = 5
+
+
+def new_group_id() -> str:
+    """A fresh group id: `ng_` and 12 lowercase hex characters from a CSPRNG."""
+    return "ng_" + secrets.token_hex(6)
+
+
+def get(group_id: str, *, org_id: str, session: Session) -> NotificationGroup:
+    """The org's notification group, or NotFound (also for ids not of the `ng_` form)."""
+    group = session.get(NotificationGroup, group_id) if GROUP_ID.fullmatch(group_id) else None
+    if group is None or group.org_id != org_id:
+        raise NotFound("notification group", group_id)
+    return group
+
+
+def list_groups(*, org_id: str, page: PageRequest, session: Session) -> Page[NotificationGroup]:
+    """The org's notification groups, newest first."""
+    stmt = select(NotificationGroup).where(NotificationGroup.org_id == org_id)
+    return fetch_page(session, stmt, page, NotificationGroup.created_at, NotificationGroup.id)
+
+
+def create(data: NotificationGroupIn, *, org_id: str, box: SecretBox, session: Session) -> NotificationGroup:
+    """Create a group; every webhook needs a secret, stored sealed."""
+    webhooks = _seal_webhooks(data.webhooks or [], stored={}, box=box)
+    org_service.ensure(org_id, session=session)
+    group_id = new_group_id()
+    # 48 random bits make a clash all but impossible; checking keeps it from ever being a 500.
+    while session.get(NotificationGroup, group_id) is not None:
+        group_id = new_group_id()
+    group = NotificationGroup(
+        id=group_id, org_id=org_id, name=data.name, emails=list(data.emails or []), webhooks=webhooks
+    )
+    session.add(group)
+    session.commit()
+    return group
+
+
+def replace(
+    group_id: str, data: NotificationGroupIn, *, org_id: str, box: SecretBox, session: Session
+) -> NotificationGroup:
+    """Replace a group; omitted lists are kept, an omitted secret keeps the stored one of the same URL."""
+    group = get(group_id, org_id=org_id, session=session)
+    if data.webhooks is not None:
+        stored = {hook["url"]: hook["secret_sealed"] for hook in group.webhooks or []}
+        group.webhooks = _seal_webhooks(data.webhooks, stored=stored, box=box)
+    if data.emails is not None:
+        group.emails = list(data.emails)
+    group.name = data.name
+    session.commit()
+    return group
+
+
+def delete(group_id: str, *, org_id: str, session: Session) -> None:
+    """Delete a group; refused (Conflict) while a coupon schedule sends to it."""
+    group = get(group_id, org_id=org_id, session=session)
+    users = session.execute(
+        select(CouponSchedule.id, CouponSchedule.name)
+        .where(CouponSchedule.notification_group_id == group.id)
+        .order_by(CouponSchedule.created_at, CouponSchedule.id)
+        .limit(NAMED_USERS + 1)
+    ).all()
+    if users:
+        raise Conflict(_in_use_message(users))
+    session.delete(group)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        # A schedule took the group between the check and the delete; the RESTRICT key held.
+        session.rollback()
+        raise Conflict("The notification group is used by a coupon schedule; change it first.") from exc
+
+
+def webhook_targets(group: NotificationGroup, *, box: SecretBox) -> list[tuple[str, str]]:
+    """The group's webhooks as (url, plaintext signing secret), for delivery."""
+    return [(hook["url"], box.open(hook["secret_sealed"])) for hook in group.webhooks or []]
+
+
+def to_out(group: NotificationGroup) -> NotificationGroupOut:
+    """The API representation; webhook secrets are reported only as set or not."""
+    return NotificationGroupOut(
+        id=group.id,
+        name=group.name,
+        emails=list(group.emails or []),
+        webhooks=[
+            Webhook(url=hook["url"], secret_set=bool(hook.get("secret_sealed")))
+            for hook in group.webhooks or []
+        ],
+        created_at=group.created_at,
+    )
+
+
+def _seal_webhooks(hooks: list[WebhookIn], *, stored: dict[str, str], box: SecretBox) -> list[dict[str, Any]]:
+    sealed: list[dict[str, Any]] = []
+    for i, hook in enumerate(hooks):
+        if hook.secret is not None:
+            secret_sealed = box.seal(hook.secret.get_secret_value())
+        elif hook.url in stored:
+            secret_sealed = stored[hook.url]
+        else:
+            raise ParameterMissing(f"webhooks[{i}].secret")
+        sealed.append({"url": hook.url, "secret_sealed": secret_sealed})
+    return sealed
+
+
+def _in_use_message(users: Sequence[tuple[str, str]]) -> str:
+    named = ", ".join(f"'{name}' ({schedule_id})" for schedule_id, name in users[:NAMED_USERS])
+    more = " and more" if len(users) > NAMED_USERS else ""
+    noun = "coupon schedule" if len(users) == 1 else "coupon schedules"
+    return f"The notification group is used by {noun} {named}{more}; change or delete them first."
