@@ -1,7 +1,90 @@
-"""HTTP routes of the site_users domain."""
+"""HTTP routes of site users: the guest sessions of a site, and disconnecting one."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from guestgate.db import utcnow
+from guestgate.deps import PageDep, Reader, SessionDep, Writer, set_next_link
+from guestgate.openapi import errors
+from guestgate.site_users import service
+from guestgate.site_users.schemas import SessionFilter, SessionStatus, SiteUser
+
+router = APIRouter(prefix="/captive/sites", tags=["Site Users"])
+SiteId = Annotated[
+    str,
+    Path(
+        alias="siteId",
+        description="The unique identifier for the site.",
+        examples=["c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"],
+    ),
+]
+UserId = Annotated[
+    str,
+    Path(
+        alias="userId",
+        description="The unique identifier for the site user (guest session).",
+        examples=["5f4e3d2c-1b0a-4987-8654-3210fedcba98"],
+    ),
+]
+
+
+@router.get(
+    "/{siteId}/users",
+    operation_id="listSiteUsers",
+    summary="List users of a site",
+    responses=errors(400, 401, 403, 404),
+)
+def list_site_users(
+    site_id: SiteId,
+    request: Request,
+    response: Response,
+    who: Reader,
+    session: SessionDep,
+    page: PageDep,
+    status: Annotated[
+        SessionStatus | None,
+        Query(description="Only sessions with this status (an active session past its expiry is `expired`)."),
+    ] = None,
+    ip_address: Annotated[
+        str | None, Query(description="Only sessions of this guest IP address.", examples=["10.0.0.23"])
+    ] = None,
+    mac_address: Annotated[
+        str | None,
+        Query(
+            description="Only sessions of this MAC address (`aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff` or `aabb.ccdd.eeff`).",
+            examples=["aa:bb:cc:dd:ee:ff"],
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="Only sessions started at or after this RFC 3339 date-time.",
+            examples=["2025-10-29T08:00:00Z"],
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+) -> list[SiteUser]:
+    """Retrieves the guest sessions of a site, newest first, optionally filtered."""
+    filters = SessionFilter.parse(status=status, ip_address=ip_address, mac_address=mac_address, since=since)
+    now = utcnow()
+    result = service.list_users(
+        site_id, org_id=who.org_id, filters=filters, now=now, page=page, session=session
+    )
+    set_next_link(request, response, result.next_cursor)
+    return [service.to_out(user, now=now) for user in result.items]
+
+
+@router.post(
+    "/{siteId}/users/{userId}/disconnect",
+    operation_id="disconnectSiteUser",
+    summary="Disconnect a site user",
+    responses=errors(401, 403, 404),
+)
+def disconnect_site_user(site_id: SiteId, user_id: UserId, who: Writer, session: SessionDep) -> SiteUser:
+    """Ends a guest's session now; the gateway revokes its access. A session already ended is returned unchanged."""
+    now = utcnow()
+    user = service.disconnect(site_id, user_id, org_id=who.org_id, now=now, session=session)
+    return service.to_out(user, now=now)

@@ -1,0 +1,126 @@
+"""Walled garden: per-site destinations reachable before login (always, or during the auth window)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from guestgate.errors import Conflict, InvalidRequest, NotFound
+from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.sites import service as site_service
+from guestgate.walled_garden.models import WalledGardenEntry
+from guestgate.walled_garden.schemas import DEFAULT_TYPE, WalledGardenEntryIn
+from guestgate.walled_garden.schemas import WalledGardenEntry as WalledGardenEntryOut
+
+# Gateways hold the garden in one address list / nft set; this keeps a push to them small and
+# far below RouterOS's practical list sizes.
+MAX_ENTRIES_PER_SITE = 1000
+
+
+def get(site_id: str, entry_id: str, *, org_id: str, session: Session) -> WalledGardenEntry:
+    """The entry of the org's site, or NotFound (the site first, then the entry)."""
+    site = site_service.get(site_id, org_id=org_id, session=session)
+    entry = session.get(WalledGardenEntry, entry_id)
+    if entry is None or entry.site_id != site.id:
+        raise NotFound("walled garden entry", entry_id)
+    return entry
+
+
+def list_entries(
+    site_id: str, *, org_id: str, page: PageRequest, session: Session
+) -> Page[WalledGardenEntry]:
+    """The org's site's entries, newest first."""
+    site = site_service.get(site_id, org_id=org_id, session=session)
+    stmt = select(WalledGardenEntry).where(WalledGardenEntry.site_id == site.id)
+    return fetch_page(session, stmt, page, WalledGardenEntry.created_at, WalledGardenEntry.id)
+
+
+def entries_for_site(site_id: str, *, session: Session) -> list[WalledGardenEntry]:
+    """Every entry of a site, oldest first: what its gateway must hold."""
+    stmt = (
+        select(WalledGardenEntry)
+        .where(WalledGardenEntry.site_id == site_id)
+        .order_by(WalledGardenEntry.created_at, WalledGardenEntry.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def create(
+    site_id: str, data: WalledGardenEntryIn, *, org_id: str, now: datetime, session: Session
+) -> WalledGardenEntry:
+    """Add an entry to the org's site and commit; duplicates and entries beyond the cap are refused."""
+    site = site_service.get(site_id, org_id=org_id, session=session)
+    count = (
+        session.scalar(
+            select(func.count()).select_from(WalledGardenEntry).where(WalledGardenEntry.site_id == site.id)
+        )
+        or 0
+    )
+    if count >= MAX_ENTRIES_PER_SITE:
+        raise InvalidRequest(f"A site can have at most {MAX_ENTRIES_PER_SITE} walled garden entries.")
+    entry_type = data.type or DEFAULT_TYPE
+    _refuse_duplicate(site.id, data.ip_address, entry_type, except_id=None, session=session)
+    entry = WalledGardenEntry(
+        org_id=site.org_id,
+        site_id=site.id,
+        name=data.name,
+        type=entry_type,
+        ip_address=data.ip_address,
+        created_at=now,
+    )
+    session.add(entry)
+    session.commit()
+    return entry
+
+
+def replace(
+    site_id: str, entry_id: str, data: WalledGardenEntryIn, *, org_id: str, session: Session
+) -> WalledGardenEntry:
+    """Replace an entry's name, address and type (absent type means captive-auth) and commit."""
+    entry = get(site_id, entry_id, org_id=org_id, session=session)
+    entry_type = data.type or DEFAULT_TYPE
+    _refuse_duplicate(entry.site_id, data.ip_address, entry_type, except_id=entry.id, session=session)
+    entry.name = data.name
+    entry.ip_address = data.ip_address
+    entry.type = entry_type
+    session.commit()
+    return entry
+
+
+def delete(site_id: str, entry_id: str, *, org_id: str, session: Session) -> WalledGardenEntry:
+    """Delete an entry and commit; returns the deleted entry."""
+    entry = get(site_id, entry_id, org_id=org_id, session=session)
+    session.delete(entry)
+    session.commit()
+    return entry
+
+
+def to_out(entry: WalledGardenEntry) -> WalledGardenEntryOut:
+    """The API representation of an entry."""
+    return WalledGardenEntryOut(
+        id=entry.id,
+        name=entry.name,
+        type=entry.type,
+        ip_address=entry.ip_address,
+        created_at=entry.created_at,
+    )
+
+
+def _refuse_duplicate(
+    site_id: str, ip_address: str, entry_type: str, *, except_id: str | None, session: Session
+) -> None:
+    stmt = select(WalledGardenEntry.id).where(
+        WalledGardenEntry.site_id == site_id,
+        WalledGardenEntry.ip_address == ip_address,
+        WalledGardenEntry.type == entry_type,
+    )
+    if except_id is not None:
+        stmt = stmt.where(WalledGardenEntry.id != except_id)
+    existing = session.scalar(stmt.limit(1))
+    if existing is not None:
+        raise Conflict(
+            f"The site already has a {entry_type} walled garden entry for {ip_address} ({existing}).",
+            code="resource_in_use",
+        )
