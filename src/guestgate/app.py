@@ -16,6 +16,7 @@ from guestgate.coupons import routes as coupon_routes
 from guestgate.instances import routes as instance_routes
 from guestgate.middleware import BodyLimitMiddleware, OperatorAuthMiddleware
 from guestgate.notifications import routes as notification_routes
+from guestgate.portal import routes as portal_routes
 from guestgate.runtime import Runtime
 from guestgate.schedules import routes as schedule_routes
 from guestgate.site_users import routes as site_user_routes
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in OPERATOR_ROUTERS:
         app.include_router(router)
     app.include_router(pages.router)
+    app.mount("/guest", portal_routes.build(runtime))
 
     def custom_openapi() -> dict[str, Any]:
         return openapi.build(app)

@@ -70,6 +70,34 @@ def serve(
     )
 
 
+@app.command()
+def worker() -> None:
+    """Run the background jobs only (schedules, deliveries, expiry), for deployments with replicas."""
+    import asyncio
+    import signal
+
+    from guestgate import worker as jobs
+    from guestgate.logs import configure
+    from guestgate.runtime import Runtime
+
+    settings = _settings()
+    configure(settings.log_level, json=settings.log_json)
+    _migrate(settings)
+    runtime = Runtime.build(settings)
+
+    async def main_loop() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await jobs.run_jobs(runtime, stop)
+
+    try:
+        asyncio.run(main_loop())
+    finally:
+        runtime.close()
+
+
 @token_app.command("create")
 def token_create(
     org: Annotated[str, typer.Option(help="The org (tenant) id; created if new.")],

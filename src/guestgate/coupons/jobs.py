@@ -31,6 +31,7 @@ def purge_expired(*, now: datetime, retention_days: int, session: Session, batch
             .execution_options(synchronize_session=False)
         )
         session.commit()
-        purged += result.rowcount  # type: ignore[attr-defined]
+        deleted: int = result.rowcount  # type: ignore[attr-defined]
+        purged += deleted
         if len(ids) < batch:
             return purged
