@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from guestgate.coupons import jobs as coupon_jobs
@@ -13,6 +14,8 @@ from guestgate.notifications.models import Delivery
 from guestgate.runtime import Runtime
 from guestgate.schedules import jobs
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
+from guestgate.security import SCOPE_ISSUE, SCOPE_READ
+from tests.conftest import TokenFactory
 from tests.schedules import factory
 
 
@@ -204,3 +207,34 @@ def test_purge_removes_only_long_expired_unredeemed_coupons(runtime: Runtime) ->
         assert coupon_jobs.purge_expired(now=now, retention_days=30, session=session, batch=1) == 1
         assert sorted(session.scalars(select(Coupon.code))) == ["BBBBBB", "CCCCCC", "DDDDDD"]
         assert coupon_jobs.purge_expired(now=now, retention_days=30, session=session) == 0
+
+
+def test_run_now_endpoint_returns_the_schedule_with_counters(
+    client: TestClient, runtime: Runtime, auth: TokenFactory
+) -> None:
+    schedule_id = make(runtime, after="2026-11-25T00:00:00Z", count=3)
+    row = state(runtime, schedule_id)
+    url = f"/captive/instances/{row.instance_id}/coupon-schedules/{schedule_id}/run"
+    response = client.post(url, headers=auth(org=factory.ORG, scopes=(SCOPE_ISSUE,)))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == schedule_id and body["last_run_at"] is not None
+    assert (
+        body["tokens_generated_since_last_run"],
+        body["tokens_used_since_last_run"],
+        body["tokens_available_since_last_run"],
+    ) == (3, 0, 3)
+    assert body["next_run_at"] == "2026-11-25T08:00:00Z"
+    listed = client.get(f"/captive/instances/{row.instance_id}/coupons", headers=auth(org=factory.ORG))
+    assert len(listed.json()) == 3
+
+
+def test_run_now_needs_write_or_issue_scope_and_own_org(
+    client: TestClient, runtime: Runtime, auth: TokenFactory
+) -> None:
+    schedule_id = make(runtime, after="2026-11-25T00:00:00Z")
+    row = state(runtime, schedule_id)
+    url = f"/captive/instances/{row.instance_id}/coupon-schedules/{schedule_id}/run"
+    assert client.post(url, headers=auth(org=factory.ORG, scopes=(SCOPE_READ,))).status_code == 403
+    assert client.post(url, headers=auth(org="org-b")).status_code == 404
+    assert client.post(url).status_code == 401

@@ -1,0 +1,243 @@
+"""Coupon schedules: CRUD, `next_run_at`, the counters of the last run, the public coupon list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from guestgate.coupons.models import Coupon
+from guestgate.db import utcnow
+from guestgate.errors import NotFound, ParameterMissing, ReferenceMissing
+from guestgate.instances import service as instance_service
+from guestgate.notifications.models import NotificationGroup
+from guestgate.orgs import service as org_service
+from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.schedules import recurrence
+from guestgate.schedules.models import CouponSchedule, ScheduleRun
+from guestgate.schedules.schemas import DEFAULT_TIME_OF_DAY, CouponScheduleCreate
+from guestgate.schedules.schemas import CouponSchedule as CouponScheduleOut
+
+# The fields `next_run_at` is computed from; a PUT that changes none of them keeps it.
+RULE_FIELDS = ("recurrence_type", "day_of_week", "day_of_month", "time_of_day", "timezone")
+
+
+@dataclass(frozen=True)
+class Counters:
+    """What became of the coupons of a schedule's last run."""
+
+    generated: int = 0
+    used: int = 0
+    available: int = 0
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """A schedule with the counters of its last run."""
+
+    schedule: CouponSchedule
+    counters: Counters
+
+
+def get(schedule_id: str, *, instance_id: str, org_id: str, session: Session) -> CouponSchedule:
+    """The schedule of the org's instance, or NotFound (for the instance or the schedule)."""
+    instance = instance_service.get(instance_id, org_id=org_id, session=session)
+    schedule = session.get(CouponSchedule, schedule_id)
+    if schedule is None or schedule.instance_id != instance.id or schedule.org_id != org_id:
+        raise NotFound("coupon schedule", schedule_id)
+    return schedule
+
+
+def view(
+    schedule_id: str, *, instance_id: str, org_id: str, session: Session, now: datetime | None = None
+) -> ScheduleView:
+    """The schedule with its counters."""
+    schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
+    return _views([schedule], session=session, now=now or utcnow())[0]
+
+
+def list_schedules(
+    instance_id: str, *, org_id: str, page: PageRequest, session: Session, now: datetime | None = None
+) -> Page[ScheduleView]:
+    """The instance's schedules, newest first, with their counters."""
+    instance = instance_service.get(instance_id, org_id=org_id, session=session)
+    stmt = select(CouponSchedule).where(CouponSchedule.instance_id == instance.id)
+    result = fetch_page(session, stmt, page, CouponSchedule.created_at, CouponSchedule.id)
+    return Page(_views(result.items, session=session, now=now or utcnow()), result.next_cursor)
+
+
+def create(
+    instance_id: str,
+    data: CouponScheduleCreate,
+    *,
+    org_id: str,
+    session: Session,
+    now: datetime | None = None,
+) -> ScheduleView:
+    """Create a schedule on the org's instance; its first run is the next slot after now."""
+    moment = now or utcnow()
+    org_service.ensure(org_id, session=session)
+    instance = instance_service.get(instance_id, org_id=org_id, session=session)
+    _check_group(data.notification_group_id, org_id=org_id, session=session)
+    day_of_week, day_of_month = applicable_days(data)
+    schedule = CouponSchedule(
+        org_id=org_id,
+        instance_id=instance.id,
+        name=data.name,
+        count=data.count,
+        recurrence_type=data.recurrence_type,
+        day_of_week=day_of_week,
+        day_of_month=day_of_month,
+        time_of_day=data.time_of_day,
+        valid_for_in_minutes=data.valid_for_in_minutes,
+        timezone=data.timezone,
+        notification_group_id=data.notification_group_id,
+        created_at=moment,
+    )
+    schedule.next_run_at = next_slot(schedule, after=moment)
+    session.add(schedule)
+    session.commit()
+    return ScheduleView(schedule, Counters())
+
+
+def replace(
+    schedule_id: str,
+    data: CouponScheduleCreate,
+    *,
+    instance_id: str,
+    org_id: str,
+    session: Session,
+    now: datetime | None = None,
+) -> ScheduleView:
+    """Replace a schedule; `next_run_at` moves only if the recurrence, day, time or zone changed.
+
+    `time_of_day` is our extension: a client that does not know it (and so omits it) keeps the
+    stored time rather than resetting it to midnight.
+    """
+    moment = now or utcnow()
+    schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
+    _check_group(data.notification_group_id, org_id=org_id, session=session)
+    day_of_week, day_of_month = applicable_days(data)
+    before = tuple(getattr(schedule, name) for name in RULE_FIELDS)
+    schedule.name = data.name
+    schedule.count = data.count
+    schedule.recurrence_type = data.recurrence_type
+    schedule.day_of_week = day_of_week
+    schedule.day_of_month = day_of_month
+    if "time_of_day" in data.model_fields_set:
+        schedule.time_of_day = data.time_of_day
+    schedule.valid_for_in_minutes = data.valid_for_in_minutes
+    schedule.timezone = data.timezone
+    schedule.notification_group_id = data.notification_group_id
+    if schedule.next_run_at is None or tuple(getattr(schedule, name) for name in RULE_FIELDS) != before:
+        schedule.next_run_at = next_slot(schedule, after=moment)
+    session.commit()
+    return _views([schedule], session=session, now=moment)[0]
+
+
+def delete(schedule_id: str, *, instance_id: str, org_id: str, session: Session) -> None:
+    """Delete a schedule; its coupons and runs stay (their `schedule_id` becomes null)."""
+    schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
+    session.delete(schedule)
+    session.commit()
+
+
+def valid_coupons(schedule_id: str, *, session: Session, now: datetime) -> list[Coupon]:
+    """The schedule's unredeemed, unexpired coupons of every run, newest first; NotFound if it is gone.
+
+    Reached through a signed URL, so the signature stands in for the tenant check.
+    """
+    schedule = session.get(CouponSchedule, schedule_id)
+    if schedule is None:
+        raise NotFound("coupon schedule", schedule_id)
+    stmt = (
+        select(Coupon)
+        .where(Coupon.schedule_id == schedule.id, Coupon.redeemed_at.is_(None), Coupon.expires_at > now)
+        .order_by(Coupon.created_at.desc(), Coupon.id.desc())
+    )
+    return list(session.scalars(stmt))
+
+
+def applicable_days(data: CouponScheduleCreate) -> tuple[int | None, int | None]:
+    """`(day_of_week, day_of_month)` as stored: the one the recurrence needs, the other null."""
+    if data.recurrence_type == "weekly":
+        if data.day_of_week is None:
+            raise ParameterMissing("day_of_week")
+        return data.day_of_week, None
+    if data.recurrence_type == "monthly":
+        if data.day_of_month is None:
+            raise ParameterMissing("day_of_month")
+        return None, data.day_of_month
+    return None, None
+
+
+def next_slot(schedule: CouponSchedule, *, after: datetime) -> datetime:
+    """The schedule's first slot strictly after `after`."""
+    return recurrence.next_run_at(
+        recurrence_type=schedule.recurrence_type,
+        day_of_week=schedule.day_of_week,
+        day_of_month=schedule.day_of_month,
+        time_of_day=schedule.time_of_day or DEFAULT_TIME_OF_DAY,
+        timezone=schedule.timezone,
+        after=after,
+    )
+
+
+def counters(run_ids: Sequence[str], *, session: Session, now: datetime) -> dict[str, Counters]:
+    """The counters of each run, by run id, from one grouped query."""
+    if not run_ids:
+        return {}
+    used = func.count(case((Coupon.redeemed_at.is_not(None), Coupon.id)))
+    available = func.count(case((and_(Coupon.redeemed_at.is_(None), Coupon.expires_at > now), Coupon.id)))
+    stmt = (
+        select(ScheduleRun.id, ScheduleRun.count, used, available)
+        .outerjoin(Coupon, Coupon.run_id == ScheduleRun.id)
+        .where(ScheduleRun.id.in_(set(run_ids)))
+        .group_by(ScheduleRun.id, ScheduleRun.count)
+    )
+    return {
+        run_id: Counters(generated=generated, used=used_count, available=available_count)
+        for run_id, generated, used_count, available_count in session.execute(stmt)
+    }
+
+
+def to_out(item: ScheduleView) -> CouponScheduleOut:
+    """The API representation of a schedule."""
+    schedule, counts = item.schedule, item.counters
+    return CouponScheduleOut(
+        id=schedule.id,
+        name=schedule.name,
+        instance_id=schedule.instance_id,
+        count=schedule.count,
+        recurrence_type=schedule.recurrence_type,
+        day_of_week=schedule.day_of_week,
+        day_of_month=schedule.day_of_month,
+        valid_for_in_minutes=schedule.valid_for_in_minutes,
+        timezone=schedule.timezone,
+        notification_group_id=schedule.notification_group_id,
+        time_of_day=schedule.time_of_day,
+        last_run_at=schedule.last_run_at,
+        next_run_at=schedule.next_run_at,
+        tokens_used_since_last_run=counts.used,
+        tokens_generated_since_last_run=counts.generated,
+        tokens_available_since_last_run=counts.available,
+        created_at=schedule.created_at,
+    )
+
+
+def _views(schedules: list[CouponSchedule], *, session: Session, now: datetime) -> list[ScheduleView]:
+    run_ids = [s.last_run_id for s in schedules if s.last_run_id is not None]
+    by_run = counters(run_ids, session=session, now=now)
+    return [
+        ScheduleView(s, by_run.get(s.last_run_id, Counters()) if s.last_run_id else Counters())
+        for s in schedules
+    ]
+
+
+def _check_group(group_id: str, *, org_id: str, session: Session) -> None:
+    group = session.get(NotificationGroup, group_id)
+    if group is None or group.org_id != org_id:
+        raise ReferenceMissing("notification_group_id", group_id)
