@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from guestgate.errors import AuthenticationFailed
@@ -71,3 +71,21 @@ Reader = Annotated[Principal, Depends(scoped(SCOPE_READ))]
 Writer = Annotated[Principal, Depends(scoped(SCOPE_WRITE))]
 IssuerReader = Annotated[Principal, Depends(scoped(SCOPE_READ, SCOPE_ISSUE))]
 IssuerWriter = Annotated[Principal, Depends(scoped(SCOPE_WRITE, SCOPE_ISSUE))]
+
+# Path parameters shared by several domains, named as in Altostrat's API.
+InstanceId = Annotated[
+    str,
+    Path(
+        alias="instanceId",
+        description="The unique identifier for the captive portal instance.",
+        json_schema_extra={"format": "uuid", "example": "9a7f1b2c-3d4e-5f6a-7b8c-9d0e1f2a3b4c"},
+    ),
+]
+SiteId = Annotated[
+    str,
+    Path(
+        alias="siteId",
+        description="The unique identifier for the site.",
+        json_schema_extra={"format": "uuid", "example": "3f2b8c1d-6a7e-4b9c-8d0e-1f2a3b4c5d6e"},
+    ),
+]

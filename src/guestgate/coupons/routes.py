@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from guestgate.coupons import service
 from guestgate.coupons.schemas import Coupon, CouponCreate
 from guestgate.db import utcnow
-from guestgate.deps import IssuerReader, IssuerWriter, PageDep, SessionDep, set_next_link
+from guestgate.deps import InstanceId, IssuerReader, IssuerWriter, PageDep, SessionDep, set_next_link
 from guestgate.openapi import errors
 
 router = APIRouter(prefix="/captive/instances", tags=["Coupons"])
-InstanceId = Annotated[
-    str,
-    Path(
-        alias="instanceId",
-        description="The unique identifier for the captive portal instance.",
-        examples=["9a7f1b2c-3d4e-5f6a-7b8c-9d0e1f2a3b4c"],
-    ),
-]
 
 
 @router.get(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
 
-from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, Writer, set_next_link
+from guestgate.deps import InstanceId, PageDep, Reader, RuntimeDep, SessionDep, Writer, set_next_link
 from guestgate.errors import FileInvalid
 from guestgate.instances import images, service
 from guestgate.instances.schemas import Instance, InstanceCreate, InstanceUpdate
@@ -15,14 +15,6 @@ from guestgate.openapi import errors
 
 router = APIRouter(prefix="/captive/instances", tags=["Captive Portal Instances"])
 assets_router = APIRouter(prefix="/captive/assets", tags=["Captive Portal Instances"])
-InstanceId = Annotated[
-    str,
-    Path(
-        alias="instanceId",
-        description="The unique identifier for the captive portal instance.",
-        examples=["9a7f1b2c-3d4e-5f6a-7b8c-9d0e1f2a3b4c"],
-    ),
-]
 
 
 @router.get(

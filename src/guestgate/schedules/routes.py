@@ -11,6 +11,7 @@ from guestgate.coupons import service as coupon_service
 from guestgate.coupons.schemas import Coupon
 from guestgate.db import utcnow
 from guestgate.deps import (
+    InstanceId,
     IssuerReader,
     IssuerWriter,
     PageDep,
@@ -30,14 +31,6 @@ public_router = APIRouter(tags=["Public Coupon URLs"])
 # to every route's, and the public route must be tagged "Public Coupon URLs" alone.
 router = APIRouter()
 
-InstanceId = Annotated[
-    str,
-    Path(
-        alias="instanceId",
-        description="The unique identifier for the captive portal instance.",
-        json_schema_extra={"format": "uuid", "example": "9a7f1b2c-3d4e-5f6a-7b8c-9d0e1f2a3b4c"},
-    ),
-]
 ScheduleId = Annotated[
     str,
     Path(

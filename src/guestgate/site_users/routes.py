@@ -7,20 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from guestgate.db import utcnow
-from guestgate.deps import PageDep, Reader, SessionDep, Writer, set_next_link
+from guestgate.deps import PageDep, Reader, SessionDep, SiteId, Writer, set_next_link
 from guestgate.openapi import errors
 from guestgate.site_users import service
 from guestgate.site_users.schemas import SessionFilter, SessionStatus, SiteUser
 
 router = APIRouter(prefix="/captive/sites", tags=["Site Users"])
-SiteId = Annotated[
-    str,
-    Path(
-        alias="siteId",
-        description="The unique identifier for the site.",
-        examples=["c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"],
-    ),
-]
 UserId = Annotated[
     str,
     Path(

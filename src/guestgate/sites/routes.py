@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter, Path, Request, Response
-
-from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, Writer, set_next_link
+from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, SiteId, Writer, set_next_link
 from guestgate.openapi import errors
 from guestgate.sites import service
 from guestgate.sites.schemas import Site, SiteIn
 
 router = APIRouter(prefix="/captive/sites", tags=["Sites"])
-SiteId = Annotated[str, Path(alias="siteId", description="The unique identifier for the site.")]
 
 
 @router.get("", operation_id="listSites", summary="List sites", responses=errors(401, 403))

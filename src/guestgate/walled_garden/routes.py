@@ -7,20 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from guestgate.db import utcnow
-from guestgate.deps import PageDep, Reader, SessionDep, Writer, set_next_link
+from guestgate.deps import PageDep, Reader, SessionDep, SiteId, Writer, set_next_link
 from guestgate.openapi import errors
 from guestgate.walled_garden import service
 from guestgate.walled_garden.schemas import WalledGardenEntry, WalledGardenEntryIn
 
 router = APIRouter(prefix="/captive/walled-garden", tags=["Walled Garden"])
-SiteId = Annotated[
-    str,
-    Path(
-        alias="siteId",
-        description="The unique identifier for the site.",
-        examples=["c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"],
-    ),
-]
 EntryId = Annotated[
     str,
     Path(
