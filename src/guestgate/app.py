@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from guestgate import error_handlers, openapi, pages
+from guestgate import docs, error_handlers, openapi, pages
 from guestgate.auth_integrations import routes as auth_integration_routes
 from guestgate.config import Settings, get_settings
 from guestgate.coupons import routes as coupon_routes
@@ -66,14 +66,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         title=openapi.TITLE,
         version=openapi.VERSION,
         lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     error_handlers.install(app, settings.public_url)
     for router in OPERATOR_ROUTERS:
         app.include_router(router)
     app.include_router(pages.router)
+    docs.install(app, openapi.TITLE)
     app.mount("/guest", portal_routes.build(runtime))
 
     def custom_openapi() -> dict[str, Any]:
