@@ -4,6 +4,9 @@ set -euo pipefail
 need=()
 command -v psql >/dev/null || need+=(postgresql postgresql-client)
 command -v redis-server >/dev/null || need+=(redis-server)
+# The gateway tests drive real nftables in network namespaces they create.
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

@@ -1,0 +1,536 @@
+"""The `nftables` driver: a Linux gateway that guestgate runs on (optionally in a network namespace).
+
+Everything lives in one table (default `inet guestgate`), so nothing else on the host is touched:
+
+    sets    allowed4/6      guests let through (flags timeout; comment "guestgate:<session id>")
+            auth_window4/6  guests in their OAuth auth window (flags timeout)
+            garden4/6       captive-portal destinations, open to everyone (flags interval)
+            auth_garden4/6  captive-auth destinations, open to guests in their auth window (flags interval)
+    chains  gg_prerouting   nat hook: tcp/80 from the guest interface -> gg_redirect
+            gg_redirect     allowed guests, walled garden and auth window return; the rest is
+                            sent to the portal (dnat to portal_address:port, or redirect to the
+                            local port when the portal runs on the gateway itself)
+            gg_forward      filter hook (policy accept): traffic from the guest interface -> gg_guest
+            gg_guest        accepts allowed guests, DNS, the walled garden and the auth window; drops the rest
+
+The auth window is two sets rather than one interval+timeout set of destinations: the timeout
+belongs to the guest (its window closes), the destinations are shared, so a rule matches
+`saddr @auth_window daddr @auth_garden`. Chains carry a `gg_` prefix because some nft words
+(`fwd`, `forward`...) are keywords.
+
+Every change is one `nft -f -` call, which the kernel applies as one transaction. A guest entry is
+written as add (1s) + delete + add: the first add makes the delete safe when the element has just
+expired, and the last add sets the new timeout and comment, since a plain add keeps the old comment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from guestgate.gateways.base import (
+    GardenEntry,
+    Gateway,
+    GatewayHealth,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayUnreachable,
+    GuestAccess,
+    HeldGuest,
+    SyncResult,
+    active_guests,
+    default_now,
+    is_ipv6,
+    normalize_ip,
+    plan_sync,
+    remaining_seconds,
+    session_of,
+    session_tag,
+    split_garden,
+)
+
+DEFAULT_TABLE = "guestgate"
+NFT_TIMEOUT_SECONDS = 30.0
+# Names end up inside nft scripts; anything outside these shapes is refused, not quoted.
+_IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_NETNS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SESSION = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_MISSING = "No such file or directory"
+
+ALLOWED = {4: "allowed4", 6: "allowed6"}
+AUTH_WINDOW = {4: "auth_window4", 6: "auth_window6"}
+GARDEN = {4: "garden4", 6: "garden6"}
+AUTH_GARDEN = {4: "auth_garden4", 6: "auth_garden6"}
+_ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
+_MATCH = {4: "ip", 6: "ip6"}
+
+
+@dataclass
+class _Element:
+    value: str
+    expires: int | None = None
+    comment: str | None = None
+
+
+@dataclass
+class _TableState:
+    sets: dict[str, tuple[str, tuple[str, ...], list[_Element]]] = field(default_factory=dict)
+    rule_counts: dict[str, int] = field(default_factory=dict)
+    marker: str | None = None
+
+    def elements(self, name: str) -> list[_Element]:
+        found = self.sets.get(name)
+        return found[2] if found is not None else []
+
+
+class NftablesGateway(Gateway):
+    """Enforces access with one nft table on this host (or in a network namespace)."""
+
+    driver = "nftables"
+
+    def __init__(
+        self,
+        *,
+        interface: str,
+        portal_port: int,
+        portal_address: str | None = None,
+        netns: str | None = None,
+        table: str = DEFAULT_TABLE,
+        nft: str = "nft",
+        ip: str = "ip",
+    ) -> None:
+        if not _IFACE.match(interface):
+            raise GatewayMisconfigured(f"'{interface}' is not a usable interface name")
+        if not _TABLE.match(table):
+            raise GatewayMisconfigured(f"'{table}' is not a usable nft table name")
+        if netns is not None and not _NETNS.match(netns):
+            raise GatewayMisconfigured(f"'{netns}' is not a usable network namespace name")
+        if not 1 <= portal_port <= 65535:
+            raise GatewayMisconfigured(f"portal port {portal_port} is out of range")
+        if portal_address is not None:
+            try:
+                portal_address = str(ipaddress.ip_address(portal_address))
+            except ValueError as exc:
+                raise GatewayMisconfigured(f"portal address '{portal_address}' is not an IP address") from exc
+        self.interface = interface
+        self.portal_port = portal_port
+        self.portal_address = portal_address
+        self.netns = netns
+        self.table = table
+        self._command = [ip, "netns", "exec", netns, nft] if netns else [nft]
+
+    # -- the interface ---------------------------------------------------------------------
+
+    def allow(self, guest: GuestAccess, *, now: datetime | None = None) -> None:
+        """Add (or rewrite) the guest's element with the time left until `guest.until`."""
+        lines = self._upsert_guest(guest, now=default_now(now))
+        self._run_batch(lines, repair=True)
+
+    def revoke(self, session_id: str, ip: str) -> None:
+        """Delete the element of `ip` if it carries the session's tag."""
+        key = normalize_ip(ip)
+        name = ALLOWED[_family(key)]
+        # One set is read, not the table; a missing table holds nobody, so there is nothing to revoke.
+        state = self._read(["set", "inet", self.table, name])
+        if state is None:
+            return
+        for element in state.elements(name):
+            if normalize_ip(element.value) == key and session_of(element.comment) == session_id:
+                self._run_batch(self._delete(name, key))
+                return
+
+    def open_auth_window(self, ip: str, seconds: int) -> None:
+        """Put `ip` in the auth-window set for `seconds`."""
+        key = normalize_ip(ip)
+        name = AUTH_WINDOW[_family(key)]
+        self._run_batch(self._upsert(name, key, max(1, seconds), None), repair=True)
+
+    def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
+        """Flush and refill the four walled-garden sets in one transaction."""
+        always, auth = split_garden(entries)
+        lines: list[str] = []
+        for sets, values in ((GARDEN, always), (AUTH_GARDEN, auth)):
+            for family, name in sets.items():
+                lines.extend(self._refill(name, [v for v in values if _family(v) == family]))
+        self._run_batch(lines, repair=True)
+
+    def list_allowed(self) -> list[HeldGuest]:
+        """The tagged guest elements of both allowed sets, with the time they have left."""
+        state = self._read()
+        return self._held(state)[0] if state is not None else []
+
+    def health(self) -> GatewayHealth:
+        """Check nft answers and the table matches the settings."""
+        state = self._read()
+        if state is None:
+            raise GatewayMisconfigured(
+                f"the nft table inet {self.table} is missing; run `guestgate gateway apply`"
+            )
+        if not self._intact(state):
+            raise GatewayMisconfigured(f"the nft table inet {self.table} differs from the site's settings")
+        guests = len(self._held(state)[0])
+        return GatewayHealth(
+            state="ok", detail=f"nft table inet {self.table} in place, {guests} guests allowed"
+        )
+
+    def sync(
+        self,
+        desired_guests: Sequence[GuestAccess],
+        walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
+        *,
+        now: datetime,
+    ) -> SyncResult:
+        """Read the table once, then write the difference (or the whole table, if it is damaged) in one call."""
+        state = self._read()
+        ours, foreign = self._held(state) if state is not None else ([], [])
+        plan = plan_sync(ours, desired_guests, now=now, foreign=[e.value for e in foreign])
+        result = SyncResult(added=len(plan.add), removed=len(plan.remove), updated=len(plan.update))
+        if state is None or not self._intact(state):
+            self._apply(desired_guests, walled_garden, now=now, previous=state)
+            return result
+        lines: list[str] = []
+        for held in plan.remove:
+            lines.extend(self._delete(ALLOWED[_family(held.ip)], normalize_ip(held.ip)))
+        for guest in [*plan.add, *(g for _, g in plan.update)]:
+            lines.extend(self._upsert_guest(guest, now=now))
+        lines.extend(self._garden_changes(state, walled_garden))
+        if lines:
+            self._run_batch(lines)
+        return result
+
+    # -- the whole table -------------------------------------------------------------------
+
+    def apply(
+        self,
+        *,
+        guests: Sequence[GuestAccess] | None = None,
+        walled_garden: Sequence[GardenEntry | tuple[str, str | None]] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Install or repair the whole table in one transaction (`guestgate gateway apply`, server start).
+
+        Guests and walled garden default to what the table holds now, so a repair keeps them; auth
+        windows and elements guestgate did not create are always kept.
+        """
+        self._apply(guests, walled_garden, now=default_now(now), previous=self._read())
+
+    def _apply(
+        self,
+        guests: Sequence[GuestAccess] | None,
+        walled_garden: Sequence[GardenEntry | tuple[str, str | None]] | None,
+        *,
+        now: datetime,
+        previous: _TableState | None,
+    ) -> None:
+        elements: dict[str, list[str]] = {}
+        if guests is None:
+            for name in ALLOWED.values():
+                elements[name] = [_render_element(e) for e in previous.elements(name)] if previous else []
+        else:
+            # As in a delta sync: elements guestgate did not create stay, and keep their address.
+            foreign = self._held(previous)[1] if previous is not None else []
+            for element in foreign:
+                elements.setdefault(ALLOWED[_family(element.value)], []).append(_render_element(element))
+            taken = {normalize_ip(e.value) for e in foreign}
+            for key, guest in active_guests(guests, now=now).items():
+                if key not in taken:
+                    elements.setdefault(ALLOWED[_family(key)], []).append(_guest_element(guest, now=now))
+        if previous is not None:
+            for name in AUTH_WINDOW.values():
+                elements[name] = [_render_element(e) for e in previous.elements(name)]
+        if walled_garden is None:
+            for sets in (GARDEN, AUTH_GARDEN):
+                for name in sets.values():
+                    elements[name] = [e.value for e in previous.elements(name)] if previous else []
+        else:
+            always, auth = split_garden(walled_garden)
+            for sets, values in ((GARDEN, always), (AUTH_GARDEN, auth)):
+                for family, name in sets.items():
+                    elements[name] = [v for v in values if _family(v) == family]
+        self._run(self.render(elements))
+
+    def render(self, elements: dict[str, list[str]] | None = None) -> str:
+        """The nft script that replaces the table with a fresh one holding `elements` (set name -> items)."""
+        elements = elements or {}
+        out = [
+            f"table inet {self.table} {{}}",
+            f"delete table inet {self.table}",
+            f"table inet {self.table} {{",
+        ]
+        for name, addr_type, flags in self._sets():
+            out.append(f"\tset {name} {{")
+            out.append(f"\t\ttype {addr_type}")
+            out.append(f"\t\tflags {','.join(flags)}")
+            items = elements.get(name) or []
+            if items:
+                out.append(f"\t\telements = {{ {', '.join(items)} }}")
+            out.append("\t}")
+        for name, header, rules in self._chains():
+            out.append(f"\tchain {name} {{")
+            if header:
+                out.append(f"\t\t{header}")
+            out.extend(f"\t\t{rule}" for rule in rules)
+            out.append("\t}")
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    # -- the shape of the table ----------------------------------------------------------
+
+    def _sets(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        found: list[tuple[str, str, tuple[str, ...]]] = []
+        for family in (4, 6):
+            found.append((ALLOWED[family], _ADDR_TYPE[family], ("timeout",)))
+            found.append((AUTH_WINDOW[family], _ADDR_TYPE[family], ("timeout",)))
+            found.append((GARDEN[family], _ADDR_TYPE[family], ("interval",)))
+            found.append((AUTH_GARDEN[family], _ADDR_TYPE[family], ("interval",)))
+        return found
+
+    def _chains(self) -> list[tuple[str, str | None, list[str]]]:
+        iif = f'iifname "{self.interface}"'
+        opens: list[str] = []
+        for family in (4, 6):
+            m = _MATCH[family]
+            opens.append(f"{m} daddr @{GARDEN[family]}")
+            opens.append(f"{m} saddr @{AUTH_WINDOW[family]} {m} daddr @{AUTH_GARDEN[family]}")
+        allowed = [f"{_MATCH[f]} saddr @{ALLOWED[f]}" for f in (4, 6)]
+        redirect = [*(f"{m} return" for m in allowed), *(f"{m} return" for m in opens), self._redirect_rule()]
+        guest = [
+            *(f"{m} accept" for m in allowed),
+            "udp dport 53 accept",
+            "tcp dport 53 accept",
+            *(f"{m} accept" for m in opens),
+        ]
+        if self.portal_address is not None:
+            # After dnat the forward hook sees the portal as destination: it must pass.
+            m = _MATCH[_family(self.portal_address)]
+            guest.append(f"{m} daddr {self.portal_address} tcp dport {self.portal_port} accept")
+        guest.append("drop")
+        marker = f'comment "guestgate {self._fingerprint()}"'
+        return [
+            (
+                "gg_prerouting",
+                "type nat hook prerouting priority dstnat; policy accept;",
+                [f"{iif} tcp dport 80 jump gg_redirect {marker}"],
+            ),
+            ("gg_redirect", None, redirect),
+            (
+                "gg_forward",
+                "type filter hook forward priority filter; policy accept;",
+                [f"{iif} jump gg_guest"],
+            ),
+            ("gg_guest", None, guest),
+        ]
+
+    def _redirect_rule(self) -> str:
+        if self.portal_address is None:
+            return f"tcp dport 80 redirect to :{self.portal_port}"
+        if _family(self.portal_address) == 6:
+            return f"meta nfproto ipv6 tcp dport 80 dnat ip6 to [{self.portal_address}]:{self.portal_port}"
+        return f"meta nfproto ipv4 tcp dport 80 dnat ip to {self.portal_address}:{self.portal_port}"
+
+    def _fingerprint(self) -> str:
+        settings = f"{self.interface}|{self.portal_address}|{self.portal_port}|{self.table}|v1"
+        return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+    def _intact(self, state: _TableState) -> bool:
+        for name, addr_type, flags in self._sets():
+            found = state.sets.get(name)
+            if found is None or found[0] != addr_type or set(found[1]) != set(flags):
+                return False
+        for name, _, rules in self._chains():
+            if state.rule_counts.get(name) != len(rules):
+                return False
+        return state.marker == f"guestgate {self._fingerprint()}"
+
+    # -- batches -------------------------------------------------------------------------
+
+    def _upsert_guest(self, guest: GuestAccess, *, now: datetime) -> list[str]:
+        if not _SESSION.match(guest.session_id):
+            raise GatewayRejected(f"session id '{guest.session_id}' cannot be stored in an nft comment")
+        key = normalize_ip(guest.ip)
+        seconds = remaining_seconds(guest.until, now=now)
+        return self._upsert(ALLOWED[_family(key)], key, seconds, session_tag(guest.session_id))
+
+    def _upsert(self, name: str, value: str, seconds: int, comment: str | None) -> list[str]:
+        note = f' comment "{comment}"' if comment else ""
+        return [
+            *self._delete(name, value),
+            f"add element inet {self.table} {name} {{ {value} timeout {seconds}s{note} }}",
+        ]
+
+    def _delete(self, name: str, value: str) -> list[str]:
+        return [
+            f"add element inet {self.table} {name} {{ {value} timeout 1s }}",
+            f"delete element inet {self.table} {name} {{ {value} }}",
+        ]
+
+    def _refill(self, name: str, values: list[str]) -> list[str]:
+        lines = [f"flush set inet {self.table} {name}"]
+        if values:
+            lines.append(f"add element inet {self.table} {name} {{ {', '.join(values)} }}")
+        return lines
+
+    def _garden_changes(
+        self, state: _TableState, walled_garden: Sequence[GardenEntry | tuple[str, str | None]]
+    ) -> list[str]:
+        always, auth = split_garden(walled_garden)
+        lines: list[str] = []
+        for sets, values in ((GARDEN, always), (AUTH_GARDEN, auth)):
+            for family, name in sets.items():
+                want = [v for v in values if _family(v) == family]
+                have = _collapsed(e.value for e in state.elements(name))
+                if sorted(want) != sorted(have):
+                    lines.extend(self._refill(name, want))
+        return lines
+
+    def _held(self, state: _TableState) -> tuple[list[HeldGuest], list[_Element]]:
+        ours: list[HeldGuest] = []
+        foreign: list[_Element] = []
+        for name in ALLOWED.values():
+            for element in state.elements(name):
+                session_id = session_of(element.comment)
+                if session_id is None:
+                    foreign.append(element)
+                    continue
+                remaining = timedelta(seconds=element.expires) if element.expires is not None else None
+                ours.append(
+                    HeldGuest(session_id=session_id, ip=normalize_ip(element.value), remaining=remaining)
+                )
+        return ours, foreign
+
+    # -- running nft ---------------------------------------------------------------------
+
+    def _run_batch(self, lines: list[str], *, repair: bool = False) -> None:
+        if not lines:
+            return
+        script = "\n".join(lines) + "\n"
+        try:
+            self._run(script)
+        except GatewayRejected as exc:
+            if not repair or _MISSING not in str(exc):
+                raise
+            # The table (or a set) is gone, e.g. after `nft flush ruleset`: rebuild it, then retry.
+            self.apply()
+            self._run(script)
+
+    def _read(self, what: list[str] | None = None) -> _TableState | None:
+        try:
+            out = self._exec(["-j", "list", *(what or ["table", "inet", self.table])], stdin=None)
+        except GatewayRejected as exc:
+            if _MISSING in str(exc):
+                return None
+            raise
+        return _parse_table(json.loads(out))
+
+    def _run(self, script: str) -> None:
+        self._exec(["-f", "-"], stdin=script)
+
+    def _exec(self, args: list[str], *, stdin: str | None) -> str:
+        command = [*self._command, *args]
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                command,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=NFT_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise GatewayMisconfigured(f"'{command[0]}' is not installed on this host") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise GatewayUnreachable(f"nft did not answer within {NFT_TIMEOUT_SECONDS:.0f}s") from exc
+        if done.returncode == 0:
+            return done.stdout
+        error = done.stderr.strip() or f"exit status {done.returncode}"
+        # Checked before the table-missing case: these messages also end in "No such file or directory".
+        if self.netns and "network namespace" in error:
+            raise GatewayMisconfigured(f"network namespace '{self.netns}': {_first_lines(error)}")
+        if "exec of" in error:
+            raise GatewayMisconfigured(f"nft is not installed in the namespace: {_first_lines(error)}")
+        if "Operation not permitted" in error or "Permission denied" in error:
+            raise GatewayMisconfigured(f"nft needs CAP_NET_ADMIN: {_first_lines(error)}")
+        raise GatewayRejected(f"nft refused the change: {_first_lines(error)}")
+
+
+def _family(value: str) -> int:
+    return 6 if is_ipv6(value) else 4
+
+
+def _guest_element(guest: GuestAccess, *, now: datetime) -> str:
+    seconds = remaining_seconds(guest.until, now=now)
+    if not _SESSION.match(guest.session_id):
+        raise GatewayRejected(f"session id '{guest.session_id}' cannot be stored in an nft comment")
+    return f'{normalize_ip(guest.ip)} timeout {seconds}s comment "{session_tag(guest.session_id)}"'
+
+
+def _render_element(element: _Element) -> str:
+    text = element.value
+    if element.expires is not None:
+        text += f" timeout {max(1, element.expires)}s"
+    # A comment nft itself could not parse back (quotes, newlines) is dropped rather than escaped.
+    if element.comment and '"' not in element.comment and "\n" not in element.comment:
+        text += f' comment "{element.comment}"'
+    return text
+
+
+def _collapsed(values: Iterable[str]) -> list[str]:
+    networks = [ipaddress.ip_network(v, strict=False) for v in values]
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    merged = [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
+    return [normalize_ip(str(n)) for n in merged]
+
+
+def _parse_table(document: dict[str, Any]) -> _TableState:
+    state = _TableState()
+    for item in document.get("nftables", []):
+        if "set" in item:
+            data = item["set"]
+            elements: list[_Element] = []
+            for raw in data.get("elem", []):
+                elements.extend(_parse_element(raw))
+            flags = tuple(data.get("flags", []))
+            state.sets[data["name"]] = (str(data.get("type")), flags, elements)
+        elif "chain" in item:
+            state.rule_counts.setdefault(item["chain"]["name"], 0)
+        elif "rule" in item:
+            rule = item["rule"]
+            state.rule_counts[rule["chain"]] = state.rule_counts.get(rule["chain"], 0) + 1
+            if rule["chain"] == "gg_prerouting" and rule.get("comment", "").startswith("guestgate "):
+                state.marker = rule["comment"]
+    return state
+
+
+def _parse_element(raw: Any) -> list[_Element]:
+    if isinstance(raw, dict) and "elem" in raw:
+        data = raw["elem"]
+        expires = data.get("expires")
+        if expires is None and "timeout" in data:
+            expires = data["timeout"]
+        values = _values(data["val"])
+        return [_Element(value=v, expires=expires, comment=data.get("comment")) for v in values]
+    return [_Element(value=v) for v in _values(raw)]
+
+
+def _values(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        return [normalize_ip(raw)]
+    if isinstance(raw, dict) and "prefix" in raw:
+        return [normalize_ip(f"{raw['prefix']['addr']}/{raw['prefix']['len']}")]
+    if isinstance(raw, dict) and "range" in raw:
+        low, high = (ipaddress.ip_address(v) for v in raw["range"])
+        return [normalize_ip(str(n)) for n in ipaddress.summarize_address_range(low, high)]
+    raise GatewayRejected(f"unexpected element in nft output: {raw!r}")
+
+
+def _first_lines(text: str, count: int = 4) -> str:
+    return " | ".join(line.strip() for line in text.splitlines()[:count])

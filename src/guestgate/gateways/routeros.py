@@ -1,0 +1,434 @@
+"""The `routeros` driver: MikroTik RouterOS v7 through its REST API (HTTPS, Basic auth, JSON).
+
+State on the router is firewall address lists (IPv4 under /ip, IPv6 under /ipv6):
+
+    guestgate-allowed             guests let through; `timeout` = time left, comment `guestgate:<session>`
+    guestgate-auth-window         guests in their OAuth auth window (timeout)
+    guestgate-walled-garden       captive-portal destinations, open to everyone
+    guestgate-walled-garden-auth  captive-auth destinations, open to guests in their auth window
+
+The NAT and filter rules that use them come from `rsc.render_script`. RouterOS facts the code
+relies on: every value is a string; `.id`s (`*1A`) change across reboots, so entries are always
+looked up by list + address or by comment and never cached; an entry with a `timeout` is dynamic
+and disappears on expiry and on reboot; adding an address already in a list fails with 400
+"already have such entry" (handled by finding the entry and updating it).
+
+TLS is verified by default (system CAs, or the site's CA PEM). With a pinned SHA-256 fingerprint the
+chain is not checked; instead the handshake itself compares the peer certificate with the pin (a
+custom SSLSocket class on the SSL context), so no request, and no credential, is sent to a router
+that does not present the pinned certificate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import re
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx2
+import structlog
+
+from guestgate.gateways.base import (
+    GardenEntry,
+    Gateway,
+    GatewayHealth,
+    GatewayMisconfigured,
+    GatewayRejected,
+    GatewayUnreachable,
+    GuestAccess,
+    HeldGuest,
+    SyncResult,
+    default_now,
+    is_ipv6,
+    normalize_ip,
+    plan_sync,
+    remaining_seconds,
+    session_of,
+    session_tag,
+    split_garden,
+)
+
+log = structlog.get_logger(__name__)
+
+ALLOWED_LIST = "guestgate-allowed"
+AUTH_WINDOW_LIST = "guestgate-auth-window"
+GARDEN_LIST = "guestgate-walled-garden"
+AUTH_GARDEN_LIST = "guestgate-walled-garden-auth"
+GARDEN_COMMENT = "guestgate:walled-garden"
+AUTH_WINDOW_COMMENT = "guestgate:auth-window"
+MENUS = {4: "ip/firewall/address-list", 6: "ipv6/firewall/address-list"}
+_PROPLIST = ".id,list,address,timeout,comment"
+_DUPLICATE = "already have such entry"
+_DURATION_PART = re.compile(r"(\d+)(ms|w|d|h|m|s)")
+_CLOCK = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(\d+):(\d{2}):(\d{2})")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+class _NotFound(GatewayRejected):
+    """404: the `.id` is gone (expired or removed since it was read)."""
+
+
+class _Duplicate(GatewayRejected):
+    """400 "already have such entry"."""
+
+
+class RouterOSGateway(Gateway):
+    """Enforces access on a MikroTik router through its REST API, over one reused HTTPS connection."""
+
+    driver = "routeros"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        username: str,
+        password: str,
+        port: int = 443,
+        tls_verify: bool = True,
+        ca_pem: str | None = None,
+        pinned_sha256: str | None = None,
+        timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.retries = retries
+        self.backoff = backoff
+        self._sleep = sleep
+        try:
+            literal = ipaddress.ip_address(host)
+            netloc = f"[{literal}]" if literal.version == 6 else str(literal)
+        except ValueError:
+            if not _HOSTNAME.match(host):
+                raise GatewayMisconfigured(f"'{host}' is not a usable router host name or address") from None
+            netloc = host
+        self._client = httpx2.Client(
+            base_url=f"https://{netloc}:{port}/rest",
+            auth=httpx2.BasicAuth(username, password),
+            verify=tls_context(tls_verify=tls_verify, ca_pem=ca_pem, pinned_sha256=pinned_sha256),
+            timeout=httpx2.Timeout(timeout, connect=connect_timeout),
+            limits=httpx2.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30.0),
+            headers={"Accept": "application/json"},
+            # The router is reached directly: a proxy from the environment would see the credentials.
+            trust_env=False,
+        )
+
+    # -- the interface ---------------------------------------------------------------------
+
+    def allow(self, guest: GuestAccess, *, now: datetime | None = None) -> None:
+        """Add the guest to guestgate-allowed with the time it has left (or update its entry)."""
+        seconds = remaining_seconds(guest.until, now=default_now(now))
+        self._upsert(ALLOWED_LIST, guest.ip, seconds=seconds, comment=session_tag(guest.session_id))
+
+    def revoke(self, session_id: str, ip: str) -> None:
+        """Remove the session's entries for `ip` (found by their comment)."""
+        key = normalize_ip(ip)
+        family = _family(key)
+        found = self._get(MENUS[family], {"list": ALLOWED_LIST, "comment": session_tag(session_id)})
+        for entry in found:
+            if normalize_ip(entry["address"]) == key:
+                self._remove(family, entry[".id"])
+
+    def open_auth_window(self, ip: str, seconds: int) -> None:
+        """Add `ip` to guestgate-auth-window for `seconds`."""
+        self._upsert(AUTH_WINDOW_LIST, ip, seconds=max(1, seconds), comment=AUTH_WINDOW_COMMENT)
+
+    def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
+        """Make both walled-garden lists hold exactly `entries` (entries guestgate did not add stay)."""
+        always, auth = split_garden(entries)
+        for name, values in ((GARDEN_LIST, always), (AUTH_GARDEN_LIST, auth)):
+            for family, menu in MENUS.items():
+                want = {v for v in values if _family(v) == family}
+                have: set[str] = set()
+                for entry in self._get(menu, {"list": name}):
+                    address = normalize_ip(entry["address"])
+                    if address in want:
+                        have.add(address)
+                    elif entry.get("comment") == GARDEN_COMMENT:
+                        self._remove(family, entry[".id"])
+                for address in sorted(want - have):
+                    self._upsert(name, address, seconds=None, comment=GARDEN_COMMENT)
+
+    def list_allowed(self) -> list[HeldGuest]:
+        """The entries of guestgate-allowed tagged with a session, with the timeout they have left."""
+        return self._held()[0]
+
+    def health(self) -> GatewayHealth:
+        """Check the REST API answers with these credentials."""
+        resource = self._request("GET", "system/resource")
+        version = resource.get("version", "?") if isinstance(resource, dict) else "?"
+        board = resource.get("board-name", "?") if isinstance(resource, dict) else "?"
+        return GatewayHealth(state="ok", detail=f"RouterOS {version} on {board}")
+
+    def close(self) -> None:
+        """Close the HTTPS connection pool."""
+        self._client.close()
+
+    def sync(
+        self,
+        desired_guests: Sequence[GuestAccess],
+        walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
+        *,
+        now: datetime,
+    ) -> SyncResult:
+        """Read each list once, then send only the changes (updates go straight to the `.id` just read)."""
+        ours, foreign = self._held()
+        plan = plan_sync(ours, desired_guests, now=now, foreign=foreign)
+        for held in plan.remove:
+            family, entry_id = _split_ref(held)
+            self._remove(family, entry_id)
+        for held, guest in plan.update:
+            family, entry_id = _split_ref(held)
+            seconds = remaining_seconds(guest.until, now=now)
+            body = {"timeout": format_duration(seconds), "comment": session_tag(guest.session_id)}
+            try:
+                self._request("PATCH", f"{MENUS[family]}/{entry_id}", json=body)
+            except _NotFound:
+                self.allow(guest, now=now)
+        for guest in plan.add:
+            self.allow(guest, now=now)
+        self.replace_walled_garden(walled_garden)
+        return SyncResult(added=len(plan.add), removed=len(plan.remove), updated=len(plan.update))
+
+    # -- address-list entries --------------------------------------------------------------
+
+    def _held(self) -> tuple[list[HeldGuest], list[str]]:
+        ours: list[HeldGuest] = []
+        foreign: list[str] = []
+        for family, menu in MENUS.items():
+            for entry in self._get(menu, {"list": ALLOWED_LIST}):
+                session_id = session_of(entry.get("comment"))
+                if session_id is None:
+                    foreign.append(entry["address"])
+                    continue
+                ours.append(
+                    HeldGuest(
+                        session_id=session_id,
+                        ip=normalize_ip(entry["address"]),
+                        remaining=parse_duration(entry["timeout"]) if entry.get("timeout") else None,
+                        ref=f"{family}:{entry['.id']}",
+                    )
+                )
+        return ours, foreign
+
+    def _upsert(self, list_name: str, address: str, *, seconds: int | None, comment: str) -> None:
+        key = normalize_ip(address)
+        family = _family(key)
+        body = {"list": list_name, "address": key, "comment": comment}
+        if seconds is not None:
+            body["timeout"] = format_duration(seconds)
+        try:
+            self._request("PUT", MENUS[family], json=body)
+            return
+        except _Duplicate:
+            pass
+        for entry in self._find(family, list_name, key):
+            if not (entry.get("comment") or "").startswith("guestgate:"):
+                # Someone else listed this address on purpose; their entry already lets it through.
+                log.warning("gateway.routeros.foreign_entry", list=list_name, address=key, host=self.host)
+                return
+            patch = {k: v for k, v in body.items() if k in ("timeout", "comment")}
+            try:
+                self._request("PATCH", f"{MENUS[family]}/{entry['.id']}", json=patch)
+                return
+            except _NotFound:
+                break
+        # The entry expired between the failed add and the lookup: add it again.
+        self._request("PUT", MENUS[family], json=body)
+
+    def _find(self, family: int, list_name: str, address: str) -> list[dict[str, Any]]:
+        found = [
+            e
+            for e in self._get(MENUS[family], {"list": list_name, "address": address})
+            if normalize_ip(e["address"]) == address
+        ]
+        if found:
+            return found
+        # RouterOS may print an address in another form (`/128`); compare parsed addresses instead.
+        return [
+            e for e in self._get(MENUS[family], {"list": list_name}) if normalize_ip(e["address"]) == address
+        ]
+
+    def _remove(self, family: int, entry_id: str) -> None:
+        # A 404 means it is already gone: expired or removed meanwhile.
+        with contextlib.suppress(_NotFound):
+            self._request("DELETE", f"{MENUS[family]}/{entry_id}")
+
+    def _get(self, menu: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        found = self._request("GET", menu, params={**params, ".proplist": _PROPLIST})
+        if not isinstance(found, list):
+            raise GatewayRejected(f"RouterOS answered GET /{menu} with {type(found).__name__}, not a list")
+        return found
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, json: Any = None
+    ) -> Any:
+        failure = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._client.request(method, "/" + path, params=params, json=json)
+            except httpx2.TransportError as exc:
+                tls = _tls_error(exc)
+                if tls is not None:
+                    raise GatewayMisconfigured(
+                        f"TLS verification of {self.host}:{self.port} failed: {tls}"
+                    ) from exc
+                failure = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code >= 500:
+                failure = f"HTTP {response.status_code}: {_detail(response)}"
+                continue
+            return self._answer(response, method, path)
+        raise GatewayUnreachable(
+            f"RouterOS at {self.host}:{self.port} did not answer {method} /{path} "
+            f"after {self.retries + 1} attempts ({failure})"
+        )
+
+    def _answer(self, response: httpx2.Response, method: str, path: str) -> Any:
+        status = response.status_code
+        if status in (401, 403):
+            what = "rejected the credentials" if status == 401 else "refused the user (policy)"
+            raise GatewayMisconfigured(f"RouterOS at {self.host} {what}: HTTP {status} {_detail(response)}")
+        if status == 404:
+            raise _NotFound(f"RouterOS has no {path}: {_detail(response)}")
+        if status >= 400:
+            detail = _detail(response)
+            if _DUPLICATE in detail:
+                raise _Duplicate(detail)
+            raise GatewayRejected(f"RouterOS refused {method} /{path}: HTTP {status} {detail}")
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise GatewayMisconfigured(
+                f"{self.host}:{self.port} did not answer with JSON; is it the RouterOS REST API?"
+            ) from exc
+
+
+def tls_context(*, tls_verify: bool, ca_pem: str | None, pinned_sha256: str | None) -> ssl.SSLContext:
+    """The SSL context for a router: a pinned certificate, a given CA, the system CAs, or (opt-out) none."""
+    if pinned_sha256:
+        digest = _parse_fingerprint(pinned_sha256)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.sslsocket_class = type("PinnedSSLSocket", (_PinnedSSLSocket,), {"pinned": digest})
+    elif not tls_verify:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif ca_pem:
+        try:
+            context = ssl.create_default_context(cadata=ca_pem)
+        except (ssl.SSLError, ValueError) as exc:
+            raise GatewayMisconfigured(f"the CA certificate is not usable PEM: {exc}") from exc
+    else:
+        context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class _PinnedSSLSocket(ssl.SSLSocket):
+    """Fails the handshake unless the peer's certificate has the pinned SHA-256 digest."""
+
+    pinned: ClassVar[bytes] = b""
+
+    def do_handshake(self, block: bool = False) -> None:
+        super().do_handshake(block)
+        der = self.getpeercert(binary_form=True)
+        if der is None or not hmac.compare_digest(hashlib.sha256(der).digest(), self.pinned):
+            seen = hashlib.sha256(der).hexdigest() if der else "none"
+            raise ssl.SSLCertVerificationError(
+                f"certificate SHA-256 {seen} does not match the pinned fingerprint"
+            )
+
+
+def _parse_fingerprint(text: str) -> bytes:
+    cleaned = text.replace(":", "").replace(" ", "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", cleaned):
+        raise GatewayMisconfigured("pinned_sha256 must be 64 hex digits (colons allowed)")
+    return bytes.fromhex(cleaned)
+
+
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _detail(response: httpx2.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("message") or body)
+    return str(body)[:200]
+
+
+def _family(value: str) -> int:
+    return 6 if is_ipv6(value) else 4
+
+
+def _split_ref(held: HeldGuest) -> tuple[int, str]:
+    assert held.ref is not None, "held entries of this driver carry their .id"
+    family, entry_id = held.ref.split(":", 1)
+    return int(family), entry_id
+
+
+def format_duration(seconds: int) -> str:
+    """A RouterOS duration: 5430 -> `1h30m30s`, 86400 -> `1d`."""
+    seconds = max(0, int(seconds))
+    if seconds == 0:
+        return "0s"
+    parts: list[str] = []
+    for unit in ("d", "h", "m", "s"):
+        amount, seconds = divmod(seconds, _UNIT_SECONDS[unit])
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts)
+
+
+def parse_duration(text: str) -> timedelta:
+    """A RouterOS duration as printed (`1w2d3h4m5s`, `59m58s`, `500ms`, `1d02:03:04`)."""
+    value = text.strip()
+    clock = _CLOCK.fullmatch(value)
+    if clock:
+        weeks, days, hours, minutes, secs = (int(g) if g else 0 for g in clock.groups())
+        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=secs)
+    total = timedelta()
+    position = 0
+    for match in _DURATION_PART.finditer(value):
+        if match.start() != position:
+            break
+        amount, unit = int(match.group(1)), match.group(2)
+        total += (
+            timedelta(milliseconds=amount)
+            if unit == "ms"
+            else timedelta(seconds=amount * _UNIT_SECONDS[unit])
+        )
+        position = match.end()
+    if position != len(value) or not value:
+        raise GatewayRejected(f"cannot read the RouterOS duration '{text}'")
+    return total

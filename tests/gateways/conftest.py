@@ -1,0 +1,62 @@
+"""Fixtures of the gateway tests: a fake RouterOS over HTTPS, and network namespaces for nftables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from guestgate.gateways.routeros import RouterOSGateway
+from tests.gateways.fake_routeros import FakeRouterOS, Tls, make_tls
+from tests.gateways.netns import require_netns_tools
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """A CA and the fake router's certificate signed by it."""
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def router(tls: Tls) -> Iterator[FakeRouterOS]:
+    """A fake RouterOS v7 REST server on 127.0.0.1 (HTTPS), stopped after the test."""
+    fake = FakeRouterOS(tls).start()
+    yield fake
+    fake.stop()
+
+
+RouterOSFactory = Callable[..., RouterOSGateway]
+
+
+@pytest.fixture
+def routeros(router: FakeRouterOS, tls: Tls) -> Iterator[RouterOSFactory]:
+    """`routeros(**overrides)` -> a driver for the fake router, verifying it with the test CA."""
+    built: list[RouterOSGateway] = []
+
+    def make(**overrides: Any) -> RouterOSGateway:
+        settings: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": router.port,
+            "username": router.username,
+            "password": router.password,
+            "ca_pem": tls.ca_pem,
+            "timeout": 5.0,
+            "connect_timeout": 2.0,
+            "retries": 2,
+            "backoff": 0.01,
+        }
+        settings.update(overrides)
+        gateway = RouterOSGateway(**settings)
+        built.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in built:
+        gateway.close()
+
+
+@pytest.fixture
+def netns_tools() -> None:
+    """nft and ip are usable (root): fails in CI when they are not, skips elsewhere."""
+    require_netns_tools()

@@ -1,0 +1,121 @@
+"""Building a site's driver from its settings and sealed secrets; the pool that keeps drivers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from guestgate.config import Settings
+from guestgate.db import new_id
+from guestgate.gateways import registry
+from guestgate.gateways.base import GatewayMisconfigured
+from guestgate.gateways.nftables import NftablesGateway
+from guestgate.gateways.none import NoneGateway
+from guestgate.gateways.routeros import RouterOSGateway
+from guestgate.security import SecretBox
+from guestgate.sites.models import Site
+from tests.conftest import TEST_KEYS
+from tests.gateways.fake_routeros import FakeRouterOS, Tls
+
+
+@pytest.fixture
+def box() -> SecretBox:
+    return SecretBox(Settings.model_validate({"encryption_key": TEST_KEYS["encryption_key"]}))
+
+
+def site(box: SecretBox, driver: str, config: dict[str, Any], secrets: dict[str, str] | None = None) -> Site:
+    sealed = box.seal(json.dumps(secrets)) if secrets else None
+    return Site(
+        id=new_id(),
+        name="Lobby",
+        subnets=["10.0.0.0/24"],
+        gateway_driver=driver,
+        gateway_config=config,
+        gateway_secrets_sealed=sealed,
+    )
+
+
+def test_build_none_gives_the_recording_driver(box: SecretBox) -> None:
+    assert isinstance(registry.build(site(box, "none", {}), box=box), NoneGateway)
+
+
+def test_build_nftables_uses_the_site_settings_and_the_default_portal_port(box: SecretBox) -> None:
+    gateway = registry.build(
+        site(box, "nftables", {"interface": "wlan0", "netns": "guests", "table": "gg_lobby"}),
+        box=box,
+        default_portal_port=8123,
+    )
+    assert isinstance(gateway, NftablesGateway)
+    assert (gateway.interface, gateway.netns, gateway.table, gateway.portal_port, gateway.portal_address) == (
+        "wlan0",
+        "guests",
+        "gg_lobby",
+        8123,
+        None,
+    )
+
+
+def test_build_nftables_prefers_the_sites_portal_settings(box: SecretBox) -> None:
+    gateway = registry.build(
+        site(box, "nftables", {"interface": "wlan0", "portal_address": "192.0.2.10", "portal_port": 8443}),
+        box=box,
+    )
+    assert isinstance(gateway, NftablesGateway)
+    assert (gateway.portal_address, gateway.portal_port, gateway.table) == ("192.0.2.10", 8443, "guestgate")
+
+
+def test_build_routeros_opens_the_sealed_password(box: SecretBox, router: FakeRouterOS, tls: Tls) -> None:
+    config = {"host": "127.0.0.1", "port": router.port, "username": router.username, "ca_pem": tls.ca_pem}
+    gateway = registry.build(site(box, "routeros", config, {"password": router.password}), box=box)
+    try:
+        assert isinstance(gateway, RouterOSGateway)
+        assert gateway.health().state == "ok"
+    finally:
+        gateway.close()
+
+
+@pytest.mark.parametrize(
+    ("driver", "config", "secrets", "message"),
+    [
+        ("routeros", {"host": "192.0.2.1", "username": "gg"}, None, "password"),
+        ("routeros", {"host": "192.0.2.1"}, {"password": "x"}, "username"),
+        ("nftables", {}, None, "interface"),
+        ("agent", {}, None, "guestgate agent"),
+        ("carrier-pigeon", {}, None, "unknown gateway driver"),
+    ],
+)
+def test_build_refuses_settings_that_cannot_work(
+    box: SecretBox, driver: str, config: dict[str, Any], secrets: dict[str, str] | None, message: str
+) -> None:
+    with pytest.raises(GatewayMisconfigured, match=message):
+        registry.build(site(box, driver, config, secrets), box=box)
+
+
+def test_pool_keeps_one_driver_per_site_until_its_settings_change(box: SecretBox) -> None:
+    pool = registry.GatewayPool(box=box)
+    lobby = site(box, "nftables", {"interface": "wlan0"})
+    first = pool.get(lobby)
+    assert pool.get(lobby) is first
+    lobby.gateway_config = {"interface": "wlan1"}
+    second = pool.get(lobby)
+    assert second is not first
+    assert isinstance(second, NftablesGateway)
+    assert second.interface == "wlan1"
+    pool.close()
+
+
+def test_pool_closes_a_replaced_driver(box: SecretBox, router: FakeRouterOS, tls: Tls) -> None:
+    config = {"host": "127.0.0.1", "port": router.port, "username": router.username, "ca_pem": tls.ca_pem}
+    lobby = site(box, "routeros", config, {"password": router.password})
+    pool = registry.GatewayPool(box=box)
+    first = pool.get(lobby)
+    first.health()
+    lobby.gateway_config = {**config, "tls_verify": True, "port": router.port}
+    lobby.gateway_secrets_sealed = box.seal(json.dumps({"password": "changed"}))
+    second = pool.get(lobby)
+    assert second is not first
+    with pytest.raises(RuntimeError):
+        first.health()
+    pool.close()
