@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 command -v psql >/dev/null || need+=(postgresql postgresql-client)
 command -v redis-server >/dev/null || need+=(redis-server)
+# pdftoppm renders a page of the printable coupon PDF in tests/coupons/test_export.py.
+command -v pdftoppm >/dev/null || need+=(poppler-utils)
 # The gateway tests drive real nftables in network namespaces they create.
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)

@@ -16,6 +16,7 @@ import pytest
 import time_machine
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from pypdf import PdfReader
 
 from guestgate.app import create_app
 from guestgate.runtime import Runtime
@@ -270,10 +271,36 @@ def test_format_csv_still_checks_the_signature(client: TestClient, signed_url: s
     assert_error(response, 403, "signature_invalid")
 
 
-@pytest.mark.parametrize("fmt", ["pdf", "xml", ""])
+def test_format_pdf_is_printable_cards_of_the_same_coupons(
+    runtime: Runtime, client: TestClient, schedule_id: str, signed_url: str
+) -> None:
+    add_run(runtime, schedule_id, ran_at=NOW - timedelta(minutes=5), valid=12, redeemed=1)
+    codes = [c["code"] for c in fetch(client, signed_url).json()]
+    for paper in ("a4", "letter"):
+        response = fetch(client, signed_url + f"&format=pdf&paper={paper}")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/pdf"
+        assert response.headers["content-disposition"] == f'attachment; filename="coupons-{schedule_id}.pdf"'
+        assert response.headers["cache-control"] == "no-store"
+        pdf = PdfReader(io.BytesIO(response.content))
+        assert len(pdf.pages) == 2  # 12 cards, 10 to a page
+        text = "".join(page.extract_text() for page in pdf.pages)
+        assert all(code in text for code in codes)
+        width = float(pdf.pages[0].mediabox.width)
+        assert round(width) == (595 if paper == "a4" else 612)
+
+
+def test_format_pdf_still_checks_the_signature(client: TestClient, signed_url: str) -> None:
+    response = fetch(client, with_params(signed_url, signature="0" * 64, format="pdf"))
+    assert_error(response, 403, "signature_invalid")
+
+
+@pytest.mark.parametrize("fmt", ["xml", "", "PDF"])
 def test_unsupported_format_is_400(client: TestClient, signed_url: str, fmt: str) -> None:
     response = fetch(client, signed_url + f"&format={fmt}")
-    assert_error(response, 400, "parameter_invalid", "The 'format' parameter must be one of 'json' or 'csv'.")
+    assert_error(
+        response, 400, "parameter_invalid", "The 'format' parameter must be one of 'json', 'csv' or 'pdf'."
+    )
 
 
 # --- key rotation -----------------------------------------------------------------------------

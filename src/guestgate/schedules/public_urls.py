@@ -16,8 +16,8 @@ from guestgate.security import UrlSigner
 URL_TTL_SECONDS = 24 * 3600
 PURPOSE = "coupons"
 PATH = "/captive/coupons"
-# `pdf` (printable cards with QR codes) joins these when it is implemented.
-ExportFormat = Literal["json", "csv"]
+ExportFormat = Literal["json", "csv", "pdf"]
+Paper = Literal["a4", "letter"]
 
 
 def coupons_url(schedule_id: str, *, signer: UrlSigner, public_url: str, now: datetime) -> str:
@@ -33,6 +33,6 @@ def verify(schedule_id: str, *, expires: int, signature: str, signer: UrlSigner,
     signer.verify_expiring(signature, expires, PURPOSE, schedule_id, now=now.timestamp())
 
 
-def csv_filename(schedule_id: str) -> str:
-    """The download name of a schedule's CSV export."""
-    return f"coupons-{schedule_id}.csv"
+def filename(schedule_id: str, extension: str) -> str:
+    """The download name of a schedule's export."""
+    return f"coupons-{schedule_id}.{extension}"

@@ -172,7 +172,10 @@ def run_schedule(
     responses={
         200: {
             "description": "The schedule's valid coupons, newest first.",
-            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+            },
         },
         **errors(400, 403, 404),
     },
@@ -186,8 +189,13 @@ def public_coupons(
     runtime: RuntimeDep,
     export_format: Annotated[
         public_urls.ExportFormat,
-        Query(alias="format", description="[extension] `json` (default) or `csv`."),
+        Query(
+            alias="format",
+            description="[extension] `json` (default), `csv`, or `pdf` (printable cards "
+            "with a QR code each).",
+        ),
     ] = "json",
+    paper: Annotated[public_urls.Paper, Query(description="[extension] PDF paper size.")] = "a4",
 ) -> Response | list[Coupon]:
     """Lists the valid coupons of a schedule through the signed URL from generate_url; no token needed."""
     now = utcnow()
@@ -195,16 +203,21 @@ def public_coupons(
     coupons = service.valid_coupons(sid, session=session, now=now)
     # The codes are bearer secrets: keep them out of shared caches and the browser's cache.
     if export_format == "csv":
-        return Response(
-            export.to_csv(coupons),
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "Cache-Control": "no-store",
-                "Content-Disposition": f'attachment; filename="{public_urls.csv_filename(sid)}"',
-            },
+        return _download(
+            export.to_csv(coupons).encode(), "text/csv; charset=utf-8", public_urls.filename(sid, "csv")
         )
+    if export_format == "pdf":
+        pdf = service.printable(
+            sid, coupons, public_url=runtime.settings.public_url, paper=paper, session=session
+        )
+        return _download(pdf, "application/pdf", public_urls.filename(sid, "pdf"))
     response.headers["Cache-Control"] = "no-store"
     return [coupon_service.to_out(c) for c in coupons]
+
+
+def _download(body: bytes, media_type: str, name: str) -> Response:
+    headers = {"Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(body, media_type=media_type, headers=headers)
 
 
 router.include_router(schedule_router)

@@ -9,10 +9,13 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from guestgate.coupons import export
 from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
 from guestgate.errors import NotFound, ParameterMissing, ReferenceMissing
 from guestgate.instances import service as instance_service
+from guestgate.instances.models import Instance
+from guestgate.instances.schemas import DEFAULT_THEME
 from guestgate.notifications.models import NotificationGroup
 from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
@@ -159,6 +162,22 @@ def valid_coupons(schedule_id: str, *, session: Session, now: datetime) -> list[
         .order_by(Coupon.created_at.desc(), Coupon.id.desc())
     )
     return list(session.scalars(stmt))
+
+
+def printable(
+    schedule_id: str, coupons: Sequence[Coupon], *, public_url: str, paper: str, session: Session
+) -> bytes:
+    """The coupons as a sheet of cut-out cards in the schedule's instance's name and accent colour."""
+    schedule = session.get(CouponSchedule, schedule_id)
+    instance = session.get(Instance, schedule.instance_id) if schedule else None
+    theme = {**DEFAULT_THEME, **((instance.theme if instance else None) or {})}
+    return export.to_pdf(
+        coupons,
+        instance_name=instance.name if instance else "",
+        accent_color=theme["accent_color"],
+        portal_url=f"{public_url}{export.PORTAL_PATH}",
+        page_size="Letter" if paper == "letter" else "A4",
+    )
 
 
 def applicable_days(data: CouponScheduleCreate) -> tuple[int | None, int | None]:
