@@ -7,7 +7,6 @@ import io
 import math
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -144,21 +143,12 @@ def test_valid_until_is_printed_in_utc() -> None:
     assert export.valid_until(local) == "Valid until 2026-11-25 18:00 UTC"
 
 
-def test_pdf_of_500_codes_renders_well_under_a_second() -> None:
+def test_pdf_of_500_codes_has_50_pages_with_every_code() -> None:
+    """Timing lives in bench/exports.py; here the big sheet is checked for completeness."""
     rows = coupons(500)
-    timings = []
-    for _ in range(3):
-        # Cold: nothing cached from an earlier render.
-        export._qr_operators.cache_clear()
-        export._best_mask.cache_clear()
-        started = time.perf_counter()
-        pdf = pdf_of(rows)
-        timings.append(time.perf_counter() - started)
-    print(f"\n500-code PDF: best {min(timings):.3f} s of {[round(t, 3) for t in timings]}, {len(pdf)} bytes")
-    assert min(timings) < 1.0
-    texts = page_texts(pdf)
+    texts = page_texts(pdf_of(rows))
     assert len(texts) == 50
-    assert rows[-1].code in texts[-1]
+    assert rows[0].code in texts[0] and rows[-1].code in texts[-1]
 
 
 # --- PDF: looked at ----------------------------------------------------------------------------------------

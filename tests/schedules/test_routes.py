@@ -857,10 +857,11 @@ def test_openapi_operations_of_the_domain(openapi: dict[str, Any]) -> None:
         (base + "/{scheduleId}", "put"): ("updateCouponSchedule", schedules),
         (base + "/{scheduleId}", "delete"): ("deleteCouponSchedule", schedules),
         (base + "/{scheduleId}/generate_url", "get"): ("generateCouponScheduleUrl", schedules),
+        (base + "/{scheduleId}/run", "post"): ("runCouponSchedule", schedules),
         ("/captive/coupons", "get"): ("getPublicCoupons", ["Public Coupon URLs"]),
     }
     assert {key: found[key] for key in expected} == expected
     public = paths["/captive/coupons"]["get"]
     assert public["security"] == []
     format_param = next(p for p in public["parameters"] if p["name"] == "format")
-    assert format_param["schema"]["enum"] == ["json", "csv"]
+    assert format_param["schema"]["enum"] == ["json", "csv", "pdf"]
