@@ -71,11 +71,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     error_handlers.install(app, settings.public_url)
+    app.mount("/guest", portal_routes.build(runtime))
     for router in OPERATOR_ROUTERS:
         app.include_router(router)
     app.include_router(pages.router)
     docs.install(app, openapi.TITLE)
-    app.mount("/guest", portal_routes.build(runtime))
 
     def custom_openapi() -> dict[str, Any]:
         return openapi.build(app)

@@ -97,6 +97,40 @@ class Settings(BaseSettings):
         description="Attempts per e-mail or webhook before it is marked failed (backoff doubles from 30 s).",
     )
 
+    portal_token_ttl_seconds: int = Field(
+        1800, description="How long a guest's sealed sign-in token stays valid."
+    )
+    portal_entry_max_age_seconds: int = Field(
+        300, description="How old a gateway-signed entry URL (its `ts`) may be."
+    )
+    portal_trusted_proxies: str = Field(
+        "", description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For names the guest."
+    )
+    portal_client_max_failures: int = Field(
+        5, description="Wrong codes from one client (IP or MAC) before a lock-out."
+    )
+    portal_site_max_failures: int = Field(
+        50, description="Wrong codes at one site before the whole site is locked out."
+    )
+    portal_failure_window_seconds: int = Field(
+        900, description="Failed sign-ins older than this no longer count."
+    )
+    portal_lockout_seconds: int = Field(60, description="The first lock-out; each further one doubles it.")
+    portal_lockout_max_seconds: int = Field(3600, description="The longest lock-out.")
+    portal_lockout_memory_seconds: int = Field(
+        86400, description="How long the lock-out level is remembered."
+    )
+    portal_cache_seconds: float = Field(
+        5.0,
+        description="How long site subnets and instance pages are cached per process (preview is always fresh).",
+    )
+    portal_pg_pool_size: int = Field(
+        8, description="PostgreSQL connections the portal's sign-in path keeps per process."
+    )
+    portal_redis_prefix: str = Field(
+        "guestgate:portal:", description="Key prefix of the throttling counters in Redis."
+    )
+
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(False, description="Structured JSON logs instead of console lines.")
     redis_url: str | None = Field(None, description="Redis for shared throttling counters across replicas.")

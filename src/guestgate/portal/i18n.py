@@ -1,0 +1,338 @@
+"""The portal's words in English, Spanish, French, German and Portuguese.
+
+The language is the browser's (`Accept-Language`) when it names one of these, otherwise the
+instance's `locale`, otherwise English.
+"""
+
+from __future__ import annotations
+
+DEFAULT_LOCALE = "en"
+# Accept-Language longer than this is not parsed (no browser sends that much).
+_MAX_ACCEPT_LANGUAGE = 512
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "page_title": "Sign in",
+        "code_label": "Access code",
+        "code_hint": "The 6-character code on your voucher.",
+        "terms_heading": "Terms and conditions",
+        "accept_terms": "I accept the terms and conditions",
+        "submit": "Connect",
+        "preview_banner": "Preview: this is the page guests see. Nothing can be redeemed here.",
+        "oauth_unavailable": "Signing in with an account is not available on this network yet.",
+        "err_missing_code": "Please enter your access code.",
+        "err_malformed": "An access code has 6 letters and digits. Please check it and try again.",
+        "err_unknown": "We don't recognise that code. Please check it and try again.",
+        "err_expired": "This code has expired. Please ask for a new one.",
+        "err_used": "This code has already been used. Each code works only once.",
+        "err_terms": "Please accept the terms and conditions to continue.",
+        "locked_title": "Too many attempts",
+        "locked_client": "Too many wrong codes were entered from this device. Please try again in {wait}.",
+        "locked_site": "Too many wrong codes were entered on this network. Please try again in {wait}.",
+        "success_title": "You're connected",
+        "success_body": "You're online. Enjoy!",
+        "remaining": "Time remaining",
+        "continue": "Continue",
+        "status_title": "Your connection",
+        "status_link": "Connection status",
+        "not_signed_in": "You are not signed in on this network.",
+        "session_ended": "Your session has ended.",
+        "sign_in": "Sign in",
+        "start_again": "Start again",
+        "error_title": "Sorry",
+        "err_site_missing": "This sign-in link is incomplete. Open any web page to be sent to the right place.",
+        "err_site_unknown": "This network is not known here.",
+        "err_params": "This sign-in link contains values we cannot use.",
+        "err_signature": "This sign-in link could not be verified. Open any web page to be sent here again.",
+        "err_link_expired": "This sign-in link has expired. Open any web page to be sent here again.",
+        "err_outside": "Your device is not on a network served by this portal.",
+        "err_no_portal": "No sign-in page is set up for your network yet.",
+        "err_token_missing": "This form is incomplete. Please start again.",
+        "err_token_invalid": "This sign-in page could not be verified. Please start again.",
+        "err_token_expired": "This sign-in page has expired. Please start again.",
+        "err_preview": "This preview link is invalid or has expired.",
+        "err_not_found": "There is no page at this address.",
+        "err_method": "This page cannot be used that way.",
+        "err_too_large": "The form sent was too large.",
+        "err_unavailable": "The service is busy. Please try again in a moment.",
+        "err_internal": "Something went wrong on our side. Please try again in a moment.",
+        "unit_d": "d",
+        "unit_h": "h",
+        "unit_min": "min",
+        "less_minute": "less than a minute",
+        "ends_at": "until {time} UTC",
+    },
+    "es": {
+        "page_title": "Iniciar sesión",
+        "code_label": "Código de acceso",
+        "code_hint": "El código de 6 caracteres de tu cupón.",
+        "terms_heading": "Términos y condiciones",
+        "accept_terms": "Acepto los términos y condiciones",
+        "submit": "Conectar",
+        "preview_banner": "Vista previa: esta es la página que ven los invitados. Aquí no se puede canjear nada.",
+        "oauth_unavailable": "El inicio de sesión con una cuenta aún no está disponible en esta red.",
+        "err_missing_code": "Introduce tu código de acceso.",
+        "err_malformed": "Un código de acceso tiene 6 letras y números. Revísalo e inténtalo de nuevo.",
+        "err_unknown": "No reconocemos ese código. Revísalo e inténtalo de nuevo.",
+        "err_expired": "Este código ha caducado. Pide uno nuevo.",
+        "err_used": "Este código ya se ha utilizado. Cada código solo funciona una vez.",
+        "err_terms": "Acepta los términos y condiciones para continuar.",
+        "locked_title": "Demasiados intentos",
+        "locked_client": "Se han introducido demasiados códigos incorrectos desde este dispositivo. "
+        "Inténtalo de nuevo dentro de {wait}.",
+        "locked_site": "Se han introducido demasiados códigos incorrectos en esta red. "
+        "Inténtalo de nuevo dentro de {wait}.",
+        "success_title": "Estás conectado",
+        "success_body": "Ya tienes acceso a Internet. ¡Disfrútalo!",
+        "remaining": "Tiempo restante",
+        "continue": "Continuar",
+        "status_title": "Tu conexión",
+        "status_link": "Estado de la conexión",
+        "not_signed_in": "No has iniciado sesión en esta red.",
+        "session_ended": "Tu sesión ha terminado.",
+        "sign_in": "Iniciar sesión",
+        "start_again": "Empezar de nuevo",
+        "error_title": "Lo sentimos",
+        "err_site_missing": "Este enlace de acceso está incompleto. Abre cualquier página web para que te redirijamos.",
+        "err_site_unknown": "Esta red no es conocida aquí.",
+        "err_params": "Este enlace de acceso contiene valores que no podemos usar.",
+        "err_signature": "No se ha podido verificar este enlace de acceso. Abre cualquier página web para volver aquí.",
+        "err_link_expired": "Este enlace de acceso ha caducado. Abre cualquier página web para volver aquí.",
+        "err_outside": "Tu dispositivo no está en una red atendida por este portal.",
+        "err_no_portal": "Todavía no hay una página de acceso configurada para tu red.",
+        "err_token_missing": "Este formulario está incompleto. Empieza de nuevo.",
+        "err_token_invalid": "No se ha podido verificar esta página de acceso. Empieza de nuevo.",
+        "err_token_expired": "Esta página de acceso ha caducado. Empieza de nuevo.",
+        "err_preview": "Este enlace de vista previa no es válido o ha caducado.",
+        "err_not_found": "No hay ninguna página en esta dirección.",
+        "err_method": "Esta página no se puede usar de esa manera.",
+        "err_too_large": "El formulario enviado es demasiado grande.",
+        "err_unavailable": "El servicio está ocupado. Inténtalo de nuevo en un momento.",
+        "err_internal": "Algo ha fallado por nuestra parte. Inténtalo de nuevo en un momento.",
+        "unit_d": "d",
+        "unit_h": "h",
+        "unit_min": "min",
+        "less_minute": "menos de un minuto",
+        "ends_at": "hasta las {time} UTC",
+    },
+    "fr": {
+        "page_title": "Connexion",
+        "code_label": "Code d'accès",
+        "code_hint": "Le code à 6 caractères de votre ticket.",
+        "terms_heading": "Conditions d'utilisation",
+        "accept_terms": "J'accepte les conditions d'utilisation",
+        "submit": "Se connecter",
+        "preview_banner": "Aperçu : voici la page que voient les invités. Aucun code ne peut être utilisé ici.",
+        "oauth_unavailable": "La connexion avec un compte n'est pas encore disponible sur ce réseau.",
+        "err_missing_code": "Veuillez saisir votre code d'accès.",
+        "err_malformed": "Un code d'accès comporte 6 lettres et chiffres. Vérifiez-le et réessayez.",
+        "err_unknown": "Nous ne reconnaissons pas ce code. Vérifiez-le et réessayez.",
+        "err_expired": "Ce code a expiré. Demandez-en un nouveau.",
+        "err_used": "Ce code a déjà été utilisé. Chaque code ne fonctionne qu'une seule fois.",
+        "err_terms": "Veuillez accepter les conditions d'utilisation pour continuer.",
+        "locked_title": "Trop de tentatives",
+        "locked_client": "Trop de codes erronés ont été saisis depuis cet appareil. Réessayez dans {wait}.",
+        "locked_site": "Trop de codes erronés ont été saisis sur ce réseau. Réessayez dans {wait}.",
+        "success_title": "Vous êtes connecté",
+        "success_body": "Vous avez accès à Internet. Bonne navigation !",
+        "remaining": "Temps restant",
+        "continue": "Continuer",
+        "status_title": "Votre connexion",
+        "status_link": "État de la connexion",
+        "not_signed_in": "Vous n'êtes pas connecté à ce réseau.",
+        "session_ended": "Votre session est terminée.",
+        "sign_in": "Se connecter",
+        "start_again": "Recommencer",
+        "error_title": "Désolé",
+        "err_site_missing": "Ce lien de connexion est incomplet. Ouvrez une page web pour être redirigé.",
+        "err_site_unknown": "Ce réseau n'est pas connu ici.",
+        "err_params": "Ce lien de connexion contient des valeurs inutilisables.",
+        "err_signature": "Ce lien de connexion n'a pas pu être vérifié. Ouvrez une page web pour revenir ici.",
+        "err_link_expired": "Ce lien de connexion a expiré. Ouvrez une page web pour revenir ici.",
+        "err_outside": "Votre appareil n'est pas sur un réseau desservi par ce portail.",
+        "err_no_portal": "Aucune page de connexion n'est encore configurée pour votre réseau.",
+        "err_token_missing": "Ce formulaire est incomplet. Veuillez recommencer.",
+        "err_token_invalid": "Cette page de connexion n'a pas pu être vérifiée. Veuillez recommencer.",
+        "err_token_expired": "Cette page de connexion a expiré. Veuillez recommencer.",
+        "err_preview": "Ce lien d'aperçu est invalide ou a expiré.",
+        "err_not_found": "Il n'y a aucune page à cette adresse.",
+        "err_method": "Cette page ne peut pas être utilisée ainsi.",
+        "err_too_large": "Le formulaire envoyé est trop volumineux.",
+        "err_unavailable": "Le service est occupé. Réessayez dans un instant.",
+        "err_internal": "Une erreur s'est produite de notre côté. Réessayez dans un instant.",
+        "unit_d": "j",
+        "unit_h": "h",
+        "unit_min": "min",
+        "less_minute": "moins d'une minute",
+        "ends_at": "jusqu'à {time} UTC",
+    },
+    "de": {
+        "page_title": "Anmelden",
+        "code_label": "Zugangscode",
+        "code_hint": "Der 6-stellige Code auf Ihrem Gutschein.",
+        "terms_heading": "Nutzungsbedingungen",
+        "accept_terms": "Ich akzeptiere die Nutzungsbedingungen",
+        "submit": "Verbinden",
+        "preview_banner": "Vorschau: So sehen Gäste diese Seite. Hier kann nichts eingelöst werden.",
+        "oauth_unavailable": "Die Anmeldung mit einem Konto ist in diesem Netz noch nicht verfügbar.",
+        "err_missing_code": "Bitte geben Sie Ihren Zugangscode ein.",
+        "err_malformed": "Ein Zugangscode besteht aus 6 Buchstaben und Ziffern. "
+        "Bitte prüfen Sie ihn und versuchen Sie es erneut.",
+        "err_unknown": "Diesen Code kennen wir nicht. Bitte prüfen Sie ihn und versuchen Sie es erneut.",
+        "err_expired": "Dieser Code ist abgelaufen. Bitte fragen Sie nach einem neuen.",
+        "err_used": "Dieser Code wurde bereits verwendet. Jeder Code funktioniert nur einmal.",
+        "err_terms": "Bitte akzeptieren Sie die Nutzungsbedingungen, um fortzufahren.",
+        "locked_title": "Zu viele Versuche",
+        "locked_client": "Von diesem Gerät wurden zu viele falsche Codes eingegeben. "
+        "Bitte versuchen Sie es in {wait} erneut.",
+        "locked_site": "In diesem Netz wurden zu viele falsche Codes eingegeben. "
+        "Bitte versuchen Sie es in {wait} erneut.",
+        "success_title": "Sie sind verbunden",
+        "success_body": "Sie sind jetzt online. Viel Spaß!",
+        "remaining": "Verbleibende Zeit",
+        "continue": "Weiter",
+        "status_title": "Ihre Verbindung",
+        "status_link": "Verbindungsstatus",
+        "not_signed_in": "Sie sind in diesem Netz nicht angemeldet.",
+        "session_ended": "Ihre Sitzung ist beendet.",
+        "sign_in": "Anmelden",
+        "start_again": "Neu beginnen",
+        "error_title": "Entschuldigung",
+        "err_site_missing": "Dieser Anmeldelink ist unvollständig. "
+        "Öffnen Sie eine beliebige Webseite, um weitergeleitet zu werden.",
+        "err_site_unknown": "Dieses Netz ist hier nicht bekannt.",
+        "err_params": "Dieser Anmeldelink enthält unbrauchbare Werte.",
+        "err_signature": "Dieser Anmeldelink konnte nicht überprüft werden. "
+        "Öffnen Sie eine beliebige Webseite, um wieder hierher zu gelangen.",
+        "err_link_expired": "Dieser Anmeldelink ist abgelaufen. "
+        "Öffnen Sie eine beliebige Webseite, um wieder hierher zu gelangen.",
+        "err_outside": "Ihr Gerät ist nicht in einem Netz, das dieses Portal bedient.",
+        "err_no_portal": "Für Ihr Netz ist noch keine Anmeldeseite eingerichtet.",
+        "err_token_missing": "Dieses Formular ist unvollständig. Bitte beginnen Sie neu.",
+        "err_token_invalid": "Diese Anmeldeseite konnte nicht überprüft werden. Bitte beginnen Sie neu.",
+        "err_token_expired": "Diese Anmeldeseite ist abgelaufen. Bitte beginnen Sie neu.",
+        "err_preview": "Dieser Vorschaulink ist ungültig oder abgelaufen.",
+        "err_not_found": "Unter dieser Adresse gibt es keine Seite.",
+        "err_method": "Diese Seite kann so nicht verwendet werden.",
+        "err_too_large": "Das gesendete Formular ist zu groß.",
+        "err_unavailable": "Der Dienst ist ausgelastet. Bitte versuchen Sie es gleich noch einmal.",
+        "err_internal": "Bei uns ist etwas schiefgelaufen. Bitte versuchen Sie es gleich noch einmal.",
+        "unit_d": "T",
+        "unit_h": "Std.",
+        "unit_min": "Min.",
+        "less_minute": "weniger als eine Minute",
+        "ends_at": "bis {time} UTC",
+    },
+    "pt": {
+        "page_title": "Entrar",
+        "code_label": "Código de acesso",
+        "code_hint": "O código de 6 caracteres do seu voucher.",
+        "terms_heading": "Termos e condições",
+        "accept_terms": "Aceito os termos e condições",
+        "submit": "Conectar",
+        "preview_banner": "Pré-visualização: esta é a página que os visitantes veem. Nada pode ser resgatado aqui.",
+        "oauth_unavailable": "O acesso com uma conta ainda não está disponível nesta rede.",
+        "err_missing_code": "Informe o seu código de acesso.",
+        "err_malformed": "Um código de acesso tem 6 letras e números. Verifique-o e tente novamente.",
+        "err_unknown": "Não reconhecemos esse código. Verifique-o e tente novamente.",
+        "err_expired": "Este código expirou. Peça um novo.",
+        "err_used": "Este código já foi usado. Cada código funciona apenas uma vez.",
+        "err_terms": "Aceite os termos e condições para continuar.",
+        "locked_title": "Tentativas demais",
+        "locked_client": "Foram inseridos códigos incorretos demais neste dispositivo. Tente novamente em {wait}.",
+        "locked_site": "Foram inseridos códigos incorretos demais nesta rede. Tente novamente em {wait}.",
+        "success_title": "Você está conectado",
+        "success_body": "Você já está online. Aproveite!",
+        "remaining": "Tempo restante",
+        "continue": "Continuar",
+        "status_title": "Sua conexão",
+        "status_link": "Estado da conexão",
+        "not_signed_in": "Você não está conectado nesta rede.",
+        "session_ended": "Sua sessão terminou.",
+        "sign_in": "Entrar",
+        "start_again": "Começar de novo",
+        "error_title": "Desculpe",
+        "err_site_missing": "Este link de acesso está incompleto. Abra qualquer página da web para ser redirecionado.",
+        "err_site_unknown": "Esta rede não é conhecida aqui.",
+        "err_params": "Este link de acesso contém valores que não podemos usar.",
+        "err_signature": "Não foi possível verificar este link de acesso. Abra qualquer página da web para voltar aqui.",
+        "err_link_expired": "Este link de acesso expirou. Abra qualquer página da web para voltar aqui.",
+        "err_outside": "Seu dispositivo não está em uma rede atendida por este portal.",
+        "err_no_portal": "Ainda não há uma página de acesso configurada para sua rede.",
+        "err_token_missing": "Este formulário está incompleto. Comece de novo.",
+        "err_token_invalid": "Não foi possível verificar esta página de acesso. Comece de novo.",
+        "err_token_expired": "Esta página de acesso expirou. Comece de novo.",
+        "err_preview": "Este link de pré-visualização é inválido ou expirou.",
+        "err_not_found": "Não há nenhuma página neste endereço.",
+        "err_method": "Esta página não pode ser usada dessa forma.",
+        "err_too_large": "O formulário enviado é grande demais.",
+        "err_unavailable": "O serviço está ocupado. Tente novamente em instantes.",
+        "err_internal": "Algo deu errado do nosso lado. Tente novamente em instantes.",
+        "unit_d": "d",
+        "unit_h": "h",
+        "unit_min": "min",
+        "less_minute": "menos de um minuto",
+        "ends_at": "até {time} UTC",
+    },
+}
+LOCALES = tuple(MESSAGES)
+
+
+def _language(tag: str) -> str | None:
+    primary = tag.strip().replace("_", "-").split("-", 1)[0].lower()
+    return primary if primary in MESSAGES else None
+
+
+def negotiate(accept_language: str | None, instance_locale: str | None) -> str:
+    """The page language: the browser's first supported choice, else the instance's, else English."""
+    if accept_language and len(accept_language) <= _MAX_ACCEPT_LANGUAGE:
+        choices: list[tuple[float, int, str]] = []
+        for position, item in enumerate(accept_language.split(",")):
+            tag, _, params = item.partition(";")
+            quality = 1.0
+            params = params.strip()
+            if params.startswith("q="):
+                try:
+                    quality = float(params[2:])
+                except ValueError:
+                    continue
+            language = _language(tag)
+            if language is not None and quality > 0:
+                choices.append((-quality, position, language))
+        if choices:
+            return min(choices)[2]
+    if instance_locale:
+        language = _language(instance_locale)
+        if language is not None:
+            return language
+    return DEFAULT_LOCALE
+
+
+class Translator:
+    """The messages of one language."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = locale if locale in MESSAGES else DEFAULT_LOCALE
+        self._messages = MESSAGES[self.locale]
+
+    def __call__(self, key: str, **values: object) -> str:
+        """The message `key`, with `{placeholders}` filled from `values`."""
+        text = self._messages.get(key) or MESSAGES[DEFAULT_LOCALE][key]
+        return text.format(**values) if values else text
+
+    def duration(self, seconds: float, *, round_up: bool = False) -> str:
+        """A length of time as days, hours and minutes (`1 h 30 min`)."""
+        total = int(seconds)
+        minutes = -(-total // 60) if round_up else total // 60
+        if minutes < 1:
+            return self("less_minute")
+        days, rest = divmod(minutes, 24 * 60)
+        hours, mins = divmod(rest, 60)
+        parts = []
+        if days:
+            parts.append(f"{days} {self('unit_d')}")
+        if hours:
+            parts.append(f"{hours} {self('unit_h')}")
+        if mins and not days:
+            parts.append(f"{mins} {self('unit_min')}")
+        return " ".join(parts) or f"{days} {self('unit_d')}"

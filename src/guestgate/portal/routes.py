@@ -1,0 +1,477 @@
+"""HTTP of the guest portal under /guest: lean ASGI endpoints, HTML pages, RFC 8908 JSON.
+
+Not FastAPI: the sign-in POST is the product's hot path, so requests are parsed by hand (a
+form of a few hundred bytes) and every page is rendered straight to the socket. Every
+failure, expected or not, ends in a page a guest can read, with the right status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import psycopg
+import structlog
+from sqlalchemy import event
+from starlette.exceptions import HTTPException
+from starlette.routing import Mount, Route, Router
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from guestgate.db import utcnow
+from guestgate.portal import clients
+from guestgate.portal.config import PortalConfig
+from guestgate.portal.entry_signing import site_keys
+from guestgate.portal.gateway import GatewayNotifier, RecordOnly
+from guestgate.portal.i18n import Translator, negotiate
+from guestgate.portal.render import STATIC, Page, Renderer
+from guestgate.portal.service import Portal, PortalError, SignInOutcome, SignInResult
+from guestgate.portal.store import GuestSession, GuestStore, InstanceInfo, open_store
+from guestgate.portal.throttle import FailureCounters, MemoryCounters, RedisCounters, Throttle
+from guestgate.portal.tokens import TokenSealer
+from guestgate.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+MAX_FORM_BYTES = 8 * 1024
+MAX_QUERY_FIELDS = 16
+FORM_TYPE = "application/x-www-form-urlencoded"
+CAPPORT_TYPE = "application/captive+json"
+
+# outcome: (status, message key, field the message is about)
+_FORM_OUTCOMES: dict[SignInOutcome, tuple[int, str, str]] = {
+    SignInOutcome.UNKNOWN: (400, "err_unknown", "code"),
+    SignInOutcome.EXPIRED: (410, "err_expired", "code"),
+    SignInOutcome.USED: (409, "err_used", "code"),
+    SignInOutcome.MISSING_CODE: (400, "err_missing_code", "code"),
+    SignInOutcome.MALFORMED: (400, "err_malformed", "code"),
+    SignInOutcome.TERMS_REQUIRED: (400, "err_terms", "accept"),
+}
+# When even the error page cannot be rendered.
+_PLAIN_500 = (
+    b'<!doctype html><html lang="en"><meta charset="utf-8"><title>Sorry</title>'
+    b"<p>Something went wrong on our side. Please try again in a moment.</p></html>"
+)
+_HTTP_KEYS = {404: "err_not_found", 405: "err_method", 413: "err_too_large"}
+
+
+@dataclass(frozen=True)
+class GuestRequest:
+    """What a portal endpoint needs from a request."""
+
+    scope: Scope
+    query: dict[str, str]
+    peer: str | None
+    accept_language: str | None
+    content_type: str
+    base: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A response: status, headers and body."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+Handler = Callable[[GuestRequest, Receive], Awaitable[Reply]]
+
+
+def _first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in pairs:
+        found.setdefault(key, value)
+    return found
+
+
+def _parse(data: str) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(data, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS, errors="replace")
+    except ValueError as exc:
+        raise PortalError(400, "err_params") from exc
+    return _first_values(pairs)
+
+
+class PortalApp:
+    """The ASGI app mounted at /guest."""
+
+    def __init__(self, portal: Portal, renderer: Renderer) -> None:
+        self.portal = portal
+        self.renderer = renderer
+        self.trusted = portal.config.trusted_proxies
+        self.router = Router(
+            routes=[
+                Route("/entry", self._endpoint(self.entry), methods=["GET"]),
+                Route("/signin", self._endpoint(self.sign_in), methods=["POST"]),
+                Route("/status", self._endpoint(self.status), methods=["GET"]),
+                Route("/capport", self._endpoint(self.capport), methods=["GET"]),
+                Route("/preview/{instance_id}", self._endpoint(self.preview), methods=["GET"]),
+                Mount("/static", app=StaticFiles(directory=STATIC)),
+            ],
+            default=self._not_found,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.router(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.router(scope, receive, tracking_send)
+        except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
+            # A locked or unreachable database: worth retrying in a moment, not a crash.
+            log.warning("portal.database_unavailable", path=scope.get("path"), error=str(exc))
+            if not started:
+                await self._send(
+                    send, self._error(self._request(scope), 503, "err_unavailable", {"retry-after": "5"})
+                )
+        except HTTPException as exc:
+            if not started:
+                extra = dict(exc.headers or {})
+                await self._send(
+                    send, self._error(self._request(scope), exc.status_code, _key_of(exc.status_code), extra)
+                )
+        except Exception:
+            log.exception("portal.request_failed", path=scope.get("path"))
+            if not started:
+                await self._send(send, self._last_resort(scope))
+
+    def _last_resort(self, scope: Scope) -> Reply:
+        try:
+            return self._error(self._request(scope), 500, "err_internal")
+        except Exception:
+            log.exception("portal.error_page_failed")
+            return Reply(
+                500, _PLAIN_500, {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"}
+            )
+
+    def _endpoint(self, handler: Handler) -> ASGIApp:
+        return _Endpoint(self, handler)
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._send(send, self._error(self._request(scope), 404, "err_not_found"))
+
+    def _request(self, scope: Scope) -> GuestRequest:
+        headers: dict[bytes, bytes] = {}
+        for key, value in scope.get("headers", ()):
+            headers.setdefault(key, value)
+        client = scope.get("client")
+        forwarded = headers.get(b"x-forwarded-for")
+        peer = clients.client_address(
+            client[0] if client else None,
+            forwarded.decode("latin-1") if forwarded is not None else None,
+            self.trusted,
+        )
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            query = _parse(raw_query) if raw_query else {}
+        except PortalError:
+            query = {}
+        language = headers.get(b"accept-language")
+        return GuestRequest(
+            scope=scope,
+            query=query,
+            peer=peer,
+            accept_language=language.decode("latin-1") if language is not None else None,
+            content_type=headers.get(b"content-type", b"").decode("latin-1"),
+            base=scope.get("root_path", ""),
+        )
+
+    @staticmethod
+    async def _send(send: Send, reply: Reply) -> None:
+        headers = [(k.encode(), v.encode("latin-1")) for k, v in reply.headers.items()]
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def entry(self, request: GuestRequest, _receive: Receive) -> Reply:
+        """The page a gateway sends a guest to: the sign-in form, or its session if signed in."""
+        entry = await self.portal.enter(request.query, peer=request.peer)
+        t = self._translator(request, entry.instance)
+        if entry.session is not None:
+            return self._session(
+                request,
+                t,
+                entry.instance,
+                entry.session,
+                entry.status_token,
+                entry.identity.orig,
+                t("status_title"),
+            )
+        # A printed card's QR code opens the page with its code filled in.
+        code = request.query.get("code", "")
+        return self._form(request, t, entry.instance, token=entry.token, code=code[:16])
+
+    async def sign_in(self, request: GuestRequest, receive: Receive) -> Reply:
+        """The coupon form's POST."""
+        form = await self._read_form(request, receive)
+        result = await self.portal.sign_in(form, peer=request.peer)
+        t = self._translator(request, result.instance)
+        outcome = result.outcome
+        if outcome in (SignInOutcome.SUCCESS, SignInOutcome.ALREADY_ACTIVE):
+            assert result.session is not None
+            title = t("success_title") if outcome is SignInOutcome.SUCCESS else t("status_title")
+            return self._session(
+                request, t, result.instance, result.session, result.status_token, result.identity.orig, title
+            )
+        if outcome is SignInOutcome.LOCKED:
+            return self._locked(request, t, result)
+        status, key, field = _FORM_OUTCOMES[outcome]
+        return self._form(
+            request,
+            t,
+            result.instance,
+            token=result.token,
+            status=status,
+            error=t(key),
+            error_field=field,
+            code=result.code,
+            accepted=form.get("accept") in ("yes", "on", "1", "true"),
+            outcome=outcome.value,
+        )
+
+    async def status(self, request: GuestRequest, _receive: Receive) -> Reply:
+        """The page a guest reopens to see its session."""
+        view = await self.portal.status(request.query, peer=request.peer)
+        t = self._translator(request, view.instance)
+        if view.session is not None and view.instance is not None:
+            return self._session(
+                request, t, view.instance, view.session, view.status_token, None, t("status_title")
+            )
+        message = t("session_ended") if request.query.get("t") else t("not_signed_in")
+        page = self.renderer.render(
+            "session.html",
+            t=t,
+            title=t("status_title"),
+            instance=view.instance,
+            now=self._now(),
+            base=request.base,
+            session=None,
+            message=message,
+            entry_url=f"{request.base}/entry?{urlencode({'site': view.site_id})}",
+        )
+        return _html(200, page)
+
+    async def capport(self, request: GuestRequest, _receive: Receive) -> Reply:
+        """RFC 8908: the captive portal API state of the calling guest."""
+        headers = {"content-type": CAPPORT_TYPE, "cache-control": "private"}
+        try:
+            state = await self.portal.capport(request.query.get("site") or None, peer=request.peer)
+        except PortalError as exc:
+            # Whatever the reason, this address is not a guest this portal knows.
+            error = {
+                "type": "not_found_error",
+                "code": "resource_not_found",
+                "message": Translator("en")(exc.key),
+                "doc_url": f"{self.portal.config.public_url}/errors/resource_not_found",
+            }
+            return Reply(404, json.dumps(error).encode(), {**headers, "content-type": "application/json"})
+        return Reply(200, json.dumps(state).encode(), headers)
+
+    async def preview(self, request: GuestRequest, _receive: Receive) -> Reply:
+        """The instance's real page with its real theme, with a form that cannot be sent."""
+        instance_id = str(request.scope.get("path_params", {}).get("instance_id", ""))
+        instance = await self.portal.preview(instance_id, request.query)
+        t = self._translator(request, instance)
+        return self._form(request, t, instance, token="", preview=True)
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self.portal.clock()
+
+    def _translator(self, request: GuestRequest, instance: InstanceInfo | None) -> Translator:
+        return Translator(negotiate(request.accept_language, instance.locale if instance else None))
+
+    def _form(
+        self,
+        request: GuestRequest,
+        t: Translator,
+        instance: InstanceInfo,
+        *,
+        token: str,
+        status: int = 200,
+        preview: bool = False,
+        **context: Any,
+    ) -> Reply:
+        page = self.renderer.render(
+            "signin.html",
+            t=t,
+            title=t("page_title"),
+            instance=instance,
+            now=self._now(),
+            base=request.base,
+            token=token,
+            preview=preview,
+            **context,
+        )
+        return _html(status, page)
+
+    def _session(
+        self,
+        request: GuestRequest,
+        t: Translator,
+        instance: InstanceInfo,
+        session: GuestSession,
+        status_token: str | None,
+        orig: str | None,
+        title: str,
+    ) -> Reply:
+        now = self._now()
+        left = max(0.0, session.expires_at.timestamp() - now.timestamp())
+        page = self.renderer.render(
+            "session.html",
+            t=t,
+            title=title,
+            instance=instance,
+            now=now,
+            base=request.base,
+            session=session,
+            remaining=t.duration(left),
+            ends_at=f"{session.expires_at:%H:%M}",
+            expires_iso=session.expires_at.replace(microsecond=0, tzinfo=None).isoformat() + "Z",
+            orig=clients.safe_orig(orig),
+            status_url=f"{request.base}/status?{urlencode({'t': status_token})}" if status_token else None,
+        )
+        return _html(200, page)
+
+    def _locked(self, request: GuestRequest, t: Translator, result: SignInResult) -> Reply:
+        assert result.lockout is not None
+        wait = max(1, math.ceil(result.lockout.until - result.now))
+        key = "locked_site" if result.lockout.scope == "site" else "locked_client"
+        page = self.renderer.render(
+            "error.html",
+            t=t,
+            title=t("locked_title"),
+            instance=result.instance,
+            now=self._now(),
+            base=request.base,
+            message=t(key, wait=t.duration(wait, round_up=True)),
+            entry_url=None,
+        )
+        return _html(429, page, {"retry-after": str(wait)})
+
+    def _portal_error(self, request: GuestRequest, exc: PortalError) -> Reply:
+        return self._error(request, exc.status, exc.key, site_id=exc.site_id)
+
+    def _error(
+        self,
+        request: GuestRequest,
+        status: int,
+        key: str,
+        extra: dict[str, str] | None = None,
+        *,
+        site_id: str | None = None,
+    ) -> Reply:
+        t = self._translator(request, None)
+        entry_url = f"{request.base}/entry?{urlencode({'site': site_id})}" if site_id else None
+        page = self.renderer.render(
+            "error.html",
+            t=t,
+            title=t("error_title"),
+            instance=None,
+            now=self._now(),
+            base=request.base,
+            message=t(key),
+            entry_url=entry_url,
+        )
+        return _html(status, page, extra)
+
+    async def _read_form(self, request: GuestRequest, receive: Receive) -> dict[str, str]:
+        if request.content_type.split(";", 1)[0].strip().lower() != FORM_TYPE:
+            raise PortalError(400, "err_token_missing")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise PortalError(400, "err_token_missing")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_FORM_BYTES:
+                raise PortalError(413, "err_too_large")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return _parse(b"".join(chunks).decode("utf-8", errors="replace"))
+
+
+class _Endpoint:
+    """One endpoint as a plain ASGI app (Starlette would wrap a function in its Request machinery)."""
+
+    def __init__(self, owner: PortalApp, handler: Handler) -> None:
+        self.owner = owner
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = self.owner._request(scope)
+        try:
+            reply = await self.handler(request, receive)
+        except PortalError as exc:
+            reply = self.owner._portal_error(request, exc)
+        await self.owner._send(send, reply)
+
+
+def _key_of(status: int) -> str:
+    return _HTTP_KEYS.get(status, "err_internal" if status >= 500 else "err_params")
+
+
+def _html(status: int, page: Page, extra: dict[str, str] | None = None) -> Reply:
+    headers = page.headers()
+    if extra:
+        headers.update({k.lower(): v for k, v in extra.items()})
+    return Reply(status, page.body, headers)
+
+
+def build(
+    runtime: Runtime,
+    *,
+    config: PortalConfig | None = None,
+    store: GuestStore | None = None,
+    counters: FailureCounters | None = None,
+    notifier: GatewayNotifier | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> PortalApp:
+    """The guest portal app for a runtime (defaults from its settings; parts replaceable for tests)."""
+    config = config or PortalConfig.from_settings(runtime.settings)
+    if store is None:
+        store = open_store(runtime.settings.resolved_database_url, pg_pool_size=config.pg_pool_size)
+    if counters is None:
+        counters = (
+            RedisCounters(config.redis_url, prefix=config.redis_prefix)
+            if config.redis_url
+            else MemoryCounters()
+        )
+    settings = runtime.settings
+    portal = Portal(
+        config=config,
+        store=store,
+        sealer=TokenSealer.from_settings(settings),
+        signer=runtime.signer,
+        entry_keys=lambda site_id: site_keys(settings, site_id),
+        throttle=Throttle(counters, config.throttle),
+        notifier=notifier or RecordOnly(),
+        clock=clock,
+    )
+    opened = store
+    # Mounted apps get no lifespan events; the runtime's shutdown disposes the engine, so the
+    # portal's own connections close with it.
+    event.listen(runtime.engine, "engine_disposed", lambda _engine: opened.close())
+    return PortalApp(portal, Renderer(signer=runtime.signer))

@@ -1,0 +1,609 @@
+"""The portal's data path: plain SQL on the driver, no ORM, behind one small interface.
+
+A guest sign-in is the hot path of the product, so it skips SQLAlchemy: SQLite is reached
+with the standard `sqlite3` module (one connection per process, WAL, `BEGIN IMMEDIATE`),
+PostgreSQL with psycopg (a small pool of sync connections). Both read and write the same
+rows the ORM does: SQLite keeps UTC datetimes as naive `YYYY-MM-DD HH:MM:SS.ffffff` text
+(SQLAlchemy's SQLite format, compared as strings), PostgreSQL uses `timestamptz`.
+
+A redemption is one transaction: the conditional UPDATE that only an unredeemed, unexpired
+coupon passes (so of any number of concurrent attempts exactly one changes the row), then
+the session INSERT. A failure's audit record is written in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+import psycopg
+import structlog
+from psycopg.types.json import Jsonb
+from sqlalchemy.engine import make_url
+
+from guestgate import networks
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+CHECKPOINT_EVERY_COMMITS = 200
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+
+log = structlog.get_logger(__name__)
+
+
+class Outcome(StrEnum):
+    """How a redemption ended."""
+
+    SUCCESS = "success"
+    ALREADY_ACTIVE = "already_active"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    USED = "used"
+
+
+@dataclass(frozen=True)
+class SiteNetworks:
+    """A site's subnets and which instance serves each of its instance subnets."""
+
+    site_id: str
+    org_id: str
+    subnets: tuple[networks.Network, ...]
+    instance_subnets: tuple[tuple[networks.Network, str], ...]
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An uploaded image of an instance, with its size for the page layout."""
+
+    id: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What the portal page of an instance shows."""
+
+    id: str
+    org_id: str
+    name: str
+    strategy: str
+    session_ttl: int
+    theme: dict[str, str]
+    terms_text: str | None
+    locale: str
+    logo: ImageRef | None = None
+    icon: ImageRef | None = None
+
+
+@dataclass(frozen=True)
+class GuestSession:
+    """An active guest session (a site user row)."""
+
+    id: str
+    site_id: str
+    instance_id: str
+    ip: str
+    mac: str | None
+    started_at: datetime
+    expires_at: datetime
+    coupon_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """One attempt to sign in with a (normalised) coupon code."""
+
+    site_id: str
+    instance_id: str
+    code: str
+    ip: str
+    mac: str | None
+
+
+@dataclass(frozen=True)
+class RedeemResult:
+    """The outcome of a redemption, the session it created or found, and the instance's org."""
+
+    outcome: Outcome
+    session: GuestSession | None = None
+    org_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit event written by the portal."""
+
+    action: str
+    org_id: str | None
+    actor: str
+    ip: str | None
+    target_type: str | None = None
+    target_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class GuestStore(Protocol):
+    """The portal's reads and writes; calls block, `offload` says whether to run them in a thread."""
+
+    offload: bool
+
+    def site_networks(self, site_id: str) -> SiteNetworks | None:
+        """The site's subnets and instance subnets, or None if there is no such site."""
+
+    def instance(self, instance_id: str) -> InstanceInfo | None:
+        """What the instance's page shows, or None if it is gone."""
+
+    def instance_subnet_sites(self) -> list[tuple[str, networks.Network]]:
+        """Every (site id, instance subnet) pair: finding a guest's site from its address alone."""
+
+    def active_session(self, site_id: str, ip: str, mac: str | None, now: datetime) -> GuestSession | None:
+        """The guest's active, unexpired session at the site, if any."""
+
+    def session(self, session_id: str, now: datetime) -> GuestSession | None:
+        """The session by id if it is active and unexpired."""
+
+    def redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:
+        """Redeem a code atomically: a new session, the guest's existing one, or why not."""
+
+    def audit(self, records: list[AuditRecord], now: datetime) -> None:
+        """Write audit events."""
+
+    def close(self) -> None:
+        """Release connections (the store reconnects if used again)."""
+
+
+def open_store(database_url: str, *, pg_pool_size: int = 8) -> GuestStore:
+    """The store for a SQLAlchemy database URL (SQLite file or PostgreSQL)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ValueError("the guest portal needs a SQLite file, not an in-memory database")
+        return SQLiteGuestStore(url.database)
+    if url.get_backend_name() == "postgresql":
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresGuestStore(conninfo, pool_size=pg_pool_size)
+    raise ValueError(f"the guest portal does not support '{url.get_backend_name()}' databases")
+
+
+_SQL_SITE = "SELECT org_id, subnets FROM sites WHERE id = ?"
+_SQL_SITE_SUBNETS = "SELECT subnet, instance_id FROM instance_subnets WHERE site_id = ? ORDER BY position"
+_SQL_ALL_SUBNETS = "SELECT site_id, subnet FROM instance_subnets"
+_SQL_INSTANCE = (
+    "SELECT id, org_id, name, strategy, session_ttl, theme, terms_text, locale FROM instances WHERE id = ?"
+)
+_SQL_IMAGES = "SELECT id, kind, width, height FROM images WHERE instance_id = ?"
+_SQL_ACTIVE = (
+    "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
+    "FROM site_users WHERE site_id = ? AND ip_address = ? AND status = 'active' AND expires_at > ? "
+    "ORDER BY expires_at DESC LIMIT 5"
+)
+# SQLite has no statistics here and would pick the (status, expires_at) index, which matches
+# every live session; the unary `+` keeps expires_at out of index choice so the
+# (site_id, ip_address, status) index is used.
+_SQL_ACTIVE_SQLITE = (
+    "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
+    "FROM site_users WHERE site_id = ? AND ip_address = ? AND status = 'active' AND +expires_at > ? "
+    "ORDER BY +expires_at DESC LIMIT 5"
+)
+_SQL_SESSION = (
+    "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
+    "FROM site_users WHERE id = ? AND status = 'active' AND expires_at > ?"
+)
+_SQL_INSTANCE_TTL = "SELECT org_id, session_ttl FROM instances WHERE id = ?"
+# The row is found through the (instance_id, code) unique key first: written as one flat
+# WHERE, a planner without fresh statistics may walk the partial "unredeemed" index of the
+# whole instance instead. The outer conditions are re-checked on the locked row, so of
+# concurrent attempts only the first to commit changes it.
+_SQL_REDEEM = (
+    "UPDATE coupons SET redeemed_at = ? "
+    "WHERE id = (SELECT id FROM coupons WHERE instance_id = ? AND code = ?) "
+    "AND redeemed_at IS NULL AND expires_at > ? RETURNING id"
+)
+_SQL_COUPON_STATE = "SELECT redeemed_at FROM coupons WHERE instance_id = ? AND code = ?"
+_SQL_INSERT_SESSION = (
+    "INSERT INTO site_users (id, org_id, site_id, instance_id, ip_address, mac_address, strategy, "
+    "coupon_id, identity, status, started_at, expires_at, ended_at, end_reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, 'coupon', ?, NULL, 'active', ?, ?, NULL, NULL)"
+)
+_SQL_INSERT_AUDIT = (
+    "INSERT INTO audit_events (org_id, at, actor, action, target_type, target_id, ip_address, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class _SqlGuestStore(ABC):
+    """The queries of both databases; subclasses supply connections and value conversions."""
+
+    offload = False
+    _placeholder = "?"
+    _active_sql = _SQL_ACTIVE
+
+    def _sql(self, text: str) -> str:
+        return text if self._placeholder == "?" else text.replace("?", self._placeholder)
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Any]:
+        """A connection for single statements (autocommit)."""
+
+    @abstractmethod
+    def _writing(self) -> AbstractContextManager[Any]:
+        """A connection inside a write transaction, committed on exit."""
+
+    @abstractmethod
+    def _ts(self, value: datetime) -> Any:
+        """A datetime as the database column takes it."""
+
+    @abstractmethod
+    def _from_ts(self, value: Any) -> datetime:
+        """A datetime column value as an aware UTC datetime."""
+
+    @abstractmethod
+    def _json_in(self, value: Any) -> Any:
+        """A JSON document as the database column takes it."""
+
+    @abstractmethod
+    def _json_out(self, value: Any) -> Any:
+        """A JSON column value as Python data."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections (the store reconnects if used again)."""
+
+    @abstractmethod
+    def _lock_guest(self, conn: Any, site_id: str, ip: str) -> None:
+        """Serialise concurrent sign-ins of one guest inside the write transaction."""
+
+    def site_networks(self, site_id: str) -> SiteNetworks | None:
+        """The site's subnets and instance subnets, or None if there is no such site."""
+        with self._reading() as conn:
+            row = conn.execute(self._sql(_SQL_SITE), (site_id,)).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(self._sql(_SQL_SITE_SUBNETS), (site_id,)).fetchall()
+        subnets = tuple(networks.parse(s) for s in (self._json_out(row[1]) or []))
+        mine = tuple((networks.parse(subnet), instance_id) for subnet, instance_id in rows)
+        return SiteNetworks(site_id=site_id, org_id=row[0], subnets=subnets, instance_subnets=mine)
+
+    def instance(self, instance_id: str) -> InstanceInfo | None:
+        """What the instance's page shows, or None if it is gone."""
+        with self._reading() as conn:
+            row = conn.execute(self._sql(_SQL_INSTANCE), (instance_id,)).fetchone()
+            if row is None:
+                return None
+            images = {
+                kind: ImageRef(id=image_id, width=width, height=height)
+                for image_id, kind, width, height in conn.execute(self._sql(_SQL_IMAGES), (instance_id,))
+            }
+        theme = self._json_out(row[5]) or {}
+        return InstanceInfo(
+            id=row[0],
+            org_id=row[1],
+            name=row[2],
+            strategy=row[3],
+            session_ttl=int(row[4]),
+            theme={str(k): str(v) for k, v in theme.items() if isinstance(v, str)},
+            terms_text=row[6],
+            locale=row[7] or "en",
+            logo=images.get("logo"),
+            icon=images.get("icon"),
+        )
+
+    def instance_subnet_sites(self) -> list[tuple[str, networks.Network]]:
+        """Every (site id, instance subnet) pair."""
+        with self._reading() as conn:
+            rows = conn.execute(self._sql(_SQL_ALL_SUBNETS)).fetchall()
+        return [(site_id, networks.parse(subnet)) for site_id, subnet in rows]
+
+    def active_session(self, site_id: str, ip: str, mac: str | None, now: datetime) -> GuestSession | None:
+        """The guest's active, unexpired session at the site, if any."""
+        with self._reading() as conn:
+            return self._active(conn, site_id, ip, mac, now)
+
+    def session(self, session_id: str, now: datetime) -> GuestSession | None:
+        """The session by id if it is active and unexpired."""
+        with self._reading() as conn:
+            row = conn.execute(self._sql(_SQL_SESSION), (session_id, self._ts(now))).fetchone()
+        return None if row is None else self._session_of(row)
+
+    def redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:
+        """Redeem a code atomically: a new session, the guest's existing one, or why not."""
+        with self._writing() as conn:
+            self._lock_guest(conn, attempt.site_id, attempt.ip)
+            instance = conn.execute(self._sql(_SQL_INSTANCE_TTL), (attempt.instance_id,)).fetchone()
+            org_id: str | None = None if instance is None else instance[0]
+            if instance is not None:
+                existing = self._active(conn, attempt.site_id, attempt.ip, attempt.mac, now)
+                if existing is not None:
+                    return RedeemResult(Outcome.ALREADY_ACTIVE, existing, org_id)
+                stamp = self._ts(now)
+                won = conn.execute(
+                    self._sql(_SQL_REDEEM), (stamp, attempt.instance_id, attempt.code, stamp)
+                ).fetchall()
+                if won:
+                    session = GuestSession(
+                        id=str(uuid.uuid4()),
+                        site_id=attempt.site_id,
+                        instance_id=attempt.instance_id,
+                        ip=attempt.ip,
+                        mac=attempt.mac,
+                        started_at=now,
+                        expires_at=now + timedelta(seconds=int(instance[1])),
+                        coupon_id=won[0][0],
+                    )
+                    conn.execute(
+                        self._sql(_SQL_INSERT_SESSION),
+                        (
+                            session.id,
+                            org_id,
+                            session.site_id,
+                            session.instance_id,
+                            session.ip,
+                            session.mac,
+                            session.coupon_id,
+                            self._ts(session.started_at),
+                            self._ts(session.expires_at),
+                        ),
+                    )
+                    return RedeemResult(Outcome.SUCCESS, session, org_id)
+            state = conn.execute(self._sql(_SQL_COUPON_STATE), (attempt.instance_id, attempt.code)).fetchone()
+            if state is None:
+                outcome = Outcome.UNKNOWN
+            elif state[0] is not None:
+                outcome = Outcome.USED
+            else:
+                outcome = Outcome.EXPIRED
+            self._insert_audit(conn, [failure_record(attempt, outcome, org_id)], now)
+            return RedeemResult(outcome, None, org_id)
+
+    def audit(self, records: list[AuditRecord], now: datetime) -> None:
+        """Write audit events."""
+        if records:
+            with self._writing() as conn:
+                self._insert_audit(conn, records, now)
+
+    def _insert_audit(self, conn: Any, records: list[AuditRecord], now: datetime) -> None:
+        stamp = self._ts(now)
+        for record in records:
+            conn.execute(
+                self._sql(_SQL_INSERT_AUDIT),
+                (
+                    record.org_id,
+                    stamp,
+                    record.actor,
+                    record.action,
+                    record.target_type,
+                    record.target_id,
+                    record.ip,
+                    self._json_in(record.detail),
+                ),
+            )
+
+    def _active(
+        self, conn: Any, site_id: str, ip: str, mac: str | None, now: datetime
+    ) -> GuestSession | None:
+        rows = conn.execute(self._sql(self._active_sql), (site_id, ip, self._ts(now))).fetchall()
+        for row in rows:
+            # A different device behind a reused address is not this guest.
+            if mac is None or row[4] is None or row[4] == mac:
+                return self._session_of(row)
+        return None
+
+    def _session_of(self, row: Any) -> GuestSession:
+        return GuestSession(
+            id=row[0],
+            site_id=row[1],
+            instance_id=row[2],
+            ip=row[3],
+            mac=row[4],
+            started_at=self._from_ts(row[5]),
+            expires_at=self._from_ts(row[6]),
+            coupon_id=row[7],
+        )
+
+
+def failure_record(attempt: Redemption, outcome: Outcome, org_id: str | None) -> AuditRecord:
+    """The audit event of a failed sign-in."""
+    return AuditRecord(
+        action="guest.signin_failed",
+        org_id=org_id,
+        actor=f"guest:{attempt.ip}",
+        ip=attempt.ip,
+        target_type="instance",
+        target_id=attempt.instance_id,
+        detail={
+            "reason": outcome.value,
+            "code": attempt.code,
+            "site_id": attempt.site_id,
+            "mac_address": attempt.mac,
+        },
+    )
+
+
+class SQLiteGuestStore(_SqlGuestStore):
+    """The store on a SQLite file: one connection, used from the event loop (queries take microseconds).
+
+    WAL checkpoints (copying the log back into the database file, with an fsync) would
+    otherwise run inside every thousandth-page commit, on the event loop. Here they run in a
+    background thread instead, woken every `CHECKPOINT_EVERY_COMMITS` commits and at least
+    every `CHECKPOINT_INTERVAL_SECONDS`; the driver releases the GIL while it works.
+    """
+
+    offload = False
+    _active_sql = _SQL_ACTIVE_SQLITE
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._commits = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = self._open()
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._conn = conn
+            self._stop = threading.Event()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop,
+                args=(self._stop,),
+                name="guestgate-portal-checkpoint",
+                daemon=True,
+            )
+            self._checkpointer.start()
+        return self._conn
+
+    def _checkpoint_loop(self, stop: threading.Event) -> None:
+        conn = self._open()
+        try:
+            while not stop.is_set():
+                self._wake.wait(CHECKPOINT_INTERVAL_SECONDS)
+                self._wake.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:
+                    log.warning("portal.checkpoint_failed", error=str(exc))
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._connection()
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            # IMMEDIATE takes the write lock up front: a deferred transaction that reads first
+            # could fail with SQLITE_BUSY on upgrade instead of waiting its turn.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self._commits += 1
+            if self._commits % CHECKPOINT_EVERY_COMMITS == 0:
+                self._wake.set()
+
+    def _lock_guest(self, conn: Any, site_id: str, ip: str) -> None:
+        """Nothing to add: BEGIN IMMEDIATE already serialises every writer."""
+
+    def _ts(self, value: datetime) -> str:
+        # Same text as SQLAlchemy's SQLite DateTime ('%Y-%m-%d %H:%M:%S.%f'); isoformat is faster.
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def _from_ts(self, value: Any) -> datetime:
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+    def _json_in(self, value: Any) -> str:
+        return json.dumps(value)
+
+    def _json_out(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def close(self) -> None:
+        """Close the connection and stop the checkpointer (both restart on next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            checkpointer, self._checkpointer = self._checkpointer, None
+            self._stop.set()
+            self._wake.set()
+        if checkpointer is not None:
+            checkpointer.join(timeout=10)
+
+
+class PostgresGuestStore(_SqlGuestStore):
+    """The store on PostgreSQL: a small pool of autocommit psycopg connections, used from threads."""
+
+    offload = True
+    _placeholder = "%s"
+
+    def __init__(self, conninfo: str, *, pool_size: int = 8) -> None:
+        self._conninfo = conninfo
+        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(max(1, pool_size))
+
+    @contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._slots:
+            conn = self._checkout()
+            healthy = False
+            try:
+                yield conn
+                healthy = True
+            finally:
+                if healthy and not conn.closed and not conn.broken:
+                    self._idle.put(conn)
+                else:
+                    conn.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._reading() as conn, conn.transaction():
+            yield conn
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return psycopg.connect(self._conninfo, autocommit=True)
+            if not conn.closed and not conn.broken:
+                return conn
+
+    def _lock_guest(self, conn: Any, site_id: str, ip: str) -> None:
+        # READ COMMITTED lets two sign-ins of one guest both see "no session" and both spend
+        # a coupon (a double-tapped button); a per-guest advisory lock orders them.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{site_id}|{ip}",))
+
+    def _ts(self, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    def _from_ts(self, value: Any) -> datetime:
+        stamp: datetime = value
+        return stamp.astimezone(UTC)
+
+    def _json_in(self, value: Any) -> Jsonb:
+        return Jsonb(value)
+
+    def _json_out(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def close(self) -> None:
+        """Close the idle connections (new ones are opened on next use)."""
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            conn.close()
