@@ -11,6 +11,9 @@ def configure(level: str = "info", *, json: bool = False) -> None:
     """Configure structlog and the standard library's root logger."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, format="%(message)s")
+    # Alembic announces every plugin and the DDL mode at INFO; only the migrations it runs matter.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+    logging.getLogger("alembic.runtime.migration").setLevel(numeric)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
