@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from guestgate import references
 from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.auth_integrations.schemas import AuthIntegration as AuthIntegrationOut
 from guestgate.auth_integrations.schemas import (
@@ -21,7 +20,7 @@ from guestgate.auth_integrations.schemas import (
     IntegrationType,
 )
 from guestgate.db import utcnow
-from guestgate.errors import Conflict, NotFound, ParameterInvalid, ParameterMissing
+from guestgate.errors import NotFound, ParameterInvalid, ParameterMissing
 from guestgate.instances.models import Instance
 from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
@@ -29,7 +28,6 @@ from guestgate.security import SecretBox, UrlSigner
 
 TEST_URL_TTL_SECONDS = 3600
 # How many users of an integration a 409 message names before summarising the rest.
-NAMED_USERS = 5
 
 
 def get(integration_id: str, *, org_id: str, session: Session) -> AuthIntegration:
@@ -86,21 +84,14 @@ def replace(
 def delete(integration_id: str, *, org_id: str, session: Session) -> None:
     """Delete an integration; refused (Conflict) while an instance uses it."""
     integration = get(integration_id, org_id=org_id, session=session)
-    users = session.execute(
+    users = (
         select(Instance.id, Instance.name)
         .where(Instance.auth_integration_id == integration.id)
         .order_by(Instance.created_at, Instance.id)
-        .limit(NAMED_USERS + 1)
-    ).all()
-    if users:
-        raise Conflict(_in_use_message(users))
-    session.delete(integration)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        # An instance took the integration between the check and the delete; the RESTRICT key held.
-        session.rollback()
-        raise Conflict("The auth integration is used by an instance; change that instance first.") from exc
+    )
+    references.delete_unless_used(
+        integration, users=users, what="auth integration", user_kind="instance", session=session
+    )
 
 
 def client_secret(integration: AuthIntegration, *, box: SecretBox) -> str:
@@ -137,10 +128,3 @@ def _tenant_for(kind: str, config: ConfigCreate | ConfigUpdate) -> str | None:
     if config.tenant is not None:
         raise ParameterInvalid("config.tenant", "must be null unless 'type' is 'azure'")
     return None
-
-
-def _in_use_message(users: Sequence[tuple[str, str]]) -> str:
-    named = ", ".join(f"'{name}' ({instance_id})" for instance_id, name in users[:NAMED_USERS])
-    more = " and more" if len(users) > NAMED_USERS else ""
-    noun = "instance" if len(users) == 1 else "instances"
-    return f"The auth integration is used by {noun} {named}{more}; change or delete them first."

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from guestgate.errors import Conflict, NotFound, ParameterMissing
+from guestgate import references
+from guestgate.errors import NotFound, ParameterMissing
 from guestgate.notifications.models import NotificationGroup
 from guestgate.notifications.schemas import NotificationGroup as NotificationGroupOut
 from guestgate.notifications.schemas import NotificationGroupIn, Webhook, WebhookIn
@@ -22,7 +21,6 @@ from guestgate.security import SecretBox
 
 GROUP_ID = re.compile(r"ng_[0-9a-f]{12}")
 # How many schedules a 409 message names before summarising the rest.
-NAMED_USERS = 5
 
 
 def new_group_id() -> str:
@@ -78,21 +76,14 @@ def replace(
 def delete(group_id: str, *, org_id: str, session: Session) -> None:
     """Delete a group; refused (Conflict) while a coupon schedule sends to it."""
     group = get(group_id, org_id=org_id, session=session)
-    users = session.execute(
+    users = (
         select(CouponSchedule.id, CouponSchedule.name)
         .where(CouponSchedule.notification_group_id == group.id)
         .order_by(CouponSchedule.created_at, CouponSchedule.id)
-        .limit(NAMED_USERS + 1)
-    ).all()
-    if users:
-        raise Conflict(_in_use_message(users))
-    session.delete(group)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        # A schedule took the group between the check and the delete; the RESTRICT key held.
-        session.rollback()
-        raise Conflict("The notification group is used by a coupon schedule; change it first.") from exc
+    )
+    references.delete_unless_used(
+        group, users=users, what="notification group", user_kind="coupon schedule", session=session
+    )
 
 
 def webhook_targets(group: NotificationGroup, *, box: SecretBox) -> list[tuple[str, str]]:
@@ -125,10 +116,3 @@ def _seal_webhooks(hooks: list[WebhookIn], *, stored: dict[str, str], box: Secre
             raise ParameterMissing(f"webhooks[{i}].secret")
         sealed.append({"url": hook.url, "secret_sealed": secret_sealed})
     return sealed
-
-
-def _in_use_message(users: Sequence[tuple[str, str]]) -> str:
-    named = ", ".join(f"'{name}' ({schedule_id})" for schedule_id, name in users[:NAMED_USERS])
-    more = " and more" if len(users) > NAMED_USERS else ""
-    noun = "coupon schedule" if len(users) == 1 else "coupon schedules"
-    return f"The notification group is used by {noun} {named}{more}; change or delete them first."
