@@ -1,0 +1,346 @@
+"""Browser tests: a real guestgate server, a real OpenID provider, Debian's Chromium at a phone's size.
+
+- guestgate runs as `guestgate serve` in a subprocess on 127.0.0.1 (a free port), on a SQLite
+  file this process also opens to set up sites and read sessions back. The guest is the
+  browser on 127.0.0.1, so each test's site has the subnet 127.0.0.0/8.
+- The OpenID provider is the npm package `oidc-provider` (tests/e2e/oidc: its pinned version is
+  installed there with `npm install --no-package-lock` on first use), started on 127.0.0.1 with
+  one client whose redirect URI is the server's callback. guestgate's Google and Microsoft code
+  paths are pointed at it by `GUESTGATE_OAUTH_GOOGLE_DISCOVERY_URL` and
+  `GUESTGATE_OAUTH_AZURE_AUTHORITY`.
+- Chromium (`/usr/bin/chromium`) is driven by Playwright with a fresh profile per test.
+
+Missing Chromium or Node.js fails these tests with the command that installs them: they are
+part of the suite, never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from playwright.sync_api import BrowserContext, Playwright, sync_playwright
+from sqlalchemy import select as sql_select
+
+from guestgate.auth_integrations import service as integration_service
+from guestgate.auth_integrations.schemas import AuthIntegrationCreate
+from guestgate.coupons.models import Coupon
+from guestgate.db import utcnow
+from guestgate.instances.models import Instance, InstanceSubnet
+from guestgate.orgs import service as org_service
+from guestgate.runtime import Runtime
+from guestgate.site_users.models import SiteUser
+from guestgate.sites.models import Site
+from tests.conftest import TEST_KEYS, make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+OIDC_DIR = Path(__file__).parent / "oidc"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 390, "height": 844}
+PHONE_UA = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Mobile Safari/537.36"
+)
+CLIENT_ID = "guestgate-e2e"
+CLIENT_SECRET = "e2e-client-secret-of-the-test-provider"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+ORG = "org-e2e"
+INSTALL_HINT = "install it with scripts/system-deps.sh (as root) or: apt-get install -y chromium nodejs npm"
+
+
+def require(program: str) -> str:
+    """The path of `program`; the test fails (never skips) saying how to install it when it is missing."""
+    found = shutil.which(program)
+    if found is None:
+        where = " (CI is set: the browser tests are part of the suite)" if os.environ.get("CI") else ""
+        pytest.fail(f"'{program}' is not installed{where}; {INSTALL_HINT}", pytrace=False)
+    return found
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """Stop a process this fixture started."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def guestgate_port() -> int:
+    """The port the guestgate server will listen on (the provider needs its callback URL first)."""
+    return free_port()
+
+
+@dataclass(frozen=True)
+class OpenIDProvider:
+    """The running oidc-provider: its origin and where guestgate's settings point."""
+
+    origin: str
+
+    @property
+    def google_discovery_url(self) -> str:
+        return f"{self.origin}/.well-known/openid-configuration"
+
+
+def _install_oidc_provider(npm: str) -> None:
+    pinned = json.loads((OIDC_DIR / "package.json").read_text())["dependencies"]["oidc-provider"]
+    installed = OIDC_DIR / "node_modules" / "oidc-provider" / "package.json"
+    if installed.exists() and json.loads(installed.read_text())["version"] == pinned:
+        return
+    # --no-package-lock: a lock file would record registry URLs; the version is pinned exactly instead.
+    result = subprocess.run(
+        [npm, "install", "--no-package-lock", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=OIDC_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"npm install in {OIDC_DIR} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(guestgate_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenIDProvider]:
+    """oidc-provider on 127.0.0.1 with one client registered for the server's callback."""
+    node = require("node")
+    _install_oidc_provider(require("npm"))
+    options = {
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "redirect_uri": f"http://127.0.0.1:{guestgate_port}/guest/oauth/callback",
+        "tenant": TENANT,
+    }
+    log_path = tmp_path_factory.mktemp("oidc") / "provider.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [node, "provider.mjs", json.dumps(options)],
+            cwd=OIDC_DIR,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            stop(process)
+            pytest.fail(f"oidc-provider did not start:\n{log_path.read_text()}", pytrace=False)
+        yield OpenIDProvider(origin=f"http://127.0.0.1:{json.loads(line)['port']}")
+    finally:
+        stop(process)
+
+
+@dataclass
+class Server:
+    """The running guestgate and a runtime on its database, to set up sites and read sessions."""
+
+    base: str
+    runtime: Runtime
+
+    def site(
+        self,
+        *,
+        strategy: str = "coupon",
+        theme: dict[str, str] | None = None,
+        locale: str = "en",
+        terms: str | None = "Be kind to other guests. No illegal downloads.",
+        name: str = "Harbour Café Wi-Fi",
+        integration_id: str | None = None,
+    ) -> tuple[str, str]:
+        """A new site on 127.0.0.0/8 with one instance serving it: (site id, instance id)."""
+        with self.runtime.sessions() as session:
+            org_service.ensure(ORG, session=session)
+            site = Site(org_id=ORG, name="E2E", subnets=["127.0.0.0/8"])
+            session.add(site)
+            session.flush()
+            instance = Instance(
+                org_id=ORG,
+                name=name,
+                strategy=strategy,
+                auth_integration_id=integration_id,
+                session_ttl=7200,
+                auth_window_ttl=300,
+                theme=theme or {},
+                terms_text=terms,
+                locale=locale,
+            )
+            session.add(instance)
+            session.flush()
+            session.add(
+                InstanceSubnet(instance_id=instance.id, site_id=site.id, subnet="127.0.0.0/8", position=0)
+            )
+            session.commit()
+            return site.id, instance.id
+
+    def coupon(self, instance_id: str, code: str) -> None:
+        """A coupon valid for a day."""
+        with self.runtime.sessions() as session:
+            session.add(
+                Coupon(
+                    org_id=ORG, instance_id=instance_id, code=code, expires_at=utcnow() + timedelta(days=1)
+                )
+            )
+            session.commit()
+
+    def integration(self, kind: str, *, tenant: str | None = None) -> str:
+        """An auth integration for the test provider's client."""
+        body = AuthIntegrationCreate.model_validate(
+            {
+                "name": f"E2E {kind}",
+                "type": kind,
+                "config": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "tenant": tenant},
+            }
+        )
+        with self.runtime.sessions() as session:
+            org_service.ensure(ORG, session=session)
+            return integration_service.create(body, org_id=ORG, box=self.runtime.box, session=session).id
+
+    def sessions(self, site_id: str) -> list[SiteUser]:
+        """The site's sessions."""
+        with self.runtime.sessions() as session:
+            return list(session.scalars(sql_select(SiteUser).where(SiteUser.site_id == site_id)))
+
+    def entry_url(self, site_id: str) -> str:
+        """The portal address the gateway would send the guest to."""
+        return f"{self.base}/guest/entry?site={site_id}"
+
+
+@pytest.fixture(scope="session")
+def server(
+    guestgate_port: int,
+    oidc_provider: OpenIDProvider,
+    sqlite_template: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    """`guestgate serve` on 127.0.0.1 with its OAuth providers pointed at the test provider."""
+    root = tmp_path_factory.mktemp("guestgate-e2e")
+    database = root / "guestgate.db"
+    shutil.copy(sqlite_template, database)
+    base = f"http://127.0.0.1:{guestgate_port}"
+    settings = {
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DATA_DIR": str(root / "var"),
+        "PUBLIC_URL": base,
+        "HOST": "127.0.0.1",
+        "PORT": str(guestgate_port),
+        "JWT_SECRET": TEST_KEYS["jwt_secret"],
+        "SIGNING_KEY": TEST_KEYS["signing_key"],
+        "ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
+        "SCHEDULER_ENABLED": "false",
+        # Each test changes instances under the running server: no stale page data.
+        "PORTAL_CACHE_SECONDS": "0",
+        "OAUTH_GOOGLE_DISCOVERY_URL": oidc_provider.google_discovery_url,
+        "OAUTH_AZURE_AUTHORITY": oidc_provider.origin,
+        "LOG_LEVEL": "warning",
+    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GUESTGATE_")}
+    env.update({f"GUESTGATE_{key}": value for key, value in settings.items()})
+    log_path = root / "server.log"
+    command = [str(Path(sys.executable).parent / "guestgate"), "serve"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    runtime = Runtime.build(make_settings(f"sqlite:///{database}", root / "var", public_url=base))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"guestgate serve exited:\n{log_path.read_text()}", pytrace=False)
+            try:
+                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"guestgate serve did not answer:\n{log_path.read_text()}", pytrace=False)
+            time.sleep(0.1)
+        yield Server(base=base, runtime=runtime)
+    finally:
+        runtime.close()
+        stop(process)
+
+
+@pytest.fixture
+def playwright() -> Iterator[Playwright]:
+    """Playwright, once Chromium is known to be there.
+
+    Per test: the sync API keeps an event loop running in this thread while it is open, and
+    the other tests of the suite call `asyncio.run`.
+    """
+    if not Path(CHROMIUM).exists():
+        require("chromium")
+    with sync_playwright() as driver:
+        yield driver
+
+
+PhoneFactory = Callable[..., BrowserContext]
+
+
+@pytest.fixture
+def phone(playwright: Playwright, tmp_path: Path) -> Iterator[PhoneFactory]:
+    """`phone(locale="en-GB", user_agent=PHONE_UA)` -> Chromium at a phone's size with a fresh profile."""
+    opened: list[BrowserContext] = []
+
+    def make(locale: str = "en-GB", user_agent: str = PHONE_UA) -> BrowserContext:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / f"profile-{len(opened)}"),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport=PHONE,
+            screen=PHONE,
+            device_scale_factor=2,
+            is_mobile=True,
+            has_touch=True,
+            user_agent=user_agent,
+            locale=locale,
+        )
+        context.set_default_timeout(20_000)
+        opened.append(context)
+        return context
+
+    yield make
+    for context in opened:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """Where the tests leave their screenshots (test-artifacts/ is not committed)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
