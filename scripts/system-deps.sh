@@ -9,6 +9,9 @@ command -v pdftoppm >/dev/null || need+=(poppler-utils)
 # The gateway tests drive real nftables in network namespaces they create.
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
+# The browser tests (tests/e2e) drive Debian's Chromium and start oidc-provider with Node.js.
+command -v chromium >/dev/null || need+=(chromium)
+command -v npm >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

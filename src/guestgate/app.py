@@ -7,12 +7,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guestgate import docs, error_handlers, openapi, pages
 from guestgate.auth_integrations import routes as auth_integration_routes
 from guestgate.config import Settings, get_settings
 from guestgate.coupons import routes as coupon_routes
+from guestgate.db import utcnow
+from guestgate.gateways import service as gateway_service
+from guestgate.gateways.agent_routes import AgentApi
+from guestgate.gateways.captive import CaptiveRedirect
+from guestgate.gateways.metrics import MetricsApp
+from guestgate.gateways.notifier import PoolNotifier
 from guestgate.instances import routes as instance_routes
 from guestgate.middleware import BodyLimitMiddleware, OperatorAuthMiddleware
 from guestgate.notifications import routes as notification_routes
@@ -23,6 +31,7 @@ from guestgate.site_users import routes as site_user_routes
 from guestgate.sites import routes as site_routes
 from guestgate.walled_garden import routes as walled_garden_routes
 
+log = structlog.get_logger(__name__)
 OPERATOR_ROUTERS = (
     instance_routes.router,
     instance_routes.assets_router,
@@ -34,6 +43,36 @@ OPERATOR_ROUTERS = (
     site_routes.router,
     notification_routes.router,
 )
+GUEST_PREFIX = "/guest"
+
+
+class GuestgateApp(FastAPI):
+    """FastAPI, except that guest portal requests go straight to the portal app.
+
+    A coupon sign-in is the product's hot path. The portal answers every failure with its own
+    page and limits every body it reads (8 KB), and the app's middlewares let /guest through
+    unchanged (the captive redirect counts it as guestgate's own path, operator auth is for
+    /captive), so the middleware stack and the router would only add their cost. `/guest`
+    itself and websockets still take the mount.
+    """
+
+    guest_portal: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        portal = self.guest_portal
+        if portal is not None and scope["type"] == "http":
+            root: str = scope.get("root_path", "")
+            path: str = scope["path"]
+            route_path = path[len(root) :] if root and path.startswith(root) else path
+            if route_path.startswith(GUEST_PREFIX + "/"):
+                # What Starlette's Mount("/guest") would hand the portal.
+                scope["app"] = self
+                scope["app_root_path"] = scope.get("app_root_path", root)
+                scope["root_path"] = root + GUEST_PREFIX
+                scope["path_params"] = {}
+                await portal(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -50,6 +89,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         jobs = None
+        # nftables gateways on this host get their table (with the active guests) before traffic.
+        await asyncio.to_thread(_apply_local_gateways, runtime)
         if settings.scheduler_enabled:
             from guestgate import worker  # the job modules load only where jobs run
 
@@ -62,7 +103,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 await jobs
             runtime.close()
 
-    app = FastAPI(
+    app = GuestgateApp(
         title=openapi.TITLE,
         version=openapi.VERSION,
         lifespan=lifespan,
@@ -71,7 +112,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     error_handlers.install(app, settings.public_url)
-    app.mount("/guest", portal_routes.build(runtime))
+    portal = portal_routes.build(runtime, notifier=PoolNotifier(runtime))
+    app.mount(GUEST_PREFIX, portal)
+    app.guest_portal = portal
+    app.mount("/agent", AgentApi(runtime))
+    app.add_route("/metrics", MetricsApp(runtime).endpoint, include_in_schema=False)
     for router in OPERATOR_ROUTERS:
         app.include_router(router)
     app.include_router(pages.router)
@@ -83,4 +128,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.openapi = custom_openapi  # type: ignore[method-assign]
     app.add_middleware(OperatorAuthMiddleware, verifier=runtime.verifier, public_url=settings.public_url)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, public_url=settings.public_url)
+    # Outermost: a guest's intercepted request for another host goes to the portal entry.
+    app.add_middleware(CaptiveRedirect, public_url=settings.public_url)
     return app
+
+
+def _apply_local_gateways(runtime: Runtime) -> None:
+    try:
+        gateway_service.apply_local_tables(runtime, now=utcnow())
+    except Exception:
+        # A broken gateway must not keep the API and the portal from starting; the reconciler retries.
+        log.exception("gateway.startup_apply_failed")

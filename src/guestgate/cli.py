@@ -1,4 +1,4 @@
-"""The `guestgate` command: serve, migrate, token create."""
+"""The `guestgate` command: serve, worker, migrate, token create, gateway apply/script/agent-key, agent."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from guestgate.security import ALL_SCOPES, SCOPE_READ, SCOPE_WRITE, mint_token
 app = typer.Typer(help="guestgate: captive-portal control plane for guest Wi-Fi.", no_args_is_help=True)
 token_app = typer.Typer(help="Operator API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+gateway_app = typer.Typer(
+    help="Gateways: install nftables tables, RouterOS set-up, agent keys.", no_args_is_help=True
+)
+app.add_typer(gateway_app, name="gateway")
 
 
 def _settings() -> Settings:
@@ -127,6 +131,151 @@ def token_create(
         session.commit()
     engine.dispose()
     typer.echo(mint_token(settings, org=org, subject=sub, scopes=scopes, ttl_seconds=ttl))
+
+
+@gateway_app.command("apply")
+def gateway_apply(site_id: Annotated[str, typer.Argument(help="The site (nftables driver).")]) -> None:
+    """Install or repair the site's nft table on this host, with its active guests and walled garden."""
+    from guestgate.db import utcnow
+    from guestgate.errors import NotFound
+    from guestgate.gateways import service as gateway_service
+    from guestgate.gateways.base import GatewayError
+    from guestgate.runtime import Runtime
+
+    settings = _settings()
+    _migrate(settings)
+    runtime = Runtime.build(settings)
+    try:
+        applied = gateway_service.apply_table(runtime, site_id, now=utcnow())
+    except (NotFound, GatewayError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        runtime.close()
+    where = f" in network namespace {applied.netns}" if applied.netns else ""
+    typer.echo(
+        f"nft table inet {applied.table} applied{where}: "
+        f"{applied.guests} guests, {applied.walled_garden} walled-garden entries"
+    )
+
+
+@gateway_app.command("script")
+def gateway_script(
+    site_id: Annotated[str, typer.Argument(help="The site (routeros driver).")],
+    api_user: Annotated[
+        str | None, typer.Option(help="RouterOS user guestgate logs in as (default: the site's username).")
+    ] = None,
+    controller_address: Annotated[
+        str | None, typer.Option(help="Only this address (or CIDR) may log in as the API user.")
+    ] = None,
+) -> None:
+    """Print the RouterOS commands (.rsc) that prepare the site's router for guestgate."""
+    from guestgate.errors import NotFound
+    from guestgate.gateways import service as gateway_service
+    from guestgate.gateways.base import GatewayError
+    from guestgate.runtime import Runtime
+
+    settings = _settings()
+    _migrate(settings)
+    runtime = Runtime.build(settings)
+    try:
+        script = gateway_service.bootstrap_script(
+            runtime, site_id, api_user=api_user, controller_address=controller_address
+        )
+    except (NotFound, GatewayError, ValueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        runtime.close()
+    sys.stdout.write(script)
+
+
+@gateway_app.command("agent-key")
+def gateway_agent_key(site_id: Annotated[str, typer.Argument(help="The site (agent driver).")]) -> None:
+    """Print the key `guestgate agent` authenticates with for the site (derived from the signing key)."""
+    from guestgate.errors import NotFound
+    from guestgate.gateways import service as gateway_service
+    from guestgate.gateways.agent import agent_keys
+    from guestgate.runtime import Runtime
+
+    settings = _settings()
+    _migrate(settings)
+    runtime = Runtime.build(settings)
+    try:
+        with runtime.sessions() as session:
+            site = gateway_service.find_site(site_id, session=session)
+            driver = site.gateway_driver
+    except NotFound as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        runtime.close()
+    if driver != "agent":
+        typer.echo(
+            f"note: site {site_id} uses the '{driver}' driver; set it to 'agent' for the agent to connect",
+            err=True,
+        )
+    typer.echo(agent_keys(settings, site_id)[0])
+
+
+@app.command()
+def agent(
+    controller: Annotated[
+        str, typer.Option(help="The controller's base URL, e.g. https://guestgate.example.com.")
+    ],
+    site: Annotated[str, typer.Option(help="The site this gateway enforces.")],
+    key: Annotated[
+        str,
+        typer.Option(
+            envvar="GUESTGATE_AGENT_KEY", help="The site's agent key (`guestgate gateway agent-key`)."
+        ),
+    ],
+    netns: Annotated[str | None, typer.Option(help="Network namespace to apply the rules in.")] = None,
+    interface: Annotated[
+        str | None, typer.Option(help="Guest interface (default: the site's setting).")
+    ] = None,
+    portal_address: Annotated[
+        str | None, typer.Option(help="Where web traffic of guests not signed in goes (default: the site's).")
+    ] = None,
+    portal_port: Annotated[
+        int | None, typer.Option(help="The portal's port (default: the site's).", min=1, max=65535)
+    ] = None,
+    table: Annotated[
+        str | None, typer.Option(help="nft table name (default: the site's, or guestgate).")
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(help="Long-poll wait in seconds (the table is re-checked as often).", min=1, max=60),
+    ] = 25.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run on a Linux gateway: pull the site's state from the controller and apply it with nftables."""
+    import logging
+    import signal
+    import threading
+
+    from guestgate.gateways.agent_client import AgentOptions, run_agent
+    from guestgate.logs import configure
+
+    configure(log_level, json=False)
+    # One line per long-poll from the HTTP client would drown what the agent itself reports.
+    for name in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    options = AgentOptions(
+        controller=controller,
+        site_id=site.strip().lower(),
+        key=key,
+        netns=netns,
+        interface=interface,
+        portal_address=portal_address,
+        portal_port=portal_port,
+        table=table,
+        wait_seconds=wait,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_agent(options, stop)
 
 
 def _print_banner(settings: Settings) -> None:

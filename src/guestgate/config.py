@@ -130,6 +130,27 @@ class Settings(BaseSettings):
     portal_redis_prefix: str = Field(
         "guestgate:portal:", description="Key prefix of the throttling counters in Redis."
     )
+    oauth_google_discovery_url: str = Field(
+        "https://accounts.google.com/.well-known/openid-configuration",
+        description="OpenID discovery document of Google sign-in.",
+    )
+    oauth_azure_authority: str = Field(
+        "https://login.microsoftonline.com",
+        description="Microsoft sign-in authority; discovery is `<authority>/<tenant>/v2.0/.well-known/openid-configuration`.",
+    )
+    oauth_github_base_url: str = Field(
+        "https://github.com",
+        description="GitHub sign-in (`/login/oauth/authorize`, `/login/oauth/access_token`).",
+    )
+    oauth_github_api_url: str = Field(
+        "https://api.github.com", description="GitHub API that names the user (`/user`, `/user/emails`)."
+    )
+    oauth_state_ttl_seconds: int = Field(
+        600, description="How long a guest has to finish signing in at the identity provider."
+    )
+    oauth_timeout_seconds: float = Field(
+        10.0, description="Timeout of each request guestgate makes to an identity provider."
+    )
 
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(False, description="Structured JSON logs instead of console lines.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,6 +13,12 @@ import guestgate.models  # noqa: F401  (every table registered: foreign keys res
 from guestgate.config import Settings
 from guestgate.db import make_engine, make_sessionmaker
 from guestgate.security import SecretBox, TokenVerifier, UrlSigner
+
+if TYPE_CHECKING:
+    from guestgate.gateways.registry import GatewayPool
+
+
+_POOL_LOCK = threading.Lock()
 
 
 @dataclass
@@ -23,6 +31,20 @@ class Runtime:
     signer: UrlSigner
     box: SecretBox
     verifier: TokenVerifier
+    # One driver per site (connections kept), shared by the portal, the operator routes and the
+    # reconciler; built on first use so processes that never touch a gateway never load drivers.
+    _gateways: GatewayPool | None = field(default=None, repr=False)
+
+    @property
+    def gateways(self) -> GatewayPool:
+        """The process's gateway drivers."""
+        if self._gateways is None:
+            from guestgate.gateways.registry import GatewayPool
+
+            with _POOL_LOCK:
+                if self._gateways is None:
+                    self._gateways = GatewayPool(box=self.box, default_portal_port=self.settings.port)
+        return self._gateways
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -38,5 +60,7 @@ class Runtime:
         )
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the gateway connections and the database connections."""
+        if self._gateways is not None:
+            self._gateways.close()
         self.engine.dispose()

@@ -1,4 +1,4 @@
-"""Background jobs: the schedule runner, deliveries, session expiry and coupon housekeeping.
+"""Background jobs: the schedule runner, deliveries, session expiry, the gateway reconciler and coupon housekeeping.
 
 They run inside `guestgate serve` (unless GUESTGATE_SCHEDULER_ENABLED=false) and in
 `guestgate worker` processes. Every job is safe to run in several processes at once; each takes
@@ -19,6 +19,8 @@ import structlog
 
 from guestgate.coupons import jobs as coupon_jobs
 from guestgate.db import utcnow
+from guestgate.gateways import reconcile
+from guestgate.gateways import service as gateway_service
 from guestgate.notifications import delivery
 from guestgate.runtime import Runtime
 from guestgate.schedules import jobs as schedule_jobs
@@ -26,6 +28,7 @@ from guestgate.site_users import service as site_user_service
 
 log = structlog.get_logger(__name__)
 HOUSEKEEPING_EVERY_SECONDS = 3600.0
+RECONCILE_EVERY_SECONDS = 5.0
 
 
 @dataclass
@@ -67,6 +70,17 @@ async def _purge_coupons(runtime: Runtime, now: datetime) -> object:
     return await asyncio.to_thread(_purge_coupons_sync, runtime, now)
 
 
+def _reconcile_gateways_sync(runtime: Runtime, now: datetime) -> int:
+    outcomes = reconcile.reconcile_all(runtime=runtime, now=now, pool=runtime.gateways)
+    gateway_service.mark_stale_agents(runtime, now=now)
+    # What changed on gateways, so a quiet tick logs nothing.
+    return sum(o.result.added + o.result.removed + o.result.updated for o in outcomes if o.result)
+
+
+async def _reconcile_gateways(runtime: Runtime, now: datetime) -> object:
+    return await asyncio.to_thread(_reconcile_gateways_sync, runtime, now)
+
+
 def default_jobs(runtime: Runtime) -> list[Job]:
     """The jobs every serve/worker process runs."""
     poll = runtime.settings.worker_poll_seconds
@@ -74,6 +88,9 @@ def default_jobs(runtime: Runtime) -> list[Job]:
         Job("schedules", poll, _run_schedules),
         Job("deliveries", poll, _deliver),
         Job("session_expiry", poll, _expire_sessions),
+        # Every gateway holds exactly the database's sessions: re-adds what a reboot lost, removes
+        # what ended even if the gateway's own timeout was lost.
+        Job("gateway_reconcile", min(poll, RECONCILE_EVERY_SECONDS), _reconcile_gateways),
         Job("coupon_housekeeping", HOUSEKEEPING_EVERY_SECONDS, _purge_coupons),
     ]
 

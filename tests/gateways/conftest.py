@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 
+from guestgate.gateways import registry
+from guestgate.gateways.base import Gateway
 from guestgate.gateways.routeros import RouterOSGateway
+from guestgate.runtime import Runtime
+from guestgate.sites.models import Site
 from tests.gateways.fake_routeros import FakeRouterOS, Tls, make_tls
 from tests.gateways.netns import require_netns_tools
 
@@ -60,3 +64,20 @@ def routeros(router: FakeRouterOS, tls: Tls) -> Iterator[RouterOSFactory]:
 def netns_tools() -> None:
     """nft and ip are usable (root): fails in CI when they are not, skips elsewhere."""
     require_netns_tools()
+
+
+@pytest.fixture
+def fast_gateways(runtime: Runtime) -> registry.GatewayPool:
+    """The runtime's gateway pool, with RouterOS drivers that retry once after 10 ms (unreachable fails fast)."""
+
+    def fast(site: Site, **kwargs: Any) -> Gateway:
+        gateway = registry.build(site, **kwargs)
+        if isinstance(gateway, RouterOSGateway):
+            gateway.backoff = 0.01
+            gateway.retries = 1
+        return gateway
+
+    pool = registry.GatewayPool(box=runtime.box, default_portal_port=runtime.settings.port, builder=fast)
+    # Installed before the app or the portal first asks the runtime for its pool.
+    runtime._gateways = pool
+    return pool

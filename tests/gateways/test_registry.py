@@ -10,6 +10,7 @@ import pytest
 from guestgate.config import Settings
 from guestgate.db import new_id
 from guestgate.gateways import registry
+from guestgate.gateways.agent import AgentFeed, AgentGateway
 from guestgate.gateways.base import GatewayMisconfigured
 from guestgate.gateways.nftables import NftablesGateway
 from guestgate.gateways.none import NoneGateway
@@ -82,7 +83,6 @@ def test_build_routeros_opens_the_sealed_password(box: SecretBox, router: FakeRo
         ("routeros", {"host": "192.0.2.1", "username": "gg"}, None, "password"),
         ("routeros", {"host": "192.0.2.1"}, {"password": "x"}, "username"),
         ("nftables", {}, None, "interface"),
-        ("agent", {}, None, "guestgate agent"),
         ("carrier-pigeon", {}, None, "unknown gateway driver"),
     ],
 )
@@ -91,6 +91,33 @@ def test_build_refuses_settings_that_cannot_work(
 ) -> None:
     with pytest.raises(GatewayMisconfigured, match=message):
         registry.build(site(box, driver, config, secrets), box=box)
+
+
+def test_build_agent_gives_a_remote_driver_that_wakes_the_sites_agent(box: SecretBox) -> None:
+    feed = AgentFeed()
+    lobby = site(box, "agent", {"interface": "wlan0"})
+    gateway = registry.build(lobby, box=box, agents=feed)
+    assert isinstance(gateway, AgentGateway)
+    assert (gateway.remote, gateway.enforcing, gateway.site_id) == (True, True, lobby.id)
+    gateway.revoke("s1", "10.0.0.5")
+    gateway.replace_walled_garden([])
+    assert feed.generation(lobby.id) == 2
+    assert gateway.list_allowed() == []
+
+
+def test_pool_hands_its_agent_feed_to_agent_drivers(box: SecretBox) -> None:
+    pool = registry.GatewayPool(box=box)
+    lobby = site(box, "agent", {})
+    gateway = pool.get(lobby)
+    assert isinstance(gateway, AgentGateway)
+    assert gateway.feed is pool.agents
+    pool.close()
+
+
+def test_pool_gives_one_lock_per_site(box: SecretBox) -> None:
+    pool = registry.GatewayPool(box=box)
+    assert pool.site_lock("a") is pool.site_lock("a")
+    assert pool.site_lock("a") is not pool.site_lock("b")
 
 
 def test_pool_keeps_one_driver_per_site_until_its_settings_change(box: SecretBox) -> None:

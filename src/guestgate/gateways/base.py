@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import ClassVar, Literal, NamedTuple
 
 from guestgate.db import utcnow
@@ -106,6 +107,8 @@ class Gateway(ABC):
 
     driver: ClassVar[str]
     enforcing: ClassVar[bool] = True
+    # A remote driver only announces changes; the gateway applies them when its agent pulls.
+    remote: ClassVar[bool] = False
 
     @abstractmethod
     def allow(self, guest: GuestAccess, *, now: datetime | None = None) -> None:
@@ -211,9 +214,15 @@ def remaining_seconds(until: datetime, *, now: datetime) -> int:
     return max(1, math.ceil((until - now).total_seconds()))
 
 
+# Pure and called for every guest a gateway is told about (each sign-in): parsed once per address.
+@lru_cache(maxsize=4096)
 def normalize_ip(value: str) -> str:
     """The canonical text of an address; a host prefix (/32, /128) becomes the bare address."""
-    network = ipaddress.ip_network(value.strip(), strict=False)
+    text = value.strip()
+    if "/" not in text:
+        # A bare address (what the portal passes): the same text, in half the time of ip_network.
+        return str(ipaddress.ip_address(text))
+    network = ipaddress.ip_network(text, strict=False)
     if network.num_addresses == 1:
         return str(network.network_address)
     return str(network)

@@ -17,6 +17,10 @@ from guestgate.gateways.base import (
     split_garden,
 )
 
+# What the recording driver keeps in memory before it forgets the oldest calls / expired guests.
+MAX_CALLS = 1000
+MAX_HELD = 10_000
+
 
 @dataclass
 class _Held:
@@ -37,15 +41,19 @@ class NoneGateway(Gateway):
     garden_always: list[str] = field(default_factory=list)
     garden_auth: list[str] = field(default_factory=list)
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+    # The table size that triggers the next sweep of expired entries (see `_forget_expired`).
+    sweep_at: int = field(default=MAX_HELD, repr=False)
 
     def allow(self, guest: GuestAccess, *, now: datetime | None = None) -> None:
         """Record the guest as allowed until `guest.until`."""
-        self.calls.append(("allow", (guest,)))
+        self._record("allow", (guest,))
+        if len(self.guests) >= self.sweep_at:
+            self._forget_expired()
         self.guests[normalize_ip(guest.ip)] = _Held(guest.session_id, guest.until)
 
     def revoke(self, session_id: str, ip: str) -> None:
         """Forget the session's entry for `ip`."""
-        self.calls.append(("revoke", (session_id, ip)))
+        self._record("revoke", (session_id, ip))
         key = normalize_ip(ip)
         held = self.guests.get(key)
         if held is not None and held.session_id == session_id:
@@ -53,12 +61,14 @@ class NoneGateway(Gateway):
 
     def open_auth_window(self, ip: str, seconds: int) -> None:
         """Record the auth window."""
-        self.calls.append(("open_auth_window", (ip, seconds)))
+        self._record("open_auth_window", (ip, seconds))
+        if len(self.auth_windows) >= self.sweep_at:
+            self._forget_expired()
         self.auth_windows[normalize_ip(ip)] = self.clock() + timedelta(seconds=seconds)
 
     def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
         """Record the walled garden."""
-        self.calls.append(("replace_walled_garden", (list(entries),)))
+        self._record("replace_walled_garden", (list(entries),))
         self.garden_always, self.garden_auth = split_garden(entries)
 
     def list_allowed(self) -> list[HeldGuest]:
@@ -75,3 +85,17 @@ class NoneGateway(Gateway):
         return GatewayHealth(
             state="not_enforcing", detail="driver 'none' records sessions only; the network is not controlled"
         )
+
+    def _record(self, name: str, args: tuple[object, ...]) -> None:
+        # A long-running embedded server signs in guests for months: keep only the latest calls.
+        if len(self.calls) >= MAX_CALLS:
+            del self.calls[: MAX_CALLS // 2]
+        self.calls.append((name, args))
+
+    def _forget_expired(self) -> None:
+        moment = self.clock()
+        self.guests = {ip: held for ip, held in self.guests.items() if held.until > moment}
+        self.auth_windows = {ip: until for ip, until in self.auth_windows.items() if until > moment}
+        # Live entries stay; the next sweep waits until the table has doubled, so a full table of
+        # guests still within their time is not rescanned on every sign-in (that was O(n) per call).
+        self.sweep_at = max(MAX_HELD, 2 * max(len(self.guests), len(self.auth_windows)))

@@ -7,19 +7,23 @@ guestgate pushes to (nftables, routeros), syncs the gateways in parallel, and re
 `gateway_last_sync_at`. It re-adds what a gateway lost (reboot, flush) with the time each session
 has left, removes what expired or was disconnected even if the gateway's own timeout was lost,
 and never touches entries it did not create. Running it twice changes nothing the second time.
+
+Each site is read and pushed under that site's lock in the pool (see registry), and a successful
+push stamps `gateway_applied_at` on the sessions it was the first to apply: that is what ends a
+guest's "activating" page after the gateway was unreachable at sign-in.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
 
 from guestgate.gateways import registry
 from guestgate.gateways.base import (
@@ -38,6 +42,7 @@ from guestgate.walled_garden.models import WalledGardenEntry
 log = structlog.get_logger(__name__)
 MAX_PARALLEL = 8
 ERROR_CHARS = 500
+APPLIED_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class _SiteState:
     config: dict[str, Any]
     guests: list[GuestAccess]
     garden: list[GardenEntry]
+    # Sessions not yet known to be enforced: once the push succeeds, they are.
+    pending: list[str]
 
 
 def reconcile_site(
@@ -95,18 +102,21 @@ def reconcile_all(
     *, runtime: Runtime, now: datetime, pool: registry.GatewayPool | None = None
 ) -> list[SiteOutcome]:
     """Reconcile every pushed-to gateway and record each site's gateway status; returns what happened."""
-    states = _load(runtime=runtime, now=now)
-    if not states:
+    sites = _sites(runtime=runtime)
+    if not sites:
         return []
     own_pool = pool is None
     gateways = pool or registry.GatewayPool(box=runtime.box, default_portal_port=runtime.settings.port)
     try:
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(states))) as executor:
-            outcomes = list(executor.map(lambda state: _reconcile_one(state, gateways, now=now), states))
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(sites))) as executor:
+            done = list(
+                executor.map(lambda site: _reconcile_one(site, gateways, runtime=runtime, now=now), sites)
+            )
     finally:
         if own_pool:
             gateways.close()
-    _record(outcomes, states, runtime=runtime, now=now)
+    outcomes = [outcome for outcome, _ in done]
+    _record(outcomes, [state for _, state in done], runtime=runtime, now=now)
     return outcomes
 
 
@@ -115,56 +125,66 @@ def status_of(error: GatewayError) -> str:
     return "unreachable" if isinstance(error, GatewayUnreachable) else "misconfigured"
 
 
-def _reconcile_one(state: _SiteState, pool: registry.GatewayPool, *, now: datetime) -> SiteOutcome:
-    try:
-        gateway = pool.get(state.site)
-        result = reconcile_site(
-            state.site, gateway, desired_guests=state.guests, walled_garden=state.garden, now=now
-        )
-    except GatewayError as exc:
-        log.warning("gateway.reconcile_failed", site_id=state.site.id, driver=state.driver, error=str(exc))
-        return SiteOutcome(state.site.id, status_of(exc), None, str(exc)[:ERROR_CHARS])
-    except Exception as exc:
-        # One site's unexpected failure must not stop the others; it is logged with its traceback.
-        log.exception("gateway.reconcile_crashed", site_id=state.site.id, driver=state.driver)
-        error = GatewayMisconfigured(f"unexpected error: {exc!r}")
-        return SiteOutcome(state.site.id, status_of(error), None, str(error)[:ERROR_CHARS])
-    return SiteOutcome(state.site.id, "ok", result, None)
+def _reconcile_one(
+    site: Site, pool: registry.GatewayPool, *, runtime: Runtime, now: datetime
+) -> tuple[SiteOutcome, _SiteState]:
+    # Under the site's lock the state is read, then pushed: a sign-in in this process either
+    # committed before the read (its guest is in the state) or waits to allow after the push.
+    with pool.site_lock(site.id):
+        state = _load(site, runtime=runtime, now=now)
+        try:
+            gateway = pool.get(state.site)
+            result = reconcile_site(
+                state.site, gateway, desired_guests=state.guests, walled_garden=state.garden, now=now
+            )
+        except GatewayError as exc:
+            log.warning("gateway.reconcile_failed", site_id=site.id, driver=state.driver, error=str(exc))
+            return SiteOutcome(site.id, status_of(exc), None, str(exc)[:ERROR_CHARS]), state
+        except Exception as exc:
+            # One site's unexpected failure must not stop the others; it is logged with its traceback.
+            log.exception("gateway.reconcile_crashed", site_id=site.id, driver=state.driver)
+            error = GatewayMisconfigured(f"unexpected error: {exc!r}")
+            return SiteOutcome(site.id, status_of(error), None, str(error)[:ERROR_CHARS]), state
+    return SiteOutcome(site.id, "ok", result, None), state
 
 
-def _load(*, runtime: Runtime, now: datetime) -> list[_SiteState]:
+def _sites(*, runtime: Runtime) -> list[Site]:
     with runtime.sessions() as session:
         sites = list(
             session.scalars(
                 select(Site).where(Site.gateway_driver.in_(sorted(registry.PUSHED_DRIVERS))).order_by(Site.id)
             )
         )
-        if not sites:
-            return []
-        ids = [site.id for site in sites]
-        guests: dict[str, list[GuestAccess]] = defaultdict(list)
-        rows = session.scalars(
-            select(SiteUser).where(
-                SiteUser.site_id.in_(ids), SiteUser.status == "active", SiteUser.expires_at > now
+        session.expunge_all()
+        return sites
+
+
+def _load(site: Site, *, runtime: Runtime, now: datetime) -> _SiteState:
+    with runtime.sessions() as session:
+        fresh = session.get(Site, site.id) or site
+        rows = session.execute(
+            select(
+                SiteUser.id,
+                SiteUser.ip_address,
+                SiteUser.mac_address,
+                SiteUser.expires_at,
+                SiteUser.gateway_applied_at,
+            ).where(SiteUser.site_id == site.id, SiteUser.status == "active", SiteUser.expires_at > now)
+        ).all()
+        garden = [
+            GardenEntry(entry.ip_address, entry.type)
+            for entry in session.scalars(
+                select(WalledGardenEntry).where(WalledGardenEntry.site_id == site.id)
             )
-        )
-        for row in rows:
-            guests[row.site_id].append(
-                GuestAccess(session_id=row.id, ip=row.ip_address, mac=row.mac_address, until=row.expires_at)
-            )
-        garden: dict[str, list[GardenEntry]] = defaultdict(list)
-        for entry in session.scalars(select(WalledGardenEntry).where(WalledGardenEntry.site_id.in_(ids))):
-            garden[entry.site_id].append(GardenEntry(entry.ip_address, entry.type))
-        return [
-            _SiteState(
-                site=site,
-                driver=site.gateway_driver,
-                config=dict(site.gateway_config or {}),
-                guests=guests[site.id],
-                garden=garden[site.id],
-            )
-            for site in sites
         ]
+    return _SiteState(
+        site=fresh,
+        driver=fresh.gateway_driver,
+        config=dict(fresh.gateway_config or {}),
+        guests=[GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows],
+        garden=garden,
+        pending=[r[0] for r in rows if r[4] is None],
+    )
 
 
 def _record(
@@ -186,4 +206,20 @@ def _record(
             site.gateway_last_error = outcome.error
             if outcome.status == "ok":
                 site.gateway_last_sync_at = now
+                mark_applied(state.pending, now=now, session=session)
         session.commit()
+
+
+def mark_applied(session_ids: Sequence[str], *, now: datetime, session: Session) -> int:
+    """Stamp `gateway_applied_at` on those of the sessions not stamped yet (no commit); returns how many."""
+    total = 0
+    for start in range(0, len(session_ids), APPLIED_BATCH):
+        chunk = list(session_ids[start : start + APPLIED_BATCH])
+        result = session.execute(
+            update(SiteUser)
+            .where(SiteUser.id.in_(chunk), SiteUser.gateway_applied_at.is_(None))
+            .values(gateway_applied_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        total += cast(CursorResult[Any], result).rowcount
+    return total

@@ -2,6 +2,10 @@
 
 `build(site, box=...)` makes a fresh driver; `GatewayPool` keeps one per site between calls so the
 RouterOS HTTPS connection is reused, and rebuilds it when the site's gateway settings change.
+The pool also holds one lock per site, taken by whoever changes that gateway in this process
+(the portal's notifier, the operator routes, the reconciler), so a reconciler working from a
+state read just before a sign-in cannot remove the guest the sign-in has just let through; and
+the `AgentFeed` that wakes the long-polls of `agent` sites.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from guestgate.gateways.agent import AGENT_DRIVER, AgentFeed, AgentGateway
 from guestgate.gateways.base import Gateway, GatewayMisconfigured
 from guestgate.gateways.nftables import DEFAULT_TABLE, NftablesGateway
 from guestgate.gateways.none import NoneGateway
@@ -59,20 +64,24 @@ def _routeros(config: dict[str, Any], secrets: dict[str, str], portal_port: int)
     )
 
 
-def _agent(config: dict[str, Any], secrets: dict[str, str], portal_port: int) -> Gateway:
-    raise GatewayMisconfigured("an agent site is enforced by `guestgate agent`, which pulls its state")
-
-
 DRIVERS: dict[str, Factory] = {
     "none": _none,
     "nftables": _nftables,
     "routeros": _routeros,
-    "agent": _agent,
 }
 
 
-def build(site: Site, *, box: SecretBox, default_portal_port: int = DEFAULT_PORTAL_PORT) -> Gateway:
+def build(
+    site: Site,
+    *,
+    box: SecretBox,
+    default_portal_port: int = DEFAULT_PORTAL_PORT,
+    agents: AgentFeed | None = None,
+) -> Gateway:
     """A new driver for the site's gateway; GatewayMisconfigured when its settings cannot work."""
+    if site.gateway_driver == AGENT_DRIVER:
+        # Remote: its changes wake the agent through `agents`, which the agent endpoint watches.
+        return AgentGateway(site_id=site.id, feed=agents if agents is not None else AgentFeed())
     factory = DRIVERS.get(site.gateway_driver)
     if factory is None:
         raise GatewayMisconfigured(f"unknown gateway driver '{site.gateway_driver}'")
@@ -95,6 +104,8 @@ class GatewayPool:
         self._builder = builder
         self._built: dict[str, tuple[str, Gateway]] = {}
         self._lock = threading.Lock()
+        self._site_locks: dict[str, threading.Lock] = {}
+        self.agents = AgentFeed()
 
     def get(self, site: Site) -> Gateway:
         """The site's driver, built on first use or after its settings changed."""
@@ -103,11 +114,26 @@ class GatewayPool:
             held = self._built.get(site.id)
             if held is not None and held[0] == key:
                 return held[1]
-            gateway = self._builder(site, box=self._box, default_portal_port=self._portal_port)
+            gateway = self._builder(
+                site, box=self._box, default_portal_port=self._portal_port, agents=self.agents
+            )
             self._built[site.id] = (key, gateway)
         if held is not None:
             held[1].close()
         return gateway
+
+    def site_lock(self, site_id: str) -> threading.Lock:
+        """The lock that serialises changes to one site's gateway in this process."""
+        with self._lock:
+            lock = self._site_locks.get(site_id)
+            if lock is None:
+                lock = self._site_locks[site_id] = threading.Lock()
+            return lock
+
+    @property
+    def default_portal_port(self) -> int:
+        """The portal port used where a site names none."""
+        return self._portal_port
 
     def close(self) -> None:
         """Close every driver."""

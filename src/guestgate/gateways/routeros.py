@@ -182,7 +182,17 @@ class RouterOSGateway(Gateway):
         *,
         now: datetime,
     ) -> SyncResult:
-        """Read each list once, then send only the changes (updates go straight to the `.id` just read)."""
+        """Read each list once, then send only the changes (updates go straight to the `.id` just read).
+
+        One request per change, so thousands of them take a while; each timeout is computed when
+        its request leaves (`now` plus the time spent so far), or the last entries would outlive
+        their sessions by the length of the run.
+        """
+        started = time.monotonic()
+
+        def current() -> datetime:
+            return now + timedelta(seconds=time.monotonic() - started)
+
         ours, foreign = self._held()
         plan = plan_sync(ours, desired_guests, now=now, foreign=foreign)
         for held in plan.remove:
@@ -190,14 +200,14 @@ class RouterOSGateway(Gateway):
             self._remove(family, entry_id)
         for held, guest in plan.update:
             family, entry_id = _split_ref(held)
-            seconds = remaining_seconds(guest.until, now=now)
+            seconds = remaining_seconds(guest.until, now=current())
             body = {"timeout": format_duration(seconds), "comment": session_tag(guest.session_id)}
             try:
                 self._request("PATCH", f"{MENUS[family]}/{entry_id}", json=body)
             except _NotFound:
-                self.allow(guest, now=now)
+                self.allow(guest, now=current())
         for guest in plan.add:
-            self.allow(guest, now=now)
+            self.allow(guest, now=current())
         self.replace_walled_garden(walled_garden)
         return SyncResult(added=len(plan.add), removed=len(plan.remove), updated=len(plan.update))
 

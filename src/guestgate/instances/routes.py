@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Path, Query, Request, Response, UploadFile
 
 from guestgate.deps import InstanceId, PageDep, Reader, RuntimeDep, SessionDep, Writer, set_next_link
 from guestgate.errors import FileInvalid
+from guestgate.gateways import service as gateway_service
 from guestgate.instances import images, service
 from guestgate.instances.schemas import Instance, InstanceCreate, InstanceUpdate
 from guestgate.openapi import errors
@@ -78,10 +79,20 @@ def update_instance(
     summary="Delete a captive portal instance",
     responses=errors(401, 403, 404),
 )
-def delete_instance(instance_id: InstanceId, who: Writer, session: SessionDep) -> Response:
+def delete_instance(
+    instance_id: InstanceId,
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+) -> Response:
     """Permanently deletes a captive portal instance: its coupons and schedules, its active sessions end."""
+    service.get(instance_id, org_id=who.org_id, session=session)
+    ending = gateway_service.active_sessions_of_instance(instance_id, session=session)
     service.delete(instance_id, org_id=who.org_id, session=session)
-    return Response(status_code=204)
+    # After the response: the ended sessions leave their gateways (the reconciler catches any missed).
+    background.add_task(gateway_service.revoke, runtime, ending)
+    return Response(status_code=204, background=background)
 
 
 @router.post(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ import psycopg
 import structlog
 from sqlalchemy import event
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount, Route, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,6 +30,7 @@ from guestgate.portal.config import PortalConfig
 from guestgate.portal.entry_signing import site_keys
 from guestgate.portal.gateway import GatewayNotifier, RecordOnly
 from guestgate.portal.i18n import Translator, negotiate
+from guestgate.portal.oauth import IdentityProviders
 from guestgate.portal.render import STATIC, Page, Renderer
 from guestgate.portal.service import Portal, PortalError, SignInOutcome, SignInResult
 from guestgate.portal.store import GuestSession, GuestStore, InstanceInfo, open_store
@@ -43,6 +44,8 @@ MAX_FORM_BYTES = 8 * 1024
 MAX_QUERY_FIELDS = 16
 FORM_TYPE = "application/x-www-form-urlencoded"
 CAPPORT_TYPE = "application/captive+json"
+# How often the "activating" page asks again whether the gateway has let the guest through.
+ACTIVATING_REFRESH_SECONDS = 3
 
 # outcome: (status, message key, field the message is about)
 _FORM_OUTCOMES: dict[SignInOutcome, tuple[int, str, str]] = {
@@ -83,6 +86,8 @@ class Reply:
 
 
 Handler = Callable[[GuestRequest, Receive], Awaitable[Reply]]
+# What an extension adds to the sign-in form of an oauth2 instance: (request, instance, token) -> context.
+FormExtras = Callable[[GuestRequest, InstanceInfo, str], dict[str, Any]]
 
 
 def _first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -118,6 +123,15 @@ class PortalApp:
             ],
             default=self._not_found,
         )
+        self._form_extras: FormExtras | None = None
+        self._exact: dict[tuple[str, str], ASGIApp] | None = None
+
+    def include(self, routes: Sequence[BaseRoute], *, form_extras: FormExtras | None = None) -> None:
+        """Add an extension's endpoints (ahead of the portal's own) and what it adds to oauth2 forms."""
+        self.router.routes[0:0] = list(routes)
+        self._exact = None
+        if form_extras is not None:
+            self._form_extras = form_extras
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,7 +146,11 @@ class PortalApp:
             await send(message)
 
         try:
-            await self.router(scope, receive, tracking_send)
+            endpoint = self._exact_routes().get((scope["method"], _route_path(scope)))
+            if endpoint is not None:
+                await endpoint(scope, receive, tracking_send)
+            else:
+                await self.router(scope, receive, tracking_send)
         except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
             # A locked or unreachable database: worth retrying in a moment, not a crash.
             log.warning("portal.database_unavailable", path=scope.get("path"), error=str(exc))
@@ -150,6 +168,21 @@ class PortalApp:
             log.exception("portal.request_failed", path=scope.get("path"))
             if not started:
                 await self._send(send, self._last_resort(scope))
+
+    def _exact_routes(self) -> dict[tuple[str, str], ASGIApp]:
+        """(method, path) -> endpoint of the routes without path parameters, as the router orders them.
+
+        The router would try each route's pattern in turn; for the sign-in POST a dict look-up
+        finds the same endpoint (the first route listed for that method and path).
+        """
+        if self._exact is None:
+            table: dict[tuple[str, str], ASGIApp] = {}
+            for route in self.router.routes:
+                if isinstance(route, Route) and not route.param_convertors and route.methods:
+                    for method in route.methods:
+                        table.setdefault((method, route.path), route.app)
+            self._exact = table
+        return self._exact
 
     def _last_resort(self, scope: Scope) -> Reply:
         try:
@@ -214,6 +247,7 @@ class PortalApp:
                 entry.status_token,
                 entry.identity.orig,
                 t("status_title"),
+                activating=await self.portal.activating(entry.session),
             )
         # A printed card's QR code opens the page with its code filled in.
         code = request.query.get("code", "")
@@ -229,7 +263,14 @@ class PortalApp:
             assert result.session is not None
             title = t("success_title") if outcome is SignInOutcome.SUCCESS else t("status_title")
             return self._session(
-                request, t, result.instance, result.session, result.status_token, result.identity.orig, title
+                request,
+                t,
+                result.instance,
+                result.session,
+                result.status_token,
+                result.identity.orig,
+                title,
+                activating=result.activating,
             )
         if outcome is SignInOutcome.LOCKED:
             return self._locked(request, t, result)
@@ -253,7 +294,14 @@ class PortalApp:
         t = self._translator(request, view.instance)
         if view.session is not None and view.instance is not None:
             return self._session(
-                request, t, view.instance, view.session, view.status_token, None, t("status_title")
+                request,
+                t,
+                view.instance,
+                view.session,
+                view.status_token,
+                None,
+                t("status_title"),
+                activating=await self.portal.activating(view.session),
             )
         message = t("session_ended") if request.query.get("t") else t("not_signed_in")
         page = self.renderer.render(
@@ -311,6 +359,8 @@ class PortalApp:
         preview: bool = False,
         **context: Any,
     ) -> Reply:
+        if self._form_extras is not None and instance.strategy == "oauth2":
+            context = {**self._form_extras(request, instance, token), **context}
         page = self.renderer.render(
             "signin.html",
             t=t,
@@ -333,22 +383,38 @@ class PortalApp:
         status_token: str | None,
         orig: str | None,
         title: str,
+        *,
+        activating: bool = False,
     ) -> Reply:
         now = self._now()
         left = max(0.0, session.expires_at.timestamp() - now.timestamp())
-        page = self.renderer.render(
+        status_url = f"{request.base}/status?{urlencode({'t': status_token})}" if status_token else None
+        if activating:
+            # The gateway has not let the guest through yet: the page asks again until it has.
+            title = t("activating_title")
+            refresh_url = status_url or f"{request.base}/status?{urlencode({'site': session.site_id})}"
+        else:
+            refresh_url = None
+        # Every sign-in ends here: the page is filled into a cached skeleton (see `render_filled`).
+        page = self.renderer.render_filled(
             "session.html",
             t=t,
             title=title,
             instance=instance,
             now=now,
             base=request.base,
-            session=session,
-            remaining=t.duration(left),
-            ends_at=f"{session.expires_at:%H:%M}",
-            expires_iso=session.expires_at.replace(microsecond=0, tzinfo=None).isoformat() + "Z",
-            orig=clients.safe_orig(orig),
-            status_url=f"{request.base}/status?{urlencode({'t': status_token})}" if status_token else None,
+            slots={
+                "remaining": t.duration(left),
+                "ends_at": f"{session.expires_at:%H:%M}",
+                "expires_iso": session.expires_at.replace(microsecond=0, tzinfo=None).isoformat() + "Z",
+                "orig": clients.safe_orig(orig),
+                "status_url": status_url,
+                "refresh_url": refresh_url,
+            },
+            # The template only tests whether there is a session; what it shows of it is in the slots.
+            session=True,
+            activating=activating,
+            refresh_seconds=ACTIVATING_REFRESH_SECONDS,
         )
         return _html(200, page)
 
@@ -429,6 +495,15 @@ class _Endpoint:
         await self.owner._send(send, reply)
 
 
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point (as Starlette's router computes it)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
+
+
 def _key_of(status: int) -> str:
     return _HTTP_KEYS.get(status, "err_internal" if status >= 500 else "err_params")
 
@@ -448,6 +523,7 @@ def build(
     counters: FailureCounters | None = None,
     notifier: GatewayNotifier | None = None,
     clock: Callable[[], datetime] = utcnow,
+    identity_providers: IdentityProviders | None = None,
 ) -> PortalApp:
     """The guest portal app for a runtime (defaults from its settings; parts replaceable for tests)."""
     config = config or PortalConfig.from_settings(runtime.settings)
@@ -474,4 +550,8 @@ def build(
     # Mounted apps get no lifespan events; the runtime's shutdown disposes the engine, so the
     # portal's own connections close with it.
     event.listen(runtime.engine, "engine_disposed", lambda _engine: opened.close())
-    return PortalApp(portal, Renderer(signer=runtime.signer))
+    app = PortalApp(portal, Renderer(signer=runtime.signer))
+    from guestgate.portal import oauth_routes  # it builds on this module
+
+    oauth_routes.install(app, runtime, providers=identity_providers)
+    return app

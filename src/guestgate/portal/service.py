@@ -28,6 +28,7 @@ from guestgate.portal.entry_signing import entry_signature_valid
 from guestgate.portal.gateway import GatewayNotifier
 from guestgate.portal.store import (
     AuditRecord,
+    Grant,
     GuestSession,
     GuestStore,
     InstanceInfo,
@@ -99,6 +100,19 @@ class SignInResult:
     status_token: str | None = None
     lockout: Lockout | None = None
     now: float = 0.0
+    # The session stands but its gateway has not let the guest through yet.
+    activating: bool = False
+
+
+@dataclass(frozen=True)
+class Granted:
+    """A session started (or found active) for a guest signed in without a coupon."""
+
+    outcome: SignInOutcome
+    session: GuestSession
+    status_token: str
+    # The session stands but its gateway has not let the guest through yet.
+    activating: bool = False
 
 
 @dataclass(frozen=True)
@@ -306,11 +320,14 @@ class Portal:
             session = redeemed.session
             assert session is not None
             if redeemed.outcome is Outcome.SUCCESS:
-                await self._allow(session)
+                activating = not await self._allow(session)
+            else:
+                activating = await self.activating(session)
             return result(
                 SignInOutcome(redeemed.outcome.value),
                 session=session,
                 status_token=self._status_token(session),
+                activating=activating,
             )
         lockouts = await self.throttle.failed(identity.site_id, identity.ip, identity.mac, stamp)
         if lockouts:
@@ -320,12 +337,64 @@ class Portal:
             return result(SignInOutcome.LOCKED, lockout=max(lockouts, key=lambda x: x.until))
         return result(SignInOutcome(redeemed.outcome.value))
 
-    async def _allow(self, session: GuestSession) -> None:
+    def identify(self, token: str, *, peer: str | None) -> GuestIdentity:
+        """The guest a sign-in token names, if the token is genuine, unexpired and used from its address."""
+        if not token:
+            raise PortalError(400, "err_token_missing")
         try:
-            await self.notifier.allow(session)
+            identity = self.sealer.open_guest(token, now=self.clock().timestamp())
+        except TokenExpired as exc:
+            site = exc.claims.get("s")
+            raise PortalError(
+                403, "err_token_expired", site_id=site if isinstance(site, str) else None
+            ) from exc
+        except TokenInvalid as exc:
+            raise PortalError(403, "err_token_invalid") from exc
+        if identity.peer != (peer or ""):
+            raise PortalError(403, "err_token_invalid", site_id=identity.site_id)
+        return identity
+
+    async def grant(self, identity: GuestIdentity, *, strategy: str, details: dict[str, Any]) -> Granted:
+        """Start the session of a guest an identity provider vouched for, and tell the gateway."""
+        now = self.clock()
+        grant = Grant(identity.site_id, identity.instance_id, identity.ip, identity.mac, strategy, details)
+        done = await self._db(self.store.grant, grant, now)
+        if done.session is None:
+            raise PortalError(404, "err_no_portal", site_id=identity.site_id)
+        if done.outcome is Outcome.SUCCESS:
+            activating = not await self._allow(done.session)
+        else:
+            activating = await self.activating(done.session)
+        return Granted(
+            SignInOutcome(done.outcome.value), done.session, self._status_token(done.session), activating
+        )
+
+    async def open_auth_window(self, identity: GuestIdentity, seconds: int) -> None:
+        """Let the guest reach the identity provider (the site's captive-auth walled garden) for a while."""
+        try:
+            await self.notifier.open_auth_window(identity.site_id, identity.ip, seconds)
+        except Exception as exc:
+            # The provider may still be reachable (a captive-portal entry, or no enforcement yet).
+            log.warning("portal.auth_window_failed", site_id=identity.site_id, ip=identity.ip, error=str(exc))
+
+    async def _allow(self, session: GuestSession) -> bool:
+        """Tell the gateway; False when it has not let the guest through (yet)."""
+        try:
+            applied = await self.notifier.allow(session)
         except Exception as exc:
             # The session is committed; the gateway reconciler catches up with it.
             log.warning("portal.gateway_allow_failed", session_id=session.id, error=str(exc))
+            return False
+        return applied is not False
+
+    async def activating(self, session: GuestSession) -> bool:
+        """True while the session's gateway has not let the guest through yet."""
+        try:
+            return await self.notifier.pending(session)
+        except Exception as exc:
+            # Not knowing is not a reason to keep a guest on a waiting page.
+            log.warning("portal.gateway_pending_failed", session_id=session.id, error=str(exc))
+            return False
 
     def _status_token(self, session: GuestSession) -> str:
         ref = StatusRef(session_id=session.id, site_id=session.site_id)

@@ -36,3 +36,5 @@ class SiteUser(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # When the site's gateway was first known to let the guest through (None: not yet).
+    gateway_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

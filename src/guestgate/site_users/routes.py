@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response
 
 from guestgate.db import utcnow
-from guestgate.deps import PageDep, Reader, SessionDep, SiteId, Writer, set_next_link
+from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, SiteId, Writer, set_next_link
+from guestgate.gateways import service as gateway_service
 from guestgate.openapi import errors
 from guestgate.site_users import service
 from guestgate.site_users.schemas import SessionFilter, SessionStatus, SiteUser
@@ -75,8 +76,20 @@ def list_site_users(
     summary="Disconnect a site user",
     responses=errors(401, 403, 404),
 )
-def disconnect_site_user(site_id: SiteId, user_id: UserId, who: Writer, session: SessionDep) -> SiteUser:
+def disconnect_site_user(
+    site_id: SiteId,
+    user_id: UserId,
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+) -> SiteUser:
     """Ends a guest's session now; the gateway revokes its access. A session already ended is returned unchanged."""
     now = utcnow()
     user = service.disconnect(site_id, user_id, org_id=who.org_id, now=now, session=session)
-    return service.to_out(user, now=now)
+    out = service.to_out(user, now=now)
+    if out.status != "active":
+        # After the response, from the committed row: a gateway that is down delays nobody, and the
+        # reconciler removes the entry once it answers again.
+        background.add_task(gateway_service.revoke, runtime, [gateway_service.ref_of(user)])
+    return out

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Path, Request, Response
 
 from guestgate.db import utcnow
-from guestgate.deps import PageDep, Reader, SessionDep, SiteId, Writer, set_next_link
+from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, SiteId, Writer, set_next_link
+from guestgate.gateways import service as gateway_service
 from guestgate.openapi import errors
 from guestgate.walled_garden import service
 from guestgate.walled_garden.schemas import WalledGardenEntry, WalledGardenEntryIn
@@ -46,10 +47,17 @@ def list_entries(
     responses=errors(400, 401, 403, 404, 409),
 )
 def create_entry(
-    site_id: SiteId, body: WalledGardenEntryIn, who: Writer, session: SessionDep
+    site_id: SiteId,
+    body: WalledGardenEntryIn,
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
 ) -> WalledGardenEntry:
     """Adds an IP address or subnet that guests of the site can reach before authenticating."""
     entry = service.create(site_id, body, org_id=who.org_id, now=utcnow(), session=session)
+    # After the response: the site's whole walled garden, as committed, goes to its gateway.
+    background.add_task(gateway_service.push_walled_garden, runtime, entry.site_id)
     return service.to_out(entry)
 
 
@@ -71,10 +79,17 @@ def get_entry(site_id: SiteId, entry_id: EntryId, who: Reader, session: SessionD
     responses=errors(400, 401, 403, 404, 409),
 )
 def update_entry(
-    site_id: SiteId, entry_id: EntryId, body: WalledGardenEntryIn, who: Writer, session: SessionDep
+    site_id: SiteId,
+    entry_id: EntryId,
+    body: WalledGardenEntryIn,
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
 ) -> WalledGardenEntry:
     """Replaces a walled garden entry's name, address and type (an absent type means `captive-auth`)."""
     entry = service.replace(site_id, entry_id, body, org_id=who.org_id, session=session)
+    background.add_task(gateway_service.push_walled_garden, runtime, entry.site_id)
     return service.to_out(entry)
 
 
@@ -85,7 +100,15 @@ def update_entry(
     summary="Delete a walled garden entry",
     responses=errors(401, 403, 404),
 )
-def delete_entry(site_id: SiteId, entry_id: EntryId, who: Writer, session: SessionDep) -> Response:
+def delete_entry(
+    site_id: SiteId,
+    entry_id: EntryId,
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+) -> Response:
     """Removes a walled garden entry from a site."""
-    service.delete(site_id, entry_id, org_id=who.org_id, session=session)
-    return Response(status_code=204)
+    entry = service.delete(site_id, entry_id, org_id=who.org_id, session=session)
+    background.add_task(gateway_service.push_walled_garden, runtime, entry.site_id)
+    return Response(status_code=204, background=background)

@@ -1,0 +1,244 @@
+"""The controller's side of `agent` sites: per-site keys, the desired state, and the remote driver.
+
+A Linux gateway behind NAT runs `guestgate agent`, which long-polls
+`GET /agent/v1/state?site=<id>&since=<version>` with `Authorization: Bearer <agent key>` and
+applies what it gets with the nftables driver. The controller never connects to it.
+
+- The key of a site is HMAC-SHA256(signing key, "guestgate-agent:" + site id), URL-safe base64;
+  `guestgate gateway agent-key <siteId>` prints it. Nothing is stored, so rotating the signing
+  key rotates every agent key (the previous signing key's keys stay valid while it is set).
+- The state is what the gateway must hold: guests with the seconds they have left, the walled
+  garden, the open auth windows, and the nft settings of the site. Its `version` is a hash of
+  that content (absolute expiry times, not seconds left), so it only changes when the state does.
+- `AgentGateway` is the registry's driver for such sites. It cannot push; allow, revoke and the
+  rest wake the site's long-polls (`AgentFeed`), and auth windows (which have no table) are kept
+  in the feed until they close. A session counts as applied when the agent comes back with the
+  version that holds it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from guestgate.config import Settings
+from guestgate.gateways.base import (
+    GardenEntry,
+    Gateway,
+    GatewayHealth,
+    GatewayUnreachable,
+    GuestAccess,
+    HeldGuest,
+    SyncResult,
+    active_guests,
+    default_now,
+    normalize_ip,
+    remaining_seconds,
+)
+from guestgate.site_users.models import SiteUser
+from guestgate.sites.models import Site
+from guestgate.walled_garden.models import WalledGardenEntry
+
+AGENT_DRIVER = "agent"
+# Agent settings the controller hands over; the agent's own command-line options win.
+GATEWAY_FIELDS = ("interface", "portal_address", "portal_port", "table")
+# An agent silent for longer than this (several long-polls) is reported unreachable.
+AGENT_STALE_SECONDS = 120
+_KEY_CONTEXT = b"guestgate-agent:"
+
+
+def agent_key(signing_key: str | bytes, site_id: str) -> str:
+    """The key an agent of `site_id` authenticates with, derived from a signing key."""
+    key = signing_key.encode() if isinstance(signing_key, str) else signing_key
+    digest = hmac.new(key, _KEY_CONTEXT + site_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def agent_keys(settings: Settings, site_id: str) -> list[str]:
+    """The site's agent key and, during a signing-key rotation, the previous one."""
+    configured = [settings.signing_key, settings.signing_key_previous]
+    return [agent_key(k.get_secret_value(), site_id) for k in configured if k is not None]
+
+
+def agent_key_valid(settings: Settings, site_id: str, given: str) -> bool:
+    """True if `given` is one of the site's agent keys."""
+    return any(
+        hmac.compare_digest(key.encode(), given.strip().encode()) for key in agent_keys(settings, site_id)
+    )
+
+
+class AgentFeed:
+    """Per-site change counters (to wake long-polls) and the auth windows of agent sites, in-process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation: dict[str, int] = {}
+        self._windows: dict[str, dict[str, datetime]] = {}
+
+    def bump(self, site_id: str) -> None:
+        """Note that the site's desired state may have changed."""
+        with self._lock:
+            self._generation[site_id] = self._generation.get(site_id, 0) + 1
+
+    def generation(self, site_id: str) -> int:
+        """How many changes the site has seen in this process."""
+        with self._lock:
+            return self._generation.get(site_id, 0)
+
+    def open_window(self, site_id: str, ip: str, until: datetime) -> None:
+        """Keep `ip` in the site's auth window until `until`."""
+        with self._lock:
+            self._windows.setdefault(site_id, {})[normalize_ip(ip)] = until
+            self._generation[site_id] = self._generation.get(site_id, 0) + 1
+
+    def windows(self, site_id: str, *, now: datetime) -> dict[str, datetime]:
+        """The site's open auth windows (ip -> until); closed ones are forgotten."""
+        with self._lock:
+            held = self._windows.get(site_id)
+            if not held:
+                return {}
+            for ip in [ip for ip, until in held.items() if until <= now]:
+                del held[ip]
+            return dict(held)
+
+
+@dataclass
+class AgentGateway(Gateway):
+    """The driver of an `agent` site: every change wakes the agent, which pulls and applies it."""
+
+    driver = AGENT_DRIVER
+    remote = True
+
+    site_id: str
+    feed: AgentFeed = field(default_factory=AgentFeed)
+
+    def allow(self, guest: GuestAccess, *, now: datetime | None = None) -> None:
+        """Wake the agent: the new session is in the state it pulls."""
+        self.feed.bump(self.site_id)
+
+    def revoke(self, session_id: str, ip: str) -> None:
+        """Wake the agent: the ended session has left the state it pulls."""
+        self.feed.bump(self.site_id)
+
+    def open_auth_window(self, ip: str, seconds: int) -> None:
+        """Add the window to the state the agent pulls."""
+        until = default_now(None) + timedelta(seconds=max(1, seconds))
+        self.feed.open_window(self.site_id, ip, until)
+
+    def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
+        """Wake the agent: the walled garden is read from the database when it pulls."""
+        self.feed.bump(self.site_id)
+
+    def list_allowed(self) -> list[HeldGuest]:
+        """Unknown here: the agent's gateway holds them; the controller sees only its reports."""
+        return []
+
+    def health(self) -> GatewayHealth:
+        """The controller cannot reach an agent; its status comes from the agent's polls."""
+        raise GatewayUnreachable("an agent site is checked through its agent's polls, not from here")
+
+    def sync(
+        self,
+        desired_guests: Sequence[GuestAccess],
+        walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
+        *,
+        now: datetime,
+    ) -> SyncResult:
+        """Wake the agent, which syncs itself."""
+        self.feed.bump(self.site_id)
+        return SyncResult(added=0, removed=0, updated=0)
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """What one agent site's gateway must hold, and the version naming it."""
+
+    site_id: str
+    version: str
+    gateway: dict[str, Any]
+    guests: list[GuestAccess]
+    walled_garden: list[GardenEntry]
+    auth_windows: dict[str, datetime]
+    pending: list[str]
+
+    def document(self, *, now: datetime) -> dict[str, Any]:
+        """The JSON body an agent receives (times as seconds left, so clocks need not agree)."""
+        return {
+            "site_id": self.site_id,
+            "version": self.version,
+            "generated_at": _iso(now),
+            "gateway": self.gateway,
+            "guests": [
+                {
+                    "session_id": g.session_id,
+                    "ip": g.ip,
+                    "mac": g.mac,
+                    "expires_at": _iso(g.until),
+                    "seconds_remaining": remaining_seconds(g.until, now=now),
+                }
+                for g in self.guests
+            ],
+            "walled_garden": [{"ip_address": e.cidr, "type": e.type} for e in self.walled_garden],
+            "auth_windows": [
+                {"ip": ip, "seconds_remaining": remaining_seconds(until, now=now)}
+                for ip, until in sorted(self.auth_windows.items())
+            ],
+        }
+
+
+def desired_state(
+    site: Site, *, feed: AgentFeed, default_portal_port: int, now: datetime, session: Session
+) -> AgentState:
+    """The state the site's agent must apply at `now`, read from the database and the feed."""
+    rows = session.execute(
+        select(
+            SiteUser.id,
+            SiteUser.ip_address,
+            SiteUser.mac_address,
+            SiteUser.expires_at,
+            SiteUser.gateway_applied_at,
+        ).where(SiteUser.site_id == site.id, SiteUser.status == "active", SiteUser.expires_at > now)
+    ).all()
+    guests = [GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows]
+    kept = active_guests(guests, now=now)
+    chosen = sorted(kept.values(), key=lambda g: (g.ip, g.session_id))
+    chosen_ids = {g.session_id for g in chosen}
+    pending = sorted(r[0] for r in rows if r[4] is None and r[0] in chosen_ids)
+    garden = sorted(
+        GardenEntry(e.ip_address, e.type)
+        for e in session.scalars(select(WalledGardenEntry).where(WalledGardenEntry.site_id == site.id))
+    )
+    config = dict(site.gateway_config or {})
+    gateway = {name: config.get(name) for name in GATEWAY_FIELDS}
+    gateway["portal_port"] = gateway["portal_port"] or default_portal_port
+    windows = feed.windows(site.id, now=now)
+    content = {
+        "gateway": gateway,
+        "guests": [[g.session_id, normalize_ip(g.ip), g.mac, _iso(g.until)] for g in chosen],
+        "garden": [[e.cidr, e.type] for e in garden],
+        "windows": sorted([ip, _iso(until)] for ip, until in windows.items()),
+    }
+    version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+    return AgentState(
+        site_id=site.id,
+        version=version,
+        gateway=gateway,
+        guests=chosen,
+        walled_garden=garden,
+        auth_windows=windows,
+        pending=pending,
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

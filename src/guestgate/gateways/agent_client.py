@@ -1,0 +1,218 @@
+"""`guestgate agent`: runs on a remote Linux gateway, pulls its site's state, applies it with nftables.
+
+The agent only makes outgoing HTTP(S) requests, so it works behind NAT. It long-polls the
+controller's `GET /agent/v1/state` with the version it holds; a new state is applied in one
+`nft -f -` transaction by the nftables driver (`sync`: only the difference, or the whole table
+when it is missing or damaged), then the agent polls again with the new version, which tells the
+controller the state is applied. Each time a poll ends, even with no change, the agent re-checks
+its table, so a flushed ruleset is repaired within one poll interval.
+
+Times come as seconds left, turned into local deadlines on receipt, so the agent's clock need not
+agree with the controller's. Settings the controller sends (interface, portal address and port,
+table) are overridden by the agent's own options.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx2
+import structlog
+
+from guestgate.db import utcnow
+from guestgate.gateways.agent_routes import DEFAULT_WAIT_SECONDS, ERROR_HEADER
+from guestgate.gateways.base import GardenEntry, Gateway, GatewayError, GatewayMisconfigured, GuestAccess
+from guestgate.gateways.nftables import DEFAULT_TABLE, NftablesGateway
+
+log = structlog.get_logger(__name__)
+MAX_BACKOFF_SECONDS = 30.0
+# The HTTP timeout is the long-poll's wait plus this much for the answer to arrive.
+HTTP_GRACE_SECONDS = 15.0
+
+
+class AgentRefused(Exception):
+    """The controller refused the agent (wrong key, unknown site, bad request): retrying will not help soon."""
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How the agent reaches its controller, and the local settings that override the controller's."""
+
+    controller: str
+    site_id: str
+    key: str
+    netns: str | None = None
+    interface: str | None = None
+    portal_address: str | None = None
+    portal_port: int | None = None
+    table: str | None = None
+    wait_seconds: float = DEFAULT_WAIT_SECONDS
+
+
+@dataclass(frozen=True)
+class LocalState:
+    """A state received from the controller, with deadlines on the agent's clock."""
+
+    version: str
+    gateway: dict[str, Any]
+    guests: list[GuestAccess]
+    walled_garden: list[GardenEntry]
+    auth_windows: dict[str, datetime]
+
+
+GatewayFactory = Callable[[AgentOptions, dict[str, Any]], Gateway]
+
+
+def nftables_gateway(options: AgentOptions, sent: dict[str, Any]) -> Gateway:
+    """The local nftables driver: the agent's options first, then what the controller sent."""
+    interface = options.interface or sent.get("interface")
+    if not interface:
+        raise GatewayMisconfigured("no guest interface: pass --interface or set the site's gateway.interface")
+    return NftablesGateway(
+        interface=str(interface),
+        portal_port=int(options.portal_port or sent.get("portal_port") or 80),
+        portal_address=options.portal_address or sent.get("portal_address"),
+        netns=options.netns,
+        table=str(options.table or sent.get("table") or DEFAULT_TABLE),
+    )
+
+
+class Agent:
+    """Pulls one site's state from the controller and keeps the local gateway equal to it."""
+
+    def __init__(
+        self,
+        options: AgentOptions,
+        *,
+        http: httpx2.Client | None = None,
+        gateway_factory: GatewayFactory = nftables_gateway,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.gateway_factory = gateway_factory
+        self.http = http or httpx2.Client(
+            base_url=options.controller.rstrip("/"),
+            timeout=httpx2.Timeout(options.wait_seconds + HTTP_GRACE_SECONDS, connect=10.0),
+        )
+        self.state: LocalState | None = None
+        self.applied = ""
+        self.error: str | None = None
+        self._gateway: tuple[str, Gateway] | None = None
+
+    def poll(self) -> bool:
+        """One long-poll; True when it brought a new state (kept in `state`, not applied yet)."""
+        headers = {"authorization": f"Bearer {self.options.key}"}
+        if self.error:
+            headers[ERROR_HEADER] = self.error[:500].replace("\n", " ")
+        params = {
+            "site": self.options.site_id,
+            "since": self.applied,
+            "wait": f"{self.options.wait_seconds:g}",
+        }
+        response = self.http.get("/agent/v1/state", params=params, headers=headers)
+        if response.status_code == 304:
+            return False
+        if response.status_code in (400, 401, 403, 404):
+            raise AgentRefused(f"the controller answered {response.status_code}: {response.text[:300]}")
+        response.raise_for_status()
+        self.state = _local_state(response.json(), received=self.clock())
+        return True
+
+    def apply(self) -> None:
+        """Make the local gateway hold the last state received; raises GatewayError."""
+        state = self.state
+        if state is None:
+            return
+        now = self.clock()
+        try:
+            gateway = self._gateway_for(state.gateway)
+            gateway.sync(state.guests, state.walled_garden, now=now)
+            for ip, until in state.auth_windows.items():
+                seconds = int((until - now).total_seconds())
+                if seconds > 0:
+                    gateway.open_auth_window(ip, seconds)
+        except GatewayError as exc:
+            self.error = str(exc)
+            raise
+        self.error = None
+        self.applied = state.version
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll and apply until `stop` is set; network and gateway errors are retried with back-off."""
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                changed = self.poll()
+                self.apply()
+            except AgentRefused as exc:
+                log.error("agent.refused", error=str(exc))
+                stop.wait(MAX_BACKOFF_SECONDS)
+                continue
+            except (httpx2.HTTPError, ValueError) as exc:
+                log.warning("agent.controller_unreachable", error=str(exc), retry_in=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            except GatewayError as exc:
+                log.warning("agent.apply_failed", error=str(exc), retry_in=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            backoff = 1.0
+            if changed and self.state is not None:
+                log.info("agent.applied", version=self.state.version, guests=len(self.state.guests))
+
+    def close(self) -> None:
+        """Close the HTTP connection and the local driver."""
+        self.http.close()
+        if self._gateway is not None:
+            self._gateway[1].close()
+
+    def _gateway_for(self, sent: dict[str, Any]) -> Gateway:
+        key = repr(sorted(sent.items()))
+        if self._gateway is None or self._gateway[0] != key:
+            if self._gateway is not None:
+                self._gateway[1].close()
+            self._gateway = (key, self.gateway_factory(self.options, sent))
+        return self._gateway[1]
+
+
+def run_agent(options: AgentOptions, stop: threading.Event | None = None) -> None:
+    """Run an agent until `stop` (or forever)."""
+    agent = Agent(options)
+    try:
+        agent.run(stop or threading.Event())
+    finally:
+        agent.close()
+
+
+def _local_state(document: dict[str, Any], *, received: datetime) -> LocalState:
+    try:
+        guests = [
+            GuestAccess(
+                session_id=str(g["session_id"]),
+                ip=str(g["ip"]),
+                mac=g.get("mac"),
+                until=received + timedelta(seconds=int(g["seconds_remaining"])),
+            )
+            for g in document.get("guests", [])
+        ]
+        garden = [GardenEntry(str(e["ip_address"]), e.get("type")) for e in document.get("walled_garden", [])]
+        windows = {
+            str(w["ip"]): received + timedelta(seconds=int(w["seconds_remaining"]))
+            for w in document.get("auth_windows", [])
+        }
+        return LocalState(
+            version=str(document["version"]),
+            gateway=dict(document.get("gateway") or {}),
+            guests=guests,
+            walled_garden=garden,
+            auth_windows=windows,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"the controller sent a state the agent cannot read: {exc!r}") from exc

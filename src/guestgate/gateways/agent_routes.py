@@ -1,0 +1,130 @@
+"""HTTP of the agent API, mounted at /agent (outside the operator API and its tokens).
+
+    GET /agent/v1/state?site=<siteId>&since=<version>&wait=<seconds>
+    Authorization: Bearer <the site's agent key>
+    X-Guestgate-Agent-Error: <why the last state could not be applied>   (optional)
+
+`since` is the version the agent holds (applied); empty on its first poll. The answer is the
+state as JSON (200) as soon as its version differs from `since`, or 304 with no body after
+`wait` seconds (0-60, default 25) without a change: a long-poll, so an agent behind NAT hears of
+a sign-in within moments without any inbound connection. Changes made in this process wake the
+poll at once; changes made by other processes (a worker's expiry, another replica) within a
+second. Each poll is also the agent's report: `since` equal to the current version marks the
+site `ok` (and its sessions applied); an error header marks it `misconfigured` with that error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, Router
+from starlette.types import Receive, Scope, Send
+
+from guestgate.db import utcnow
+from guestgate.error_handlers import error_response
+from guestgate.errors import (
+    AuthenticationFailed,
+    GuestgateError,
+    NotFound,
+    ParameterInvalid,
+    ParameterMissing,
+)
+from guestgate.gateways import service
+from guestgate.gateways.agent import agent_key_valid
+from guestgate.runtime import Runtime
+
+DEFAULT_WAIT_SECONDS = 25
+MAX_WAIT_SECONDS = 60
+ERROR_HEADER = "x-guestgate-agent-error"
+_MAX_VERSION = 64
+_MAX_ERROR = 500
+
+
+class AgentApi:
+    """The ASGI app of the agent API."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        tick_seconds: float = 0.1,
+        recheck_seconds: float = 1.0,
+    ) -> None:
+        self.runtime = runtime
+        self.clock = clock
+        self.tick = tick_seconds
+        self.recheck = recheck_seconds
+        self.router = Router(routes=[Route("/v1/state", self.state, methods=["GET"])])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.router(scope, receive, send)
+
+    async def state(self, request: Request) -> Response:
+        """The site's desired state once it differs from the agent's `since` (long-poll)."""
+        public_url = self.runtime.settings.public_url
+        try:
+            site_id, since, wait = _params(request)
+            key = _bearer(request.headers.get("authorization"))
+            if key is None or not agent_key_valid(self.runtime.settings, site_id, key):
+                raise AuthenticationFailed(
+                    "The agent key is missing or is not this site's.", code="token_invalid"
+                )
+            site = await asyncio.to_thread(service.agent_site, self.runtime, site_id)
+            if site is None:
+                raise NotFound("agent site", site_id)
+        except GuestgateError as error:
+            return error_response(error, public_url)
+        error_text = (request.headers.get(ERROR_HEADER) or "").strip()[:_MAX_ERROR] or None
+        state = await asyncio.to_thread(
+            service.agent_report, self.runtime, site, applied=since, error=error_text, now=self.clock()
+        )
+        feed = self.runtime.gateways.agents
+        deadline = time.monotonic() + wait
+        generation = feed.generation(site.id)
+        checked = time.monotonic()
+        while state.version == since and time.monotonic() < deadline:
+            await asyncio.sleep(min(self.tick, max(0.0, deadline - time.monotonic())))
+            if feed.generation(site.id) != generation or time.monotonic() - checked >= self.recheck:
+                generation = feed.generation(site.id)
+                checked = time.monotonic()
+                state = await asyncio.to_thread(service.agent_state, self.runtime, site, now=self.clock())
+        headers = {"etag": f'"{state.version}"', "cache-control": "no-store"}
+        if state.version == since:
+            return Response(status_code=304, headers=headers)
+        return JSONResponse(state.document(now=self.clock()), headers=headers)
+
+
+def _params(request: Request) -> tuple[str, str, float]:
+    site_id = (request.query_params.get("site") or "").strip().lower()
+    if not site_id:
+        raise ParameterMissing("site")
+    if len(site_id) > 36:
+        raise ParameterInvalid("site", "must be a site id")
+    since = (request.query_params.get("since") or "").strip()
+    if len(since) > _MAX_VERSION:
+        raise ParameterInvalid("since", "must be a version this API returned")
+    raw_wait = request.query_params.get("wait")
+    if raw_wait is None or raw_wait == "":
+        return site_id, since, float(DEFAULT_WAIT_SECONDS)
+    try:
+        wait = float(raw_wait)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise ParameterInvalid("wait", f"must be between 0 and {MAX_WAIT_SECONDS}")
+    return site_id, since, wait
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
