@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             from guestgate import worker  # the job modules load only where jobs run
 
             jobs = asyncio.create_task(worker.run_jobs(runtime, stop))
+        _freeze_startup_objects()
         try:
             yield
         finally:
@@ -131,6 +134,18 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     # Outermost: a guest's intercepted request for another host goes to the portal entry.
     app.add_middleware(CaptiveRedirect, public_url=settings.public_url)
     return app
+
+
+@functools.cache
+def _freeze_startup_objects() -> None:
+    """Keep what exists at start-up (modules, the app, its routes) out of full garbage collections.
+
+    It lives as long as the process; left in the collector's reach, every full collection
+    walks all of it and stalls the requests in flight for tens of milliseconds. Once per
+    process: a later app (tests build many) is left to the collector as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _apply_local_gateways(runtime: Runtime) -> None:

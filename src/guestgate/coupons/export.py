@@ -78,6 +78,7 @@ class CouponLike(Protocol):
 # The portal page a card's QR code opens, with the code filled in.
 PORTAL_PATH = "/guest/entry"
 
+
 def to_csv(coupons: Iterable[CouponLike], *, columns: Sequence[str] = CSV_COLUMNS) -> str:
     """The coupons as RFC 4180 CSV (CRLF lines, header row, RFC 3339 UTC timestamps)."""
     out = io.StringIO()

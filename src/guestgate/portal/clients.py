@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from guestgate import networks
@@ -17,6 +18,13 @@ def parse_ip(value: str | None) -> str | None:
     """The canonical text of an IP address (IPv4-mapped IPv6 as IPv4), or None if it is not one."""
     if not value or len(value) > 64:
         return None
+    return _canonical_ip(value)
+
+
+# A proxy's address comes with every request and a guest's with each of its requests:
+# parsing each once per process keeps the `ipaddress` work off most requests.
+@lru_cache(maxsize=4096)
+def _canonical_ip(value: str) -> str | None:
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
@@ -76,6 +84,7 @@ def client_address(
     return address
 
 
+@lru_cache(maxsize=4096)
 def _is_trusted(address: str, trusted: tuple[networks.Network, ...]) -> bool:
     ip = ipaddress.ip_address(address)
     return any(ip.version == net.version and ip in net for net in trusted)

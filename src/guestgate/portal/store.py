@@ -13,19 +13,21 @@ the session INSERT. A failure's audit record is written in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import sqlite3
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+import anyio.to_thread
 import psycopg
 import structlog
 from psycopg.types.json import Jsonb
@@ -36,6 +38,10 @@ from guestgate import networks
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_EVERY_COMMITS = 200
 CHECKPOINT_INTERVAL_SECONDS = 1.0
+# WAL frames (pages) past which the writer finishes a checkpoint itself so the log starts over.
+WAL_RESTART_FRAMES = 10_000
+# The WAL file is cut back to this size when it starts over after a burst.
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +89,8 @@ class InstanceInfo:
     locale: str
     logo: ImageRef | None = None
     icon: ImageRef | None = None
+    # oauth2 instances: the type of their auth integration (google, azure, github).
+    auth_provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,18 @@ class Redemption:
     code: str
     ip: str
     mac: str | None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A session for a guest who proved who it is another way than a coupon (an identity provider)."""
+
+    site_id: str
+    instance_id: str
+    ip: str
+    mac: str | None
+    strategy: str
+    identity: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -158,6 +178,9 @@ class GuestStore(Protocol):
     def audit(self, records: list[AuditRecord], now: datetime) -> None:
         """Write audit events."""
 
+    def grant(self, grant: Grant, now: datetime) -> RedeemResult:
+        """Start a session for a guest signed in without a coupon, or find its active one."""
+
     def close(self) -> None:
         """Release connections (the store reconnects if used again)."""
 
@@ -182,6 +205,9 @@ _SQL_INSTANCE = (
     "SELECT id, org_id, name, strategy, session_ttl, theme, terms_text, locale FROM instances WHERE id = ?"
 )
 _SQL_IMAGES = "SELECT id, kind, width, height FROM images WHERE instance_id = ?"
+_SQL_AUTH_PROVIDER = (
+    "SELECT a.type FROM instances i JOIN auth_integrations a ON a.id = i.auth_integration_id WHERE i.id = ?"
+)
 _SQL_ACTIVE = (
     "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
     "FROM site_users WHERE site_id = ? AND ip_address = ? AND status = 'active' AND expires_at > ? "
@@ -194,6 +220,15 @@ _SQL_ACTIVE_SQLITE = (
     "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
     "FROM site_users WHERE site_id = ? AND ip_address = ? AND status = 'active' AND +expires_at > ? "
     "ORDER BY +expires_at DESC LIMIT 5"
+)
+# PostgreSQL likewise: without statistics on a young or fast-growing table, its planner takes
+# the (status, expires_at) index for the ORDER BY and filters every live session, a cost that
+# grows with each sign-in. As expressions, status and expires_at leave it the guest's own
+# (site_id, ip_address, ...) index.
+_SQL_ACTIVE_PG = (
+    "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
+    "FROM site_users WHERE site_id = ? AND ip_address = ? AND status || '' = 'active' "
+    "AND expires_at + interval '0 s' > ? ORDER BY expires_at DESC LIMIT 5"
 )
 _SQL_SESSION = (
     "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
@@ -215,6 +250,53 @@ _SQL_INSERT_SESSION = (
     "coupon_id, identity, status, started_at, expires_at, ended_at, end_reason) "
     "VALUES (?, ?, ?, ?, ?, ?, 'coupon', ?, NULL, 'active', ?, ?, NULL, NULL)"
 )
+_SQL_INSERT_GRANTED = (
+    "INSERT INTO site_users (id, org_id, site_id, instance_id, ip_address, mac_address, strategy, "
+    "coupon_id, identity, status, started_at, expires_at, ended_at, end_reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, 'active', ?, ?, NULL, NULL)"
+)
+# PostgreSQL's redemption in one statement, run right after the guest's advisory lock (see
+# PostgresGuestStore.redeem): the instance, the guest's active session (the newest of its
+# five latest that is not another device's; found as `_SQL_ACTIVE_PG` finds it), and, only
+# if the instance exists and there is no such session, the conditional UPDATE of the coupon
+# and the session INSERT. An UPDATE that finds the coupon being redeemed concurrently waits,
+# re-checks `redeemed_at IS NULL` on the committed row and changes nothing: of concurrent
+# attempts exactly one wins.
+_PG_REDEEM = """
+WITH inst AS (
+    SELECT org_id, session_ttl FROM instances WHERE id = %(instance)s
+), recent AS (
+    SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id
+    FROM site_users
+    WHERE site_id = %(site)s AND ip_address = %(ip)s AND status || '' = 'active'
+    AND expires_at + interval '0 s' > %(now)s
+    ORDER BY expires_at DESC LIMIT 5
+), existing AS (
+    SELECT * FROM recent
+    WHERE %(mac)s::text IS NULL OR mac_address IS NULL OR mac_address = %(mac)s
+    ORDER BY expires_at DESC LIMIT 1
+), won AS (
+    UPDATE coupons SET redeemed_at = %(now)s
+    WHERE id = (SELECT id FROM coupons WHERE instance_id = %(instance)s AND code = %(code)s)
+    AND redeemed_at IS NULL AND expires_at > %(now)s
+    AND EXISTS (SELECT 1 FROM inst) AND NOT EXISTS (SELECT 1 FROM existing)
+    RETURNING id
+), made AS (
+    INSERT INTO site_users (id, org_id, site_id, instance_id, ip_address, mac_address, strategy,
+        coupon_id, identity, status, started_at, expires_at, ended_at, end_reason)
+    SELECT %(session)s, inst.org_id, %(site)s, %(instance)s, %(ip)s, %(mac)s, 'coupon',
+        won.id, NULL, 'active', %(now)s, %(now)s + make_interval(secs => inst.session_ttl), NULL, NULL
+    FROM won CROSS JOIN inst
+    RETURNING coupon_id
+)
+SELECT 'existing', id, site_id, instance_id, ip_address, mac_address, started_at, expires_at,
+    coupon_id, NULL, NULL FROM existing
+UNION ALL
+SELECT 'instance', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, org_id, session_ttl FROM inst
+UNION ALL
+SELECT 'made', NULL, NULL, NULL, NULL, NULL, NULL, NULL, coupon_id, NULL, NULL FROM made
+"""
+_PG_LOCK_GUEST = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 _SQL_INSERT_AUDIT = (
     "INSERT INTO audit_events (org_id, at, actor, action, target_type, target_id, ip_address, detail) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -284,6 +366,10 @@ class _SqlGuestStore(ABC):
                 kind: ImageRef(id=image_id, width=width, height=height)
                 for image_id, kind, width, height in conn.execute(self._sql(_SQL_IMAGES), (instance_id,))
             }
+            provider = None
+            if row[3] == "oauth2":
+                found = conn.execute(self._sql(_SQL_AUTH_PROVIDER), (instance_id,)).fetchone()
+                provider = None if found is None else found[0]
         theme = self._json_out(row[5]) or {}
         return InstanceInfo(
             id=row[0],
@@ -296,6 +382,7 @@ class _SqlGuestStore(ABC):
             locale=row[7] or "en",
             logo=images.get("logo"),
             icon=images.get("icon"),
+            auth_provider=provider,
         )
 
     def instance_subnet_sites(self) -> list[tuple[str, networks.Network]]:
@@ -355,15 +442,57 @@ class _SqlGuestStore(ABC):
                         ),
                     )
                     return RedeemResult(Outcome.SUCCESS, session, org_id)
-            state = conn.execute(self._sql(_SQL_COUPON_STATE), (attempt.instance_id, attempt.code)).fetchone()
-            if state is None:
-                outcome = Outcome.UNKNOWN
-            elif state[0] is not None:
-                outcome = Outcome.USED
-            else:
-                outcome = Outcome.EXPIRED
-            self._insert_audit(conn, [failure_record(attempt, outcome, org_id)], now)
-            return RedeemResult(outcome, None, org_id)
+            return self._refused(conn, attempt, org_id, now)
+
+    def _refused(self, conn: Any, attempt: Redemption, org_id: str | None, now: datetime) -> RedeemResult:
+        """Why a code was not redeemed (unknown, used or expired), recorded as an audit event."""
+        state = conn.execute(self._sql(_SQL_COUPON_STATE), (attempt.instance_id, attempt.code)).fetchone()
+        if state is None:
+            outcome = Outcome.UNKNOWN
+        elif state[0] is not None:
+            outcome = Outcome.USED
+        else:
+            outcome = Outcome.EXPIRED
+        self._insert_audit(conn, [failure_record(attempt, outcome, org_id)], now)
+        return RedeemResult(outcome, None, org_id)
+
+    def grant(self, grant: Grant, now: datetime) -> RedeemResult:
+        """Start a session for a guest signed in without a coupon, or find its active one."""
+        with self._writing() as conn:
+            # The same per-guest order as a redemption: one guest never gets two sessions.
+            self._lock_guest(conn, grant.site_id, grant.ip)
+            instance = conn.execute(self._sql(_SQL_INSTANCE_TTL), (grant.instance_id,)).fetchone()
+            if instance is None:
+                return RedeemResult(Outcome.UNKNOWN)
+            org_id: str = instance[0]
+            existing = self._active(conn, grant.site_id, grant.ip, grant.mac, now)
+            if existing is not None:
+                return RedeemResult(Outcome.ALREADY_ACTIVE, existing, org_id)
+            session = GuestSession(
+                id=str(uuid.uuid4()),
+                site_id=grant.site_id,
+                instance_id=grant.instance_id,
+                ip=grant.ip,
+                mac=grant.mac,
+                started_at=now,
+                expires_at=now + timedelta(seconds=int(instance[1])),
+            )
+            conn.execute(
+                self._sql(_SQL_INSERT_GRANTED),
+                (
+                    session.id,
+                    org_id,
+                    session.site_id,
+                    session.instance_id,
+                    session.ip,
+                    session.mac,
+                    grant.strategy,
+                    self._json_in(grant.identity),
+                    self._ts(session.started_at),
+                    self._ts(session.expires_at),
+                ),
+            )
+            return RedeemResult(Outcome.SUCCESS, session, org_id)
 
     def audit(self, records: list[AuditRecord], now: datetime) -> None:
         """Write audit events."""
@@ -411,6 +540,53 @@ class _SqlGuestStore(ABC):
         )
 
 
+def _pg_redeem_params(attempt: Redemption, now: datetime) -> tuple[str, dict[str, Any]]:
+    """The new session's id and the parameters of `_PG_REDEEM`."""
+    session_id = str(uuid.uuid4())
+    params = {
+        "instance": attempt.instance_id,
+        "site": attempt.site_id,
+        "ip": attempt.ip,
+        "mac": attempt.mac,
+        "code": attempt.code,
+        "now": now.astimezone(UTC),
+        "session": session_id,
+    }
+    return session_id, params
+
+
+def _pg_redeemed(
+    attempt: Redemption,
+    now: datetime,
+    session_id: str,
+    rows: list[Any],
+    session_of: Callable[[Any], GuestSession],
+) -> tuple[RedeemResult | None, str | None]:
+    """The result of `_PG_REDEEM`'s rows (None if the code was refused) and the instance's org."""
+    found = {row[0]: row for row in rows}
+    instance = found.get("instance")
+    if instance is None:
+        return None, None
+    org_id: str = instance[9]
+    existing = found.get("existing")
+    if existing is not None:
+        return RedeemResult(Outcome.ALREADY_ACTIVE, session_of(existing[1:9]), org_id), org_id
+    made = found.get("made")
+    if made is None:
+        return None, org_id
+    session = GuestSession(
+        id=session_id,
+        site_id=attempt.site_id,
+        instance_id=attempt.instance_id,
+        ip=attempt.ip,
+        mac=attempt.mac,
+        started_at=now,
+        expires_at=now + timedelta(seconds=int(instance[10])),
+        coupon_id=made[8],
+    )
+    return RedeemResult(Outcome.SUCCESS, session, org_id), org_id
+
+
 def failure_record(attempt: Redemption, outcome: Outcome, org_id: str | None) -> AuditRecord:
     """The audit event of a failed sign-in."""
     return AuditRecord(
@@ -436,6 +612,13 @@ class SQLiteGuestStore(_SqlGuestStore):
     otherwise run inside every thousandth-page commit, on the event loop. Here they run in a
     background thread instead, woken every `CHECKPOINT_EVERY_COMMITS` commits and at least
     every `CHECKPOINT_INTERVAL_SECONDS`; the driver releases the GIL while it works.
+
+    The log only starts over when a write transaction begins with every frame of it copied
+    back, which a background checkpoint racing a busy writer never achieves: under sustained
+    sign-ins the WAL would grow without end (gigabytes an hour), and every read with it. So
+    once the background pass finds more than `WAL_RESTART_FRAMES` frames, the writer runs one
+    checkpoint itself between two transactions: it copies only what the background pass has
+    not, and the next transaction starts the log over.
     """
 
     offload = False
@@ -447,6 +630,7 @@ class SQLiteGuestStore(_SqlGuestStore):
         self._lock = threading.Lock()
         self._commits = 0
         self._wake = threading.Event()
+        self._restart = threading.Event()
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
 
@@ -467,6 +651,7 @@ class SQLiteGuestStore(_SqlGuestStore):
         if self._conn is None:
             conn = self._open()
             conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             self._conn = conn
             self._stop = threading.Event()
             self._checkpointer = threading.Thread(
@@ -485,7 +670,9 @@ class SQLiteGuestStore(_SqlGuestStore):
                 self._wake.wait(CHECKPOINT_INTERVAL_SECONDS)
                 self._wake.clear()
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames >= WAL_RESTART_FRAMES:
+                        self._restart.set()
                 except sqlite3.Error as exc:
                     log.warning("portal.checkpoint_failed", error=str(exc))
         finally:
@@ -512,6 +699,19 @@ class SQLiteGuestStore(_SqlGuestStore):
             self._commits += 1
             if self._commits % CHECKPOINT_EVERY_COMMITS == 0:
                 self._wake.set()
+            if self._restart.is_set():
+                self._finish_checkpoint(conn)
+
+    def _finish_checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy back what the background pass left, so that the next transaction restarts the log."""
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("portal.checkpoint_failed", error=str(exc))
+            return
+        # Busy: the background pass holds the checkpoint right now; the next commit tries again.
+        if not busy and copied >= frames:
+            self._restart.clear()
 
     def _lock_guest(self, conn: Any, site_id: str, ip: str) -> None:
         """Nothing to add: BEGIN IMMEDIATE already serialises every writer."""
@@ -543,15 +743,28 @@ class SQLiteGuestStore(_SqlGuestStore):
 
 
 class PostgresGuestStore(_SqlGuestStore):
-    """The store on PostgreSQL: a small pool of autocommit psycopg connections, used from threads."""
+    """The store on PostgreSQL: a small pool of autocommit psycopg connections, used from threads.
+
+    Statements are not prepared (`prepare_threshold=None`). A prepared statement soon runs a
+    generic plan, made once, when `site_users` may still be small and without statistics:
+    the guest's-session look-up then walks every live session of the site (thousands of rows
+    a sign-in, more with each one) instead of the (site_id, ip_address, status) index. Planned
+    with its values each time, it finds the index as soon as the table is big enough to matter.
+    """
 
     offload = True
     _placeholder = "%s"
+    _active_sql = _SQL_ACTIVE_PG
 
     def __init__(self, conninfo: str, *, pool_size: int = 8) -> None:
         self._conninfo = conninfo
+        self._pool_size = max(1, pool_size)
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(max(1, pool_size))
+        self._slots = threading.BoundedSemaphore(self._pool_size)
+        # The sign-in path's async connections (`redeem_async`), as many again, on one event loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._aidle: list[psycopg.AsyncConnection[Any]] = []
+        self._aslots: asyncio.Semaphore | None = None
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection[Any]]:
@@ -577,14 +790,92 @@ class PostgresGuestStore(_SqlGuestStore):
             try:
                 conn = self._idle.get_nowait()
             except queue.Empty:
-                return psycopg.connect(self._conninfo, autocommit=True)
+                return psycopg.connect(self._conninfo, autocommit=True, prepare_threshold=None)
             if not conn.closed and not conn.broken:
                 return conn
 
     def _lock_guest(self, conn: Any, site_id: str, ip: str) -> None:
         # READ COMMITTED lets two sign-ins of one guest both see "no session" and both spend
         # a coupon (a double-tapped button); a per-guest advisory lock orders them.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{site_id}|{ip}",))
+        conn.execute(_PG_LOCK_GUEST, (f"{site_id}|{ip}",))
+
+    def redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:
+        """Redeem a code atomically: a new session, the guest's existing one, or why not.
+
+        One network round trip: BEGIN, the guest's advisory lock, the redemption statement and
+        COMMIT go out together in pipeline mode. The lock is its own statement so that the
+        redemption's snapshot is taken after it is granted, and sees the session a concurrent
+        sign-in of the same guest has just committed. Only a refused code costs a second trip,
+        to tell unknown from used and expired and to write the audit event.
+        """
+        session_id, params = _pg_redeem_params(attempt, now)
+        with self._reading() as conn:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                self._lock_guest(conn, attempt.site_id, attempt.ip)
+                cursor = conn.execute(_PG_REDEEM, params)
+                conn.execute("COMMIT")
+            done, org_id = _pg_redeemed(attempt, now, session_id, cursor.fetchall(), self._session_of)
+            if done is not None:
+                return done
+            with conn.transaction():
+                return self._refused(conn, attempt, org_id, now)
+
+    async def redeem_async(self, attempt: Redemption, now: datetime) -> RedeemResult:
+        """`redeem` on the event loop with an async connection: the sign-in path's way in.
+
+        A worker thread per redemption costs more than the redemption: the thread hop and the
+        event loop and the pool's threads taking the GIL from each other. Only a refused code
+        goes to a thread (the second trip, as in `redeem`).
+        """
+        session_id, params = _pg_redeem_params(attempt, now)
+        slots, idle = self._async_pool()
+        async with slots:
+            conn = idle.pop() if idle else None
+            if conn is None or conn.closed or conn.broken:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, prepare_threshold=None
+                )
+            healthy = False
+            try:
+                async with conn.pipeline():
+                    await conn.execute("BEGIN")
+                    await conn.execute(_PG_LOCK_GUEST, (f"{attempt.site_id}|{attempt.ip}",))
+                    cursor = await conn.execute(_PG_REDEEM, params)
+                    await conn.execute("COMMIT")
+                rows = await cursor.fetchall()
+                healthy = True
+            finally:
+                if healthy:
+                    idle.append(conn)
+                else:
+                    # Perhaps mid-transaction: the server rolls back when the socket closes.
+                    conn.pgconn.finish()
+        done, org_id = _pg_redeemed(attempt, now, session_id, rows, self._session_of)
+        if done is not None:
+            return done
+        return await anyio.to_thread.run_sync(self._refuse, attempt, org_id, now)
+
+    def _refuse(self, attempt: Redemption, org_id: str | None, now: datetime) -> RedeemResult:
+        with self._writing() as conn:
+            return self._refused(conn, attempt, org_id, now)
+
+    def _async_pool(self) -> tuple[asyncio.Semaphore, list[psycopg.AsyncConnection[Any]]]:
+        """This event loop's connection slots and idle connections (async connections belong to
+        the loop that opened them; a test client runs several loops one after another)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._drop_async()
+            self._loop = loop
+            self._aslots = asyncio.Semaphore(self._pool_size)
+            self._aidle = []
+        assert self._aslots is not None
+        return self._aslots, self._aidle
+
+    def _drop_async(self) -> None:
+        idle, self._aidle = self._aidle, []
+        for conn in idle:
+            conn.pgconn.finish()
 
     def _ts(self, value: datetime) -> datetime:
         return value.astimezone(UTC)
@@ -601,6 +892,7 @@ class PostgresGuestStore(_SqlGuestStore):
 
     def close(self) -> None:
         """Close the idle connections (new ones are opened on next use)."""
+        self._drop_async()
         while True:
             try:
                 conn = self._idle.get_nowait()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import secrets
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +90,11 @@ class TokenSealer:
 
     def seal(self, kind: str, claims: dict[str, Any], *, expires: int) -> str:
         """An opaque URL-safe token carrying `claims` until `expires` (unix seconds)."""
-        payload = {**claims, "v": VERSION, "exp": int(expires), "n": secrets.token_urlsafe(9)}
-        nonce = secrets.token_bytes(NONCE_BYTES)
+        # One read of the OS CSPRNG for the AES-GCM nonce and the claims' own random "n".
+        drawn = os.urandom(NONCE_BYTES + 9)
+        nonce = drawn[:NONCE_BYTES]
+        n = base64.urlsafe_b64encode(drawn[NONCE_BYTES:]).rstrip(b"=").decode()
+        payload = {**claims, "v": VERSION, "exp": int(expires), "n": n}
         data = json.dumps(payload, separators=(",", ":")).encode()
         sealed = self._ciphers[0].encrypt(nonce, data, kind.encode())
         return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()

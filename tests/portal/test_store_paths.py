@@ -1,0 +1,177 @@
+"""The sign-in path's own ways into the store: PostgreSQL's async redemption, SQLite's bounded WAL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from guestgate.portal import store as store_module
+from guestgate.portal.routes import build
+from guestgate.portal.store import (
+    GuestStore,
+    Outcome,
+    RedeemResult,
+    Redemption,
+    SQLiteGuestStore,
+    open_store,
+)
+from guestgate.portal.throttle import MemoryCounters
+from tests.portal.conftest import ClientFactory, World, fresh_token, sign_in
+
+
+async def _redeem(store: GuestStore, attempt: Redemption, now: datetime) -> RedeemResult:
+    """The redemption the portal runs: the store's async one where it has one (PostgreSQL)."""
+    redeem_async = getattr(type(store), "redeem_async", None)
+    if redeem_async is not None:
+        result: RedeemResult = await redeem_async(store, attempt, now)
+        return result
+    return store.redeem(attempt, now)
+
+
+def _attempt(world: World, ip: str, code: str) -> Redemption:
+    return Redemption(site_id=world.site_id, instance_id=world.instance_id, code=code, ip=ip, mac=None)
+
+
+def test_fifty_concurrent_sign_ins_on_one_event_loop_spend_one_code_once(world: World, db_url: str) -> None:
+    world.coupon("ABC234")
+    store = open_store(db_url, pg_pool_size=8)
+    now = world.clock()
+
+    async def race() -> list[RedeemResult]:
+        return await asyncio.gather(
+            *(_redeem(store, _attempt(world, f"10.0.1.{i + 10}", "ABC234"), now) for i in range(50))
+        )
+
+    try:
+        results = asyncio.run(race())
+    finally:
+        store.close()
+    outcomes = [r.outcome for r in results]
+    assert outcomes.count(Outcome.SUCCESS) == 1
+    assert outcomes.count(Outcome.USED) == 49
+    assert len(world.sessions()) == 1
+    assert len(world.audit("guest.signin_failed")) == 49
+
+
+def test_one_guest_racing_two_codes_on_one_event_loop_gets_one_session(world: World, db_url: str) -> None:
+    codes = [f"AB{c}234" for c in "CDEFGHJKMN"]
+    for code in codes:
+        world.coupon(code)
+    store = open_store(db_url, pg_pool_size=4)
+    now = world.clock()
+
+    async def race(first: str, second: str, ip: str) -> list[RedeemResult]:
+        return await asyncio.gather(
+            _redeem(store, _attempt(world, ip, first), now), _redeem(store, _attempt(world, ip, second), now)
+        )
+
+    try:
+        for round_ in range(5):
+            first, second = codes[2 * round_], codes[2 * round_ + 1]
+            results = asyncio.run(race(first, second, f"10.0.1.{round_ + 10}"))
+            assert sorted(r.outcome.value for r in results) == ["already_active", "success"]
+            active = next(r for r in results if r.outcome is Outcome.ALREADY_ACTIVE)
+            made = next(r for r in results if r.outcome is Outcome.SUCCESS)
+            assert active.session is not None and made.session is not None
+            assert active.session.id == made.session.id
+    finally:
+        store.close()
+    assert len(world.sessions()) == 5
+
+
+def test_the_async_redemption_returns_what_the_database_holds(world: World, db_url: str) -> None:
+    world.coupon("ABC234")
+    store = open_store(db_url)
+    now = world.clock()
+    try:
+        result = asyncio.run(_redeem(store, _attempt(world, "10.0.1.10", "ABC234"), now))
+        again = asyncio.run(_redeem(store, _attempt(world, "10.0.1.10", "ABC234"), now))
+        unknown = asyncio.run(_redeem(store, _attempt(world, "10.0.1.11", "ZZZ234"), now))
+    finally:
+        store.close()
+    assert result.outcome is Outcome.SUCCESS and result.org_id == world.org_id
+    assert result.session is not None
+    assert result.session.expires_at == now + timedelta(seconds=3600)
+    (row,) = world.sessions()
+    assert row.id == result.session.id
+    assert row.expires_at == result.session.expires_at
+    assert row.coupon_id == result.session.coupon_id
+    assert again.outcome is Outcome.ALREADY_ACTIVE
+    assert again.session is not None and again.session.id == row.id
+    assert unknown.outcome is Outcome.UNKNOWN
+    assert [e.detail["reason"] for e in world.audit("guest.signin_failed")] == ["unknown"]
+
+
+def test_sign_ins_through_two_test_clients_each_with_its_event_loop(
+    world: World, guest: ClientFactory, db_url: str
+) -> None:
+    # Async connections belong to the loop that opened them; a second client runs another loop.
+    portal = build(world.runtime, counters=MemoryCounters(), clock=world.clock)
+    for index, code in enumerate(("ABC234", "XYZ234")):
+        world.coupon(code)
+        client = guest(f"10.0.1.{20 + index}", portal=portal)
+        response = sign_in(client, fresh_token(client, world), code)
+        assert response.status_code == 200, response.text
+    assert len(world.sessions()) == 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_sqlite_log_starts_over_under_sustained_sign_ins(
+    world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The background pass runs on its own time; here it only asks, and the writer does the rest.
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 10**9)
+    codes = [f"{a}{b}{c}{d}" for a in "ABCDEFGH" for b in "JKMNPQRS" for c in "TUVWXY" for d in "234"][:600]
+    for code in codes:
+        world.coupon(code)
+    wal = Path(f"{make_url(db_url).database}-wal")
+    store = open_store(db_url)
+    assert isinstance(store, SQLiteGuestStore)
+    now = world.clock()
+    try:
+        # The coupons written above left the log at some size; sign-ins must not grow it.
+        before = os.path.getsize(wal) if wal.exists() else 0
+        for index, code in enumerate(codes):
+            if index % 20 == 0:
+                store._restart.set()  # what the background pass does when it finds a long log
+            result = store.redeem(_attempt(world, f"10.0.{1 + index // 200}.{index % 200 + 1}", code), now)
+            assert result.outcome is Outcome.SUCCESS
+        grown = os.path.getsize(wal) - before
+    finally:
+        store.close()
+    # Each sign-in appends several pages: without restarts 600 of them grow the log by megabytes.
+    assert grown < 1024 * 1024
+    assert len(world.sessions()) == 600
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_background_checkpoint_asks_for_a_restart_when_the_log_is_long(
+    world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 10**9)
+    monkeypatch.setattr(store_module, "WAL_RESTART_FRAMES", 50)
+    codes = [f"{a}{b}234" for a in "ABCDEFGH" for b in "JKMNPQRS"][:40]
+    for code in codes:
+        world.coupon(code)
+    store = open_store(db_url)
+    assert isinstance(store, SQLiteGuestStore)
+    now = world.clock()
+    try:
+        for index, code in enumerate(codes):
+            store.redeem(_attempt(world, f"10.0.1.{index + 10}", code), now)
+        store._restart.clear()
+        store._wake.set()
+        deadline = time.monotonic() + 10
+        while not store._restart.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store._restart.is_set()
+        store.redeem(_attempt(world, "10.0.2.10", "ZZZ234"), now)
+        assert not store._restart.is_set()
+    finally:
+        store.close()
