@@ -1,0 +1,1 @@
+"""Hostile input: tenant isolation, JWT attacks, signed URLs, uploads, body limits, markup, SQL, fuzzing."""
