@@ -134,11 +134,58 @@ def _install_oidc_provider(npm: str) -> None:
         pytest.fail(f"npm install in {OIDC_DIR} failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
 
 
+# oidc-provider 9 needs Node.js 20.19 or newer; Debian 12's nodejs is 18. On an older Node the
+# suite installs this one from the npm registry (the `node` package ships the official build).
+MIN_NODE = (20, 19)
+FALLBACK_NODE = "22.21.1"
+
+
+def node_version(node: str) -> tuple[int, ...]:
+    """`node --version` as numbers: 'v20.20.2' is (20, 20, 2)."""
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
+    return tuple(int(part) for part in out.strip().lstrip("v").split("."))
+
+
+def _node_for_provider(npm: str) -> str:
+    """The system's node when it is new enough, else a pinned one installed under tests/e2e/oidc."""
+    system = require("node")
+    if node_version(system)[:2] >= MIN_NODE:
+        return system
+    runtime = OIDC_DIR / ".node-runtime"
+    local = runtime / "node_modules" / ".bin" / "node"
+    if not (local.exists() and node_version(str(local)) == tuple(int(p) for p in FALLBACK_NODE.split("."))):
+        runtime.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(runtime),
+                "--no-package-lock",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                f"node@{FALLBACK_NODE}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(
+                f"installing node@{FALLBACK_NODE} failed:\n{result.stdout}\n{result.stderr}", pytrace=False
+            )
+    return str(local)
+
+
 @pytest.fixture(scope="session")
 def oidc_provider(guestgate_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenIDProvider]:
     """oidc-provider on 127.0.0.1 with one client registered for the server's callback."""
-    node = require("node")
-    _install_oidc_provider(require("npm"))
+    npm = require("npm")
+    node = _node_for_provider(npm)
+    _install_oidc_provider(npm)
     options = {
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,
