@@ -124,7 +124,9 @@ def build_tenant(client: TestClient, auth: TokenFactory, runtime: Runtime, org: 
         202,
     )
     coupons = ok(
-        client.post(f"/captive/instances/{instance['id']}/coupons", headers=h, json={"minutes_valid": 60, "count": 3}),
+        client.post(
+            f"/captive/instances/{instance['id']}/coupons", headers=h, json={"minutes_valid": 60, "count": 3}
+        ),
         201,
     )
     schedule = ok(
@@ -142,7 +144,10 @@ def build_tenant(client: TestClient, auth: TokenFactory, runtime: Runtime, org: 
         ),
         201,
     )
-    ok(client.post(f"/captive/instances/{instance['id']}/coupon-schedules/{schedule['id']}/run", headers=h), 200)
+    ok(
+        client.post(f"/captive/instances/{instance['id']}/coupon-schedules/{schedule['id']}/run", headers=h),
+        200,
+    )
     entry = ok(
         client.post(
             f"/captive/walled-garden/{site['id']}",
@@ -225,6 +230,8 @@ def audit_rows_of(runtime: Runtime, org: str) -> int:
     """How many audit events name `org`."""
     with runtime.engine.connect() as connection:
         return int(
-            connection.execute(text("SELECT count(*) FROM audit_events WHERE org_id = :org"), {"org": org}).scalar()
+            connection.execute(
+                text("SELECT count(*) FROM audit_events WHERE org_id = :org"), {"org": org}
+            ).scalar()
             or 0
         )

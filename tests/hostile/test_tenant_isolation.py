@@ -167,15 +167,22 @@ def test_top_level_lists_show_org_a_none_of_org_b(
     assert org_b.ids[b_key] in {item["id"] for item in theirs}
 
 
-def test_a_cursor_from_org_b_shows_org_a_nothing_of_b(client: TestClient, org_a: Tenant, org_b: Tenant) -> None:
+def test_a_cursor_from_org_b_shows_org_a_nothing_of_b(
+    client: TestClient, org_a: Tenant, org_b: Tenant
+) -> None:
     page = client.get("/captive/instances?limit=1", headers=org_b.headers)
     link = page.headers.get("link", "")
     assert 'rel="next"' in link, "org B has two instances, so a page of one has a next link"
     cursor = dict(parse_qsl(urlsplit(link.split(";")[0].strip("<>")).query))["cursor"]
-    response = client.get(f"/captive/instances?{urlencode({'limit': 1, 'cursor': cursor})}", headers=org_a.headers)
+    response = client.get(
+        f"/captive/instances?{urlencode({'limit': 1, 'cursor': cursor})}", headers=org_a.headers
+    )
     assert response.status_code in (200, 400), response.text
     if response.status_code == 200:
-        assert not {item["id"] for item in response.json()} & {org_b.ids["instanceId"], org_b.ids["oauthInstanceId"]}
+        assert not {item["id"] for item in response.json()} & {
+            org_b.ids["instanceId"],
+            org_b.ids["oauthInstanceId"],
+        }
 
 
 def _with_query(url: str, **changes: str) -> str:
