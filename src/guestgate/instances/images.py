@@ -78,6 +78,9 @@ def check(raw: bytes, kind: ImageKind) -> CheckedImage:
 
 
 def _reencode(image: PILImage.Image, fmt: str) -> bytes:
+    # Pillow writes a GIF or JPEG comment (and ICC/EXIF data) found in `info` back out: a
+    # comment holding HTML would survive. Only the transparency of palette images is kept.
+    image.info = {key: value for key, value in image.info.items() if key == "transparency"}
     out = io.BytesIO()
     if fmt == "JPEG":
         image.convert("RGB").save(out, "JPEG", quality=90, optimize=True)
