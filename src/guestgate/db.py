@@ -6,10 +6,13 @@ several processes can share one file; PostgreSQL is reached through psycopg 3.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     JSON,
     Connection,
@@ -21,9 +24,12 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from guestgate.errors import DatabaseUnavailable, GuestgateError, InsufficientStorage
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -33,6 +39,15 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# SQLite primary result codes of a database that is there but cannot be used right now.
+_SQLITE_UNAVAILABLE = {
+    5,  # SQLITE_BUSY: locked by another writer past the busy timeout
+    6,  # SQLITE_LOCKED
+    10,  # SQLITE_IOERR
+    14,  # SQLITE_CANTOPEN
+}
+_SQLITE_FULL = 13
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
 class Base(DeclarativeBase):
@@ -128,3 +143,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """The session factory services receive their sessions from."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def fault_of(error: BaseException) -> GuestgateError | None:
+    """The domain error for a database or disk failure that a retry can cure, else None (a bug).
+
+    A database that is down, restarting or locked past the busy timeout is `DatabaseUnavailable`
+    (503); a full disk, under the data directory, the temporary files or PostgreSQL's own, is
+    `InsufficientStorage` (507). Schema or SQL errors are not faults of the environment: None.
+    """
+    if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+        return InsufficientStorage()
+    if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return DatabaseUnavailable()
+    driver_error = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    if isinstance(driver_error, sqlite3.OperationalError):
+        primary = getattr(driver_error, "sqlite_errorcode", 0) & 0xFF
+        if primary == _SQLITE_FULL:
+            return InsufficientStorage()
+        return DatabaseUnavailable() if primary in _SQLITE_UNAVAILABLE else None
+    if isinstance(driver_error, psycopg.errors.DiskFull):
+        return InsufficientStorage()
+    if isinstance(driver_error, psycopg.OperationalError):
+        return DatabaseUnavailable()
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return DatabaseUnavailable()
+    return None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Depends, Path, Query, Request, Response
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from guestgate.db import immediate
 from guestgate.errors import AuthenticationFailed
 from guestgate.pagination import PageRequest
 from guestgate.runtime import Runtime
@@ -23,8 +26,21 @@ def get_runtime(request: Request) -> Runtime:
 
 def get_session(request: Request) -> Iterator[Session]:
     """A database session for this request; services commit, closing rolls back the rest."""
-    with get_runtime(request).sessions() as session:
+    runtime = get_runtime(request)
+    # SQLite: a write request takes the write lock at BEGIN. Begun deferred, its first write after
+    # a read could not wait for another writer (SQLite refuses at once to avoid a deadlock) and
+    # would fail as "database is locked" under any concurrent sign-in, however short.
+    bind = _writer(runtime.engine) if request.method not in _READ_METHODS else runtime.engine
+    with runtime.sessions(bind=bind) as session:
         yield session
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@functools.lru_cache(maxsize=8)
+def _writer(engine: Engine) -> Engine:
+    return immediate(engine)
 
 
 def _principal(request: Request) -> Principal:

@@ -9,8 +9,10 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from guestgate.db import fault_of
 from guestgate.errors import (
     GuestgateError,
     InternalError,
@@ -19,7 +21,6 @@ from guestgate.errors import (
     MethodNotAllowed,
     ParameterInvalid,
     ParameterMissing,
-    RateLimited,
     RouteNotFound,
     kind_of,
 )
@@ -60,7 +61,8 @@ def error_body(error: GuestgateError, public_url: str) -> dict[str, str]:
 
 def error_response(error: GuestgateError, public_url: str) -> JSONResponse:
     """The JSON response for an error, with Retry-After where it applies."""
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(error_body(error, public_url), status_code=kind_of(error).status, headers=headers)
 
 
@@ -114,8 +116,11 @@ def install(app: FastAPI, public_url: str) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         error: GuestgateError
+        fault = fault_of(exc.__cause__) if exc.__cause__ is not None else None
         if isinstance(exc.__cause__, GuestgateError):  # e.g. the body limit hit while parsing
             error = exc.__cause__
+        elif fault is not None:  # e.g. the disk filled up while an upload was spooled to it
+            error = fault
         elif exc.status_code == 404:
             error = RouteNotFound(request.url.path)
         elif exc.status_code == 405:
@@ -129,6 +134,16 @@ def install(app: FastAPI, public_url: str) -> None:
             response.headers.update(exc.headers)
         return response
 
+    async def on_fault(request: Request, exc: Exception) -> JSONResponse:
+        error = fault_of(exc)
+        if error is None:
+            return await on_crash(request, exc)
+        # The database or the disk, not guestgate: a warning, the request can be retried.
+        log.warning(
+            "request_fault", path=request.url.path, code=error.code, error=(str(exc).splitlines() or [""])[0]
+        )
+        return error_response(error, public_url)
+
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path, method=request.method, exc_info=exc)
         return error_response(InternalError("An internal error occurred."), public_url)
@@ -136,4 +151,8 @@ def install(app: FastAPI, public_url: str) -> None:
     app.add_exception_handler(GuestgateError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    # A database that is down or locked (503), a disk that is full (507): faults, not crashes.
+    app.add_exception_handler(sa_exc.DBAPIError, on_fault)
+    app.add_exception_handler(sa_exc.TimeoutError, on_fault)
+    app.add_exception_handler(OSError, on_fault)
     app.add_exception_handler(Exception, on_crash)

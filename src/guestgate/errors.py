@@ -18,6 +18,8 @@
     ├── PayloadTooLarge           413 invalid_request_error request_too_large
     ├── RateLimited               429 rate_limit_error rate_limited
     ├── ServiceUnavailable        503 api_error service_unavailable
+    │   └── DatabaseUnavailable       database_unavailable
+    ├── InsufficientStorage       507 api_error insufficient_storage
     └── InternalError             500 api_error internal_error
 
 Services raise these; nothing here knows about the web framework.
@@ -183,6 +185,25 @@ class ServiceUnavailable(GuestgateError):
     code = "service_unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database is unreachable, restarting or locked for longer than the busy timeout."""
+
+    code = "database_unavailable"
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable right now. Retry in a few seconds.")
+
+
+class InsufficientStorage(GuestgateError):
+    """The server's disk (data directory, temporary files or database) is full; nothing was saved."""
+
+    code = "insufficient_storage"
+
+    def __init__(self) -> None:
+        super().__init__("The server has no space left to store this request. Nothing was saved.")
+
+
 class InternalError(GuestgateError):
     """Something failed on our side; the message never carries internals."""
 
@@ -208,6 +229,7 @@ HTTP_TABLE: dict[type[GuestgateError], ErrorKind] = {
     PayloadTooLarge: ErrorKind(413, "invalid_request_error"),
     RateLimited: ErrorKind(429, "rate_limit_error"),
     ServiceUnavailable: ErrorKind(503, "api_error"),
+    InsufficientStorage: ErrorKind(507, "api_error"),
     InternalError: ErrorKind(500, "api_error"),
     GuestgateError: ErrorKind(500, "api_error"),
 }
@@ -265,6 +287,16 @@ ERROR_CODES: dict[str, tuple[type[GuestgateError], str]] = {
     "service_unavailable": (
         ServiceUnavailable,
         "A service guestgate depends on is unavailable. Retry shortly.",
+    ),
+    "database_unavailable": (
+        DatabaseUnavailable,
+        "The database could not be reached, is restarting, or stayed locked longer than the "
+        "busy timeout. Nothing was changed; retry in a few seconds (Retry-After says when).",
+    ),
+    "insufficient_storage": (
+        InsufficientStorage,
+        "The server ran out of disk space while storing the request (an upload, the database). "
+        "Nothing was saved; retry once the operator has freed space.",
     ),
     "internal_error": (InternalError, "Something went wrong on our side. The request can be retried."),
 }

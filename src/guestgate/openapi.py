@@ -92,6 +92,10 @@ ERROR_RESPONSES = {
         "are looking into it.",
     ),
     "503": ("ServiceUnavailable", "Service Unavailable - A dependency is unavailable; retry shortly."),
+    "507": (
+        "InsufficientStorage",
+        "Insufficient Storage - The server's disk is full; nothing was saved. Retry once space is freed.",
+    ),
 }
 ERROR_SCHEMA = {
     "type": "object",

@@ -100,7 +100,7 @@ def delete_instance(
     status_code=202,
     operation_id="uploadInstanceImage",
     summary="Upload an image for an instance",
-    responses=errors(400, 401, 403, 404),
+    responses=errors(400, 401, 403, 404, 507),
 )
 async def upload_image(
     instance_id: InstanceId,

@@ -1,0 +1,1 @@
+"""Faults guestgate survives: the database, a worker, a gateway, SMTP, the disk, the server itself."""
