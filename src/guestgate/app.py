@@ -93,6 +93,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         jobs = None
         # nftables gateways on this host get their table (with the active guests) before traffic.
         await asyncio.to_thread(_apply_local_gateways, runtime)
+        # Agent long-polls here hear of changes made by other replicas and workers (PostgreSQL).
+        runtime.listen_for_agent_changes()
         if settings.scheduler_enabled:
             from guestgate import worker  # the job modules load only where jobs run
 

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `guestgate serve` listens on.")
     port: int = Field(8000, description="Port `guestgate serve` listens on.")
+    shutdown_timeout_seconds: int = Field(
+        30,
+        description="After SIGTERM, how long `guestgate serve` lets in-flight requests finish before "
+        "cancelling them.",
+    )
 
     jwt_secret: SecretStr | None = Field(None, description="HS256 key for operator tokens (>= 32 bytes).")
     jwt_public_key: str | None = Field(

@@ -15,6 +15,7 @@ from guestgate.db import make_engine, make_sessionmaker
 from guestgate.security import SecretBox, TokenVerifier, UrlSigner
 
 if TYPE_CHECKING:
+    from guestgate.gateways.bus import AgentBus
     from guestgate.gateways.registry import GatewayPool
 
 
@@ -31,9 +32,13 @@ class Runtime:
     signer: UrlSigner
     box: SecretBox
     verifier: TokenVerifier
+    # Set when the process is told to stop (SIGTERM): long-polls answer at once and the
+    # schedule runner stops claiming new work, so in-flight requests and jobs end soon.
+    draining: threading.Event = field(default_factory=threading.Event, repr=False)
     # One driver per site (connections kept), shared by the portal, the operator routes and the
     # reconciler; built on first use so processes that never touch a gateway never load drivers.
     _gateways: GatewayPool | None = field(default=None, repr=False)
+    _bus: AgentBus | None = field(default=None, repr=False)
 
     @property
     def gateways(self) -> GatewayPool:
@@ -44,7 +49,23 @@ class Runtime:
             with _POOL_LOCK:
                 if self._gateways is None:
                     self._gateways = GatewayPool(box=self.box, default_portal_port=self.settings.port)
+                    if self.engine.dialect.name == "postgresql":
+                        from guestgate.gateways.bus import AgentBus
+
+                        # Every process publishes its agent-site changes; `serve` also listens.
+                        self._bus = AgentBus(self.engine, self._gateways.agents)
         return self._gateways
+
+    def listen_for_agent_changes(self) -> None:
+        """Apply agent-site changes made by other processes to this one's feed (PostgreSQL only)."""
+        self.gateways  # noqa: B018  (builds the pool and, on PostgreSQL, the bus)
+        if self._bus is not None:
+            self._bus.start()
+
+    @property
+    def agent_changes_shared(self) -> bool:
+        """True when other processes' agent-site changes reach this process at once."""
+        return self._bus is not None and self._bus.listening
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -61,6 +82,8 @@ class Runtime:
 
     def close(self) -> None:
         """Release the gateway connections and the database connections."""
+        if self._bus is not None:
+            self._bus.stop()
         if self._gateways is not None:
             self._gateways.close()
         self.engine.dispose()

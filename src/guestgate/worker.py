@@ -42,7 +42,9 @@ class Job:
 
 
 async def _run_schedules(runtime: Runtime, now: datetime) -> object:
-    outcomes = await asyncio.to_thread(schedule_jobs.run_due, runtime=runtime, now=now)
+    outcomes = await asyncio.to_thread(
+        schedule_jobs.run_due, runtime=runtime, now=now, should_stop=runtime.draining.is_set
+    )
     return len(outcomes)
 
 

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,29 +77,53 @@ def agent_key_valid(settings: Settings, site_id: str, given: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class FeedChange:
+    """One change to an agent site: its state may differ, or an auth window opened until a time."""
+
+    site_id: str
+    window: tuple[str, datetime] | None = None
+
+
 class AgentFeed:
-    """Per-site change counters (to wake long-polls) and the auth windows of agent sites, in-process."""
+    """Per-site change counters (to wake long-polls) and the auth windows of agent sites.
+
+    In process; `publish`, when set (see `guestgate.gateways.bus`), carries each change to the
+    other processes, whose feeds `receive` it.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._generation: dict[str, int] = {}
+        self._epoch = 0
         self._windows: dict[str, dict[str, datetime]] = {}
+        self.publish: Callable[[FeedChange], None] | None = None
 
     def bump(self, site_id: str) -> None:
         """Note that the site's desired state may have changed."""
-        with self._lock:
-            self._generation[site_id] = self._generation.get(site_id, 0) + 1
+        self._share(FeedChange(site_id))
 
     def generation(self, site_id: str) -> int:
-        """How many changes the site has seen in this process."""
+        """How many changes the site has seen in this process (a poll waits for it to move)."""
         with self._lock:
-            return self._generation.get(site_id, 0)
+            return self._generation.get(site_id, 0) + self._epoch
 
     def open_window(self, site_id: str, ip: str, until: datetime) -> None:
         """Keep `ip` in the site's auth window until `until`."""
+        self._share(FeedChange(site_id, (normalize_ip(ip), until)))
+
+    def receive(self, change: FeedChange) -> None:
+        """Apply a change another process made."""
         with self._lock:
-            self._windows.setdefault(site_id, {})[normalize_ip(ip)] = until
-            self._generation[site_id] = self._generation.get(site_id, 0) + 1
+            if change.window is not None:
+                ip, until = change.window
+                self._windows.setdefault(change.site_id, {})[ip] = until
+            self._generation[change.site_id] = self._generation.get(change.site_id, 0) + 1
+
+    def wake_all(self) -> None:
+        """Wake every poll once (changes may have been missed)."""
+        with self._lock:
+            self._epoch += 1
 
     def windows(self, site_id: str, *, now: datetime) -> dict[str, datetime]:
         """The site's open auth windows (ip -> until); closed ones are forgotten."""
@@ -110,6 +134,12 @@ class AgentFeed:
             for ip in [ip for ip, until in held.items() if until <= now]:
                 del held[ip]
             return dict(held)
+
+    def _share(self, change: FeedChange) -> None:
+        self.receive(change)
+        publish = self.publish
+        if publish is not None:
+            publish(change)
 
 
 @dataclass

@@ -8,8 +8,10 @@
 state as JSON (200) as soon as its version differs from `since`, or 304 with no body after
 `wait` seconds (0-60, default 25) without a change: a long-poll, so an agent behind NAT hears of
 a sign-in within moments without any inbound connection. Changes made in this process wake the
-poll at once; changes made by other processes (a worker's expiry, another replica) within a
-second. Each poll is also the agent's report: `since` equal to the current version marks the
+poll at once, and so do those of other processes (another replica, a worker) on PostgreSQL,
+through the agent bus (`guestgate.gateways.bus`); without it (SQLite) the poll re-reads the
+state every second. A server told to stop (SIGTERM) answers its polls at once, so its shutdown
+does not wait for them; the agent polls again, through the proxy, at another replica. Each poll is also the agent's report: `since` equal to the current version marks the
 site `ok` (and its sessions applied); an error header marks it `misconfigured` with that error.
 """
 
@@ -55,11 +57,15 @@ class AgentApi:
         clock: Callable[[], datetime] = utcnow,
         tick_seconds: float = 0.1,
         recheck_seconds: float = 1.0,
+        shared_recheck_seconds: float = 15.0,
     ) -> None:
         self.runtime = runtime
         self.clock = clock
         self.tick = tick_seconds
         self.recheck = recheck_seconds
+        # With the bus every change wakes the poll; the re-read is only for time passing (a
+        # session or window ending), which the gateway's own timeouts already enforce.
+        self.shared_recheck = shared_recheck_seconds
         self.router = Router(routes=[Route("/v1/state", self.state, methods=["GET"])])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,12 +91,14 @@ class AgentApi:
             service.agent_report, self.runtime, site, applied=since, error=error_text, now=self.clock()
         )
         feed = self.runtime.gateways.agents
+        draining = self.runtime.draining
         deadline = time.monotonic() + wait
         generation = feed.generation(site.id)
         checked = time.monotonic()
-        while state.version == since and time.monotonic() < deadline:
+        while state.version == since and time.monotonic() < deadline and not draining.is_set():
             await asyncio.sleep(min(self.tick, max(0.0, deadline - time.monotonic())))
-            if feed.generation(site.id) != generation or time.monotonic() - checked >= self.recheck:
+            recheck = self.shared_recheck if self.runtime.agent_changes_shared else self.recheck
+            if feed.generation(site.id) != generation or time.monotonic() - checked >= recheck:
                 generation = feed.generation(site.id)
                 checked = time.monotonic()
                 state = await asyncio.to_thread(service.agent_state, self.runtime, site, now=self.clock())

@@ -34,6 +34,7 @@ from guestgate.gateways.base import (
     GatewayUnreachable,
     GuestAccess,
 )
+from guestgate.gateways.locks import gateway_lock
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
@@ -128,9 +129,13 @@ def status_of(error: GatewayError) -> str:
 def _reconcile_one(
     site: Site, pool: registry.GatewayPool, *, runtime: Runtime, now: datetime
 ) -> tuple[SiteOutcome, _SiteState]:
-    # Under the site's lock the state is read, then pushed: a sign-in in this process either
+    # Under the site's lock the state is read, then pushed: a sign-in in any process either
     # committed before the read (its guest is in the state) or waits to allow after the push.
-    with pool.site_lock(site.id):
+    with gateway_lock(runtime, site, pool=pool) as held:
+        if not held:
+            state = _load(site, runtime=runtime, now=now)
+            busy = GatewayUnreachable("the database lock of the site's gateway could not be taken")
+            return SiteOutcome(site.id, status_of(busy), None, str(busy)), state
         state = _load(site, runtime=runtime, now=now)
         try:
             gateway = pool.get(state.site)

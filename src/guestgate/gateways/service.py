@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session
 
 from guestgate.errors import NotFound
 from guestgate.gateways.agent import AGENT_STALE_SECONDS, AgentState, desired_state
-from guestgate.gateways.base import GardenEntry, GatewayError, GatewayMisconfigured, GuestAccess
+from guestgate.gateways.base import (
+    GardenEntry,
+    GatewayError,
+    GatewayMisconfigured,
+    GatewayUnreachable,
+    GuestAccess,
+)
+from guestgate.gateways.locks import gateway_lock
 from guestgate.gateways.nftables import NftablesGateway
 from guestgate.gateways.reconcile import ERROR_CHARS, mark_applied, status_of
 from guestgate.gateways.rsc import render_script
@@ -60,20 +67,18 @@ def allow(runtime: Runtime, site: Site, guest: GuestAccess, *, now: datetime) ->
         # Records in memory only: nothing to wait for, nothing to stamp.
         pool.get(site).allow(guest, now=now)
         return True
-    lock = pool.site_lock(site.id)
     # A reconciliation of thousands of RouterOS entries holds the lock for seconds; the guest
     # does not wait for it: the "activating" page does, and the next reconciliation applies it.
-    if not lock.acquire(timeout=ALLOW_LOCK_WAIT_SECONDS):
-        log.info("gateway.allow_deferred", site_id=site.id, session_id=guest.session_id)
-        return False
-    try:
-        gateway = pool.get(site)
-        gateway.allow(guest, now=now)
-    except GatewayError as exc:
-        log.warning("gateway.allow_failed", site_id=site.id, session_id=guest.session_id, error=str(exc))
-        return False
-    finally:
-        lock.release()
+    with gateway_lock(runtime, site, timeout=ALLOW_LOCK_WAIT_SECONDS) as held:
+        if not held:
+            log.info("gateway.allow_deferred", site_id=site.id, session_id=guest.session_id)
+            return False
+        try:
+            gateway = pool.get(site)
+            gateway.allow(guest, now=now)
+        except GatewayError as exc:
+            log.warning("gateway.allow_failed", site_id=site.id, session_id=guest.session_id, error=str(exc))
+            return False
     if gateway.remote:
         return False
     if gateway.enforcing:
@@ -87,7 +92,9 @@ def open_auth_window(runtime: Runtime, site: Site, ip: str, seconds: int) -> boo
     """Let `ip` reach the site's captive-auth walled garden for `seconds`; False if the gateway failed."""
     pool = runtime.gateways
     try:
-        with pool.site_lock(site.id):
+        with gateway_lock(runtime, site) as held:
+            if not held:
+                return False
             pool.get(site).open_auth_window(ip, seconds)
     except GatewayError as exc:
         log.warning("gateway.auth_window_failed", site_id=site.id, ip=ip, error=str(exc))
@@ -107,7 +114,9 @@ def revoke(runtime: Runtime, sessions: Sequence[SessionRef]) -> None:
     pool = runtime.gateways
     for site in sites:
         try:
-            with pool.site_lock(site.id):
+            with gateway_lock(runtime, site) as held:
+                if not held:
+                    continue  # the reconciler removes them
                 gateway = pool.get(site)
                 for ref in by_site[site.id]:
                     gateway.revoke(ref.session_id, ref.ip)
@@ -124,7 +133,9 @@ def push_walled_garden(runtime: Runtime, site_id: str) -> None:
         entries = garden_of(site_id, session=session)
     pool = runtime.gateways
     try:
-        with pool.site_lock(site.id):
+        with gateway_lock(runtime, site) as held:
+            if not held:
+                return  # the reconciler pushes it
             pool.get(site).replace_walled_garden(entries)
     except GatewayError as exc:
         log.warning("gateway.walled_garden_failed", site_id=site_id, error=str(exc))
@@ -184,7 +195,9 @@ def apply_table(runtime: Runtime, site_id: str, *, now: datetime) -> Applied:
         garden = garden_of(site.id, session=session)
     pool = runtime.gateways
     try:
-        with pool.site_lock(site.id):
+        with gateway_lock(runtime, site) as held:
+            if not held:
+                raise GatewayUnreachable("the database lock of the site's gateway could not be taken")
             gateway = pool.get(site)
             assert isinstance(gateway, NftablesGateway)
             gateway.apply(guests=guests, walled_garden=garden, now=now)

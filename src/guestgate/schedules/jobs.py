@@ -14,6 +14,7 @@ run; the schedule then continues from its next future slot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,13 +47,23 @@ class RunOutcome:
     caught_up: bool
 
 
-def run_due(*, runtime: Runtime, now: datetime, claim_batch: int = CLAIM_BATCH) -> list[RunOutcome]:
-    """Run every schedule due at `now`; returns what ran. Idempotent: a second call finds nothing due."""
+def run_due(
+    *,
+    runtime: Runtime,
+    now: datetime,
+    claim_batch: int = CLAIM_BATCH,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[RunOutcome]:
+    """Run every schedule due at `now`; returns what ran. Idempotent: a second call finds nothing due.
+
+    `should_stop` is asked between claimed batches: a stopping process commits the batch it
+    holds and leaves the rest, still due, to the other workers or its successor.
+    """
     outcomes: list[RunOutcome] = []
     while True:
         ran = _run_claimed_batch(runtime=runtime, now=now, limit=claim_batch)
         outcomes.extend(ran)
-        if len(ran) < claim_batch:
+        if len(ran) < claim_batch or should_stop():
             return outcomes
 
 
