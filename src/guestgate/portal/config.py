@@ -37,6 +37,8 @@ class PortalConfig:
     pg_pool_size: int = 8
     redis_url: str | None = None
     redis_prefix: str = "guestgate:portal:"
+    # GUESTGATE_MAX_BODY_BYTES: the portal reads its own forms, past the app's body limit middleware.
+    max_body_bytes: int = 4 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PortalConfig:
@@ -58,6 +60,7 @@ class PortalConfig:
             pg_pool_size=settings.portal_pg_pool_size,
             redis_url=settings.redis_url,
             redis_prefix=settings.portal_redis_prefix,
+            max_body_bytes=settings.max_body_bytes,
         )
 
 

@@ -463,6 +463,7 @@ class PortalApp:
     async def _read_form(self, request: GuestRequest, receive: Receive) -> dict[str, str]:
         if request.content_type.split(";", 1)[0].strip().lower() != FORM_TYPE:
             raise PortalError(400, "err_token_missing")
+        limit = min(MAX_FORM_BYTES, self.portal.config.max_body_bytes)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -471,7 +472,7 @@ class PortalApp:
                 raise PortalError(400, "err_token_missing")
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > MAX_FORM_BYTES:
+            if size > limit:
                 raise PortalError(413, "err_too_large")
             chunks.append(chunk)
             if not message.get("more_body", False):
