@@ -25,8 +25,8 @@ from sqlalchemy import func, select
 
 from guestgate.app import create_app
 from guestgate.instances.models import Image
-from guestgate.runtime import Runtime
 from guestgate.orgs import service as org_service
+from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
 from tests.conftest import make_settings
 from tests.faults.conftest import require
