@@ -95,6 +95,9 @@ def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
         "signing_key": SecretStr(TEST_KEYS["signing_key"]),
         "encryption_key": SecretStr(TEST_KEYS["encryption_key"]),
         "scheduler_enabled": False,
+        # Off unless a test asks for it (tests/ops/test_rate_limit.py): a test's burst of requests
+        # with one token must not trip it.
+        "rate_limit_per_minute": 0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guestgate import docs, error_handlers, openapi, pages
+from guestgate.audit import routes as audit_routes
 from guestgate.auth_integrations import routes as auth_integration_routes
 from guestgate.config import Settings, get_settings
 from guestgate.coupons import routes as coupon_routes
@@ -26,6 +27,8 @@ from guestgate.gateways.notifier import PoolNotifier
 from guestgate.instances import routes as instance_routes
 from guestgate.middleware import BodyLimitMiddleware, OperatorAuthMiddleware
 from guestgate.notifications import routes as notification_routes
+from guestgate.ops import ratelimit
+from guestgate.ops.requests import RequestContextMiddleware
 from guestgate.portal import routes as portal_routes
 from guestgate.runtime import Runtime
 from guestgate.schedules import routes as schedule_routes
@@ -44,6 +47,7 @@ OPERATOR_ROUTERS = (
     site_user_routes.router,
     site_routes.router,
     notification_routes.router,
+    audit_routes.router,
 )
 GUEST_PREFIX = "/guest"
 
@@ -86,6 +90,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is None:
         runtime = Runtime.build(settings or get_settings())
     settings = runtime.settings
+    limiter = ratelimit.build(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -106,6 +111,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             stop.set()
             if jobs is not None:
                 await jobs
+            if limiter is not None:
+                await limiter.close()
             runtime.close()
 
     app = GuestgateApp(
@@ -131,10 +138,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return openapi.build(app)
 
     app.openapi = custom_openapi  # type: ignore[method-assign]
-    app.add_middleware(OperatorAuthMiddleware, verifier=runtime.verifier, public_url=settings.public_url)
+    app.add_middleware(
+        OperatorAuthMiddleware, verifier=runtime.verifier, public_url=settings.public_url, limiter=limiter
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, public_url=settings.public_url)
-    # Outermost: a guest's intercepted request for another host goes to the portal entry.
+    # A guest's intercepted request for another host goes to the portal entry.
     app.add_middleware(CaptiveRedirect, public_url=settings.public_url)
+    # Outside everything but the portal (dispatched before the middleware stack): request ids,
+    # access log lines and request metrics.
+    app.add_middleware(RequestContextMiddleware)
     return app
 
 

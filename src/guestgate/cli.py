@@ -61,12 +61,12 @@ def serve(
     import uvicorn
 
     from guestgate.app import create_app
-    from guestgate.logs import configure
+    from guestgate.logs import configure_for
     from guestgate.runtime import Runtime
     from guestgate.server import GracefulServer
 
     settings = _settings()
-    configure(settings.log_level, json=settings.log_json)
+    configure_for(settings)
     _migrate(settings)
     if banner:
         _print_banner(settings)
@@ -82,6 +82,8 @@ def serve(
         # The portal reads X-Forwarded-For itself, only from GUESTGATE_PORTAL_TRUSTED_PROXIES.
         proxy_headers=False,
         access_log=False,
+        # uvicorn's lines go through guestgate's logging (JSON with GUESTGATE_LOG_JSON).
+        log_config=None,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
     GracefulServer(config, on_signal=runtime.draining.set).run()
@@ -106,13 +108,19 @@ def worker() -> None:
     import signal
 
     from guestgate import worker as jobs
-    from guestgate.logs import configure
+    from guestgate.logs import configure_for
     from guestgate.runtime import Runtime
 
     settings = _settings()
-    configure(settings.log_level, json=settings.log_json)
+    configure_for(settings)
     _migrate(settings)
     runtime = Runtime.build(settings)
+    metrics_server = None
+    if settings.worker_metrics_port:
+        from guestgate.ops.metrics import WorkerMetricsServer
+
+        metrics_server = WorkerMetricsServer(settings, settings.worker_metrics_port)
+        metrics_server.start()
 
     async def main_loop() -> None:
         stop = asyncio.Event()
@@ -130,6 +138,8 @@ def worker() -> None:
     try:
         asyncio.run(main_loop())
     finally:
+        if metrics_server is not None:
+            metrics_server.stop()
         runtime.close()
 
 
@@ -224,6 +234,7 @@ def gateway_script(
 @gateway_app.command("agent-key")
 def gateway_agent_key(site_id: Annotated[str, typer.Argument(help="The site (agent driver).")]) -> None:
     """Print the key `guestgate agent` authenticates with for the site (derived from the signing key)."""
+    from guestgate.audit import service as audit_service
     from guestgate.errors import NotFound
     from guestgate.gateways import service as gateway_service
     from guestgate.gateways.agent import agent_keys
@@ -236,6 +247,17 @@ def gateway_agent_key(site_id: Annotated[str, typer.Argument(help="The site (age
         with runtime.sessions() as session:
             site = gateway_service.find_site(site_id, session=session)
             driver = site.gateway_driver
+            # Who may hold a site's agent key is worth knowing later: handing it out is audited.
+            audit_service.act_as(session, audit_service.Actor("cli"))
+            audit_service.record(
+                session,
+                org_id=site.org_id,
+                action="site.agent_key_shown",
+                target_type="site",
+                target_id=site.id,
+                detail={"driver": driver},
+            )
+            session.commit()
     except NotFound as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc

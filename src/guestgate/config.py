@@ -161,6 +161,23 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="Structured JSON logs instead of console lines.")
     redis_url: str | None = Field(None, description="Redis for shared throttling counters across replicas.")
     max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest request body accepted (413 above).")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the Prometheus scraper: `/metrics` then shows this process's "
+        "counters and every org's gateways (unset: only org tokens, their org's gateways).",
+    )
+    worker_metrics_port: int | None = Field(
+        None, description="Port on `GUESTGATE_HOST` where `guestgate worker` serves `/metrics` (unset: none)."
+    )
+    rate_limit_per_minute: int = Field(
+        600, description="Operator API requests per minute per token (0 turns the limit off); 429 above."
+    )
+    rate_limit_burst: int = Field(
+        60, description="Operator API requests a token may make at once before the per-minute rate applies."
+    )
+    rate_limit_redis_prefix: str = Field(
+        "guestgate:ratelimit:", description="Key prefix of the operator rate-limit counters in Redis."
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -195,7 +212,7 @@ class Settings(BaseSettings):
                 continue
             if not _is_fernet_key(value.get_secret_value()):
                 found.append(f"GUESTGATE_{name.upper()} is not a Fernet key (32 url-safe base64 bytes).")
-        for name in ("signing_key", "signing_key_previous"):
+        for name in ("signing_key", "signing_key_previous", "metrics_token"):
             value = getattr(self, name)
             if value is None:
                 if name == "signing_key":

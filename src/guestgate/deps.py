@@ -11,9 +11,13 @@ from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.db import immediate
 from guestgate.errors import AuthenticationFailed
+from guestgate.networks import Network
 from guestgate.pagination import PageRequest
+from guestgate.portal.clients import client_address
+from guestgate.portal.config import parse_proxies
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE, Principal
 
@@ -25,14 +29,33 @@ def get_runtime(request: Request) -> Runtime:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A database session for this request; services commit, closing rolls back the rest."""
+    """A database session for this request; services commit, closing rolls back the rest.
+
+    On an operator request the session carries the caller, so the changes it commits are
+    audited as theirs.
+    """
     runtime = get_runtime(request)
     # SQLite: a write request takes the write lock at BEGIN. Begun deferred, its first write after
     # a read could not wait for another writer (SQLite refuses at once to avoid a deadlock) and
     # would fail as "database is locked" under any concurrent sign-in, however short.
     bind = _writer(runtime.engine) if request.method not in _READ_METHODS else runtime.engine
     with runtime.sessions(bind=bind) as session:
+        principal = request.scope.get("state", {}).get("principal")
+        if isinstance(principal, Principal):
+            peer = request.client.host if request.client else None
+            ip = client_address(
+                peer,
+                request.headers.get("x-forwarded-for"),
+                _trusted_proxies(runtime.settings.portal_trusted_proxies),
+            )
+            audit_service.act_as(session, audit_service.Actor(principal.subject, ip))
         yield session
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted_proxies(value: str) -> tuple[Network, ...]:
+    # The same proxies that may name a guest's address name an operator's.
+    return parse_proxies(value)
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: operator authentication and the request body limit."""
+"""Pure ASGI middleware: operator authentication (with the per-token rate limit) and the request body limit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guestgate.error_handlers import error_body
-from guestgate.errors import GuestgateError, PayloadTooLarge, kind_of
+from guestgate.errors import GuestgateError, PayloadTooLarge, RateLimited, kind_of
+from guestgate.ops import metrics, ratelimit
 from guestgate.security import TokenVerifier
 
 # Paths under /captive reachable without a bearer token: they carry their own signature.
@@ -16,23 +17,30 @@ PUBLIC_PREFIXES = ("/captive/coupons", "/captive/assets/")
 
 async def _send_error(send: Send, error: GuestgateError, public_url: str) -> None:
     body = json.dumps(error_body(error, public_url)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": kind_of(error).status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": kind_of(error).status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class OperatorAuthMiddleware:
-    """Verifies the bearer token of every operator request before routing (401 comes first)."""
+    """Verifies the bearer token of every operator request before routing (401 comes first),
+    then holds the token to its rate limit (429 before any work is done)."""
 
-    def __init__(self, app: ASGIApp, *, verifier: TokenVerifier, public_url: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: TokenVerifier,
+        public_url: str,
+        limiter: ratelimit.Limiter | None = None,
+    ) -> None:
         self.app = app
         self.verifier = verifier
         self.public_url = public_url
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not _is_operator_path(scope["path"]):
@@ -48,6 +56,16 @@ class OperatorAuthMiddleware:
         except GuestgateError as error:
             await _send_error(send, error, self.public_url)
             return
+        if self.limiter is not None and authorization is not None:
+            retry_after = await ratelimit.check(self.limiter, authorization.partition(" ")[2].strip())
+            if retry_after is not None:
+                metrics.RATE_LIMITED.inc()
+                limited = RateLimited(
+                    "Too many requests with this token. Retry after the number of seconds in Retry-After.",
+                    retry_after=retry_after,
+                )
+                await _send_error(send, limited, self.public_url)
+                return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 

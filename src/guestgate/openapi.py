@@ -61,6 +61,10 @@ TAGS = [
         "description": "[extension] Where coupon schedules deliver their "
         "batches: e-mail addresses and webhooks.",
     },
+    {
+        "name": "Audit",
+        "description": "[extension] Who changed what, and the guest sign-in failures and lock-outs.",
+    },
 ]
 
 ERROR_RESPONSES = {

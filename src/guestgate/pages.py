@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy import text
 
 from guestgate.deps import get_runtime
-from guestgate.errors import ERROR_CODES, NotFound, kind_of
+from guestgate.error_handlers import error_response
+from guestgate.errors import ERROR_CODES, NotFound, ServiceUnavailable, kind_of
+from guestgate.ops import health
 
 router = APIRouter(include_in_schema=False)
+log = structlog.get_logger(__name__)
 
 
 @router.get("/errors/{code}", response_class=HTMLResponse)
@@ -33,17 +37,21 @@ code{{background:#f3f3f3;padding:.1em .3em;border-radius:3px}}</style></head><bo
 
 
 @router.get("/healthz")
-def healthz() -> JSONResponse:
-    """Liveness: the process answers."""
+async def healthz() -> JSONResponse:
+    """Liveness: the process answers (the database is not asked)."""
     return JSONResponse({"status": "ok"})
 
 
 @router.get("/readyz")
-def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers."""
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database answers; with it, how many sites' gateways are in each state."""
+    runtime = get_runtime(request)
     try:
-        with get_runtime(request).engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        gateways = await asyncio.wait_for(
+            asyncio.to_thread(health.gateway_counts, runtime), timeout=health.READY_TIMEOUT_SECONDS
+        )
+    except Exception as exc:  # any failure to reach the database means "not ready", never a 500
+        log.warning("readyz.database_unavailable", error=type(exc).__name__)
+        error = ServiceUnavailable("The database is unavailable.")
+        return error_response(error, runtime.settings.public_url)
+    return JSONResponse({"status": "ok", "database": "ok", "gateways": gateways})

@@ -15,7 +15,12 @@ class AuditEvent(Base):
     """Something that happened, by whom, to what."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index(None, "org_id", "at"),)
+    __table_args__ = (
+        Index(None, "org_id", "at"),
+        # The audit list's filters by resource and by action (migration 0003).
+        Index(None, "org_id", "target_type", "target_id"),
+        Index(None, "org_id", "action", "at"),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guestgate import references
+from guestgate.audit import service as audit_service
 from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.auth_integrations.schemas import AuthIntegration as AuthIntegrationOut
 from guestgate.auth_integrations.schemas import (
@@ -57,6 +58,15 @@ def create(data: AuthIntegrationCreate, *, org_id: str, box: SecretBox, session:
         client_secret_sealed=box.seal(data.config.client_secret.get_secret_value()),
     )
     session.add(integration)
+    session.flush()
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="auth_integration.create",
+        target_type="auth_integration",
+        target_id=integration.id,
+        detail={"name": integration.name, "type": integration.type},
+    )
     session.commit()
     return integration
 
@@ -71,12 +81,24 @@ def replace(
     if secret is None and (data.type != integration.type or data.config.client_id != integration.client_id):
         # A secret belongs to one OAuth client of one provider: keeping it would break sign-in silently.
         raise ParameterMissing("config.client_secret")
+    before = audit_service.snapshot(integration, ("name", "type", "client_id", "tenant"))
     integration.name = data.name
     integration.type = data.type
     integration.client_id = data.config.client_id
     integration.tenant = tenant
     if secret is not None:
         integration.client_secret_sealed = box.seal(secret.get_secret_value())
+    changed = audit_service.changed(before, integration, ("name", "type", "client_id", "tenant"))
+    if secret is not None:
+        changed.append("client_secret")  # that it was replaced, never the secret
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="auth_integration.update",
+        target_type="auth_integration",
+        target_id=integration.id,
+        detail={"name": integration.name, "changed": changed},
+    )
     session.commit()
     return integration
 
@@ -88,6 +110,15 @@ def delete(integration_id: str, *, org_id: str, session: Session) -> None:
         select(Instance.id, Instance.name)
         .where(Instance.auth_integration_id == integration.id)
         .order_by(Instance.created_at, Instance.id)
+    )
+    # Committed with the deletion, rolled back with it when the integration is still in use.
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="auth_integration.delete",
+        target_type="auth_integration",
+        target_id=integration.id,
+        detail={"name": integration.name, "type": integration.type},
     )
     references.delete_unless_used(
         integration, users=users, what="auth integration", user_kind="instance", session=session

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.coupons import codes
 from guestgate.coupons.models import Coupon
 from guestgate.coupons.schemas import Coupon as CouponOut
@@ -14,6 +15,7 @@ from guestgate.coupons.schemas import CouponCreate
 from guestgate.db import new_id
 from guestgate.errors import InternalError, InvalidRequest
 from guestgate.instances import service as instance_service
+from guestgate.ops import metrics
 from guestgate.pagination import Page, PageRequest, fetch_page
 
 # With 31^6 possible codes a second round is already rare; running out of rounds means the
@@ -70,7 +72,16 @@ def create_batch(
         now=now,
         session=session,
     )
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="coupon_batch.create",
+        target_type="instance",
+        target_id=instance.id,
+        detail={"count": len(coupons), "minutes_valid": data.minutes_valid},
+    )
     session.commit()
+    metrics.batch_created(len(coupons))
     return coupons
 
 

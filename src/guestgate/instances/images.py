@@ -16,6 +16,7 @@ from PIL import UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.errors import FileInvalid, NotFound
 from guestgate.instances import service as instance_service
 from guestgate.instances.models import Image
@@ -111,6 +112,19 @@ def store(instance_id: str, kind: ImageKind, raw: bytes, *, org_id: str, session
             sha256=hashlib.sha256(checked.data).hexdigest(),
             data=checked.data,
         )
+    )
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="instance.image_upload",
+        target_type="instance",
+        target_id=instance.id,
+        detail={
+            "kind": kind,
+            "content_type": checked.content_type,
+            "width": checked.width,
+            "height": checked.height,
+        },
     )
     session.commit()
 

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from guestgate import networks
+from guestgate.audit import service as audit_service
 from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.db import utcnow
 from guestgate.errors import Conflict, NotFound, ParameterInvalid, ParameterMissing, ReferenceMissing
@@ -30,6 +31,18 @@ from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.security import UrlSigner
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
+
+# The columns an update's audit event names when they change.
+AUDITED_FIELDS = (
+    "name",
+    "strategy",
+    "auth_integration_id",
+    "session_ttl",
+    "auth_window_ttl",
+    "theme",
+    "terms_text",
+    "locale",
+)
 
 
 @dataclass
@@ -76,6 +89,15 @@ def create(data: InstanceCreate, *, org_id: str, session: Session) -> InstanceVi
         locale="en",
     )
     session.add(instance)
+    session.flush()
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="instance.create",
+        target_type="instance",
+        target_id=instance.id,
+        detail={"name": instance.name, "strategy": instance.strategy},
+    )
     session.commit()
     return InstanceView(instance)
 
@@ -84,6 +106,7 @@ def replace(instance_id: str, data: InstanceUpdate, *, org_id: str, session: Ses
     """Update an instance: required fields replace, omitted optional fields keep their values."""
     instance = get(instance_id, org_id=org_id, session=session)
     _check_strategy(data, org_id=org_id, session=session)
+    before = audit_service.snapshot(instance, AUDITED_FIELDS)
     given = data.model_fields_set
     instance.name = data.name
     instance.strategy = data.strategy
@@ -100,6 +123,17 @@ def replace(instance_id: str, data: InstanceUpdate, *, org_id: str, session: Ses
         instance.locale = data.locale
     if data.sites is not None:
         _assign_sites(instance, data.sites, session=session)
+    changed = audit_service.changed(before, instance, AUDITED_FIELDS)
+    if data.sites is not None:
+        changed.append("sites")
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="instance.update",
+        target_type="instance",
+        target_id=instance.id,
+        detail={"name": instance.name, "changed": changed},
+    )
     session.commit()
     return view(instance.id, org_id=org_id, session=session)
 
@@ -112,6 +146,14 @@ def delete(instance_id: str, *, org_id: str, session: Session) -> None:
         update(SiteUser)
         .where(SiteUser.instance_id == instance.id, SiteUser.status == "active")
         .values(status="disconnected", ended_at=now, end_reason="instance_deleted")
+    )
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="instance.delete",
+        target_type="instance",
+        target_id=instance.id,
+        detail={"name": instance.name},
     )
     session.delete(instance)
     session.commit()

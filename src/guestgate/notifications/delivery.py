@@ -40,6 +40,7 @@ from guestgate.instances.models import Instance
 from guestgate.instances.schemas import DEFAULT_THEME
 from guestgate.notifications import email, webhooks
 from guestgate.notifications.models import Delivery, DeliveryAttempt, NotificationGroup
+from guestgate.ops import metrics
 from guestgate.runtime import Runtime
 from guestgate.schedules import public_urls
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
@@ -49,6 +50,8 @@ log = structlog.get_logger(__name__)
 EMAIL = "email"
 WEBHOOK = "webhook"
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+# An attempt's result as the deliveries metric names it, by the status it left the delivery in.
+_RESULTS = {SENT: "sent", PENDING: "retry", FAILED: "failed"}
 BACKOFF_FIRST_SECONDS = 30
 BACKOFF_CAP_SECONDS = 3600
 # Deliveries sent at once by one worker; every claimed delivery is sent right away (none waits
@@ -522,6 +525,7 @@ def _settle(runtime: Runtime, results: list[tuple[_Work, _Outcome]], now: dateti
                 "channel": job.channel,
                 "attempt": job.attempt,
             }
+            metrics.delivery_attempted(job.channel, _RESULTS[values["status"]])
             if values["status"] == SENT:
                 sent += 1
                 log.info("delivery_sent", status_code=outcome.status_code, **fields)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guestgate import references
+from guestgate.audit import service as audit_service
 from guestgate.errors import NotFound, ParameterMissing
 from guestgate.notifications.models import NotificationGroup
 from guestgate.notifications.schemas import NotificationGroup as NotificationGroupOut
@@ -54,6 +55,7 @@ def create(data: NotificationGroupIn, *, org_id: str, box: SecretBox, session: S
         id=group_id, org_id=org_id, name=data.name, emails=list(data.emails or []), webhooks=webhooks
     )
     session.add(group)
+    _audit(group, "notification_group.create", session=session)
     session.commit()
     return group
 
@@ -69,6 +71,7 @@ def replace(
     if data.emails is not None:
         group.emails = list(data.emails)
     group.name = data.name
+    _audit(group, "notification_group.update", session=session)
     session.commit()
     return group
 
@@ -81,8 +84,22 @@ def delete(group_id: str, *, org_id: str, session: Session) -> None:
         .where(CouponSchedule.notification_group_id == group.id)
         .order_by(CouponSchedule.created_at, CouponSchedule.id)
     )
+    # Committed with the deletion, rolled back with it when a schedule still sends to the group.
+    _audit(group, "notification_group.delete", session=session)
     references.delete_unless_used(
         group, users=users, what="notification group", user_kind="coupon schedule", session=session
+    )
+
+
+def _audit(group: NotificationGroup, action: str, *, session: Session) -> None:
+    # Addresses and webhook URLs are counted, not listed: a webhook URL may carry a credential.
+    audit_service.record(
+        session,
+        org_id=group.org_id,
+        action=action,
+        target_type="notification_group",
+        target_id=group.id,
+        detail={"name": group.name, "emails": len(group.emails or []), "webhooks": len(group.webhooks or [])},
     )
 
 

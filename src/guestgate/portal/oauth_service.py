@@ -25,6 +25,7 @@ from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.config import Settings
 from guestgate.errors import PermissionDenied
 from guestgate.instances.models import Instance
+from guestgate.ops.metrics import SigninCounter
 from guestgate.portal import assistants, oauth_state
 from guestgate.portal.oauth import GOOGLE, Attempt, Identity, IdentityProviders, Integration, SignInFailed
 from guestgate.portal.oauth_state import Flow, LedgerUnavailable, SpentStates
@@ -34,6 +35,9 @@ from guestgate.portal.tokens import GuestIdentity, TokenExpired, TokenInvalid
 from guestgate.security import SecretBox
 
 log = structlog.get_logger(__name__)
+# A callback that ended on an error page: refused, replayed, expired or failed at the provider.
+FAILED = "failed"
+_OAUTH_SIGNINS = SigninCounter("oauth2", ("success", "already_active", FAILED))
 
 CALLBACK_PATH = "/guest/oauth/callback"
 STRATEGY = "oauth2"
@@ -239,6 +243,15 @@ class OAuthSignIn:
         self, params: Mapping[str, str], *, cookie: str | None, peer: str | None
     ) -> Tested | SignedIn:
         """The provider's callback: who the guest is, and its new session (none for a test run)."""
+        try:
+            return await self._finish(params, cookie=cookie, peer=peer)
+        except PortalError:
+            _OAUTH_SIGNINS.count(FAILED)
+            raise
+
+    async def _finish(
+        self, params: Mapping[str, str], *, cookie: str | None, peer: str | None
+    ) -> Tested | SignedIn:
         now = self.portal.clock().timestamp()
         if not cookie:
             raise PortalError(400, "err_oauth_state")
@@ -281,6 +294,7 @@ class OAuthSignIn:
             raise PortalError(404, "err_no_portal", site_id=site_id)
         granted = await self.portal.grant(flow.guest, strategy=STRATEGY, details=identity.as_record())
         log.info("portal.oauth_signed_in", site_id=site_id, ip=flow.guest.ip, provider=identity.provider)
+        _OAUTH_SIGNINS.count(granted.outcome.value)
         return SignedIn(identity, flow.guest, instance, granted)
 
     def _new_flow(self, integration: Integration, guest: GuestIdentity | None) -> Flow:

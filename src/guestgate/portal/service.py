@@ -22,6 +22,7 @@ import structlog
 from guestgate import networks
 from guestgate.coupons import codes
 from guestgate.errors import PermissionDenied
+from guestgate.ops.metrics import SigninCounter
 from guestgate.portal import clients
 from guestgate.portal.config import PortalConfig
 from guestgate.portal.entry_signing import entry_signature_valid
@@ -75,6 +76,11 @@ class SignInOutcome(StrEnum):
     MALFORMED = "malformed"
     TERMS_REQUIRED = "terms_required"
     LOCKED = "locked"
+
+
+# A form refused before any code was looked at (bad or expired token, wrong address, no portal).
+REJECTED = "rejected"
+_COUPON_SIGNINS = SigninCounter("coupon", (*(o.value for o in SignInOutcome), REJECTED))
 
 
 @dataclass(frozen=True)
@@ -286,7 +292,16 @@ class Portal:
         return site
 
     async def sign_in(self, form: Mapping[str, str], *, peer: str | None) -> SignInResult:
-        """Redeem a coupon code from the sign-in form: a session, or why not."""
+        """Redeem a coupon code from the sign-in form: a session, or why not (counted by result)."""
+        try:
+            result = await self._sign_in(form, peer=peer)
+        except PortalError:
+            _COUPON_SIGNINS.count(REJECTED)
+            raise
+        _COUPON_SIGNINS.count(result.outcome.value)
+        return result
+
+    async def _sign_in(self, form: Mapping[str, str], *, peer: str | None) -> SignInResult:
         now = self.clock()
         stamp = now.timestamp()
         token = form.get("t") or ""

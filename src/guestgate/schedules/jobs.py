@@ -23,10 +23,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.coupons import service as coupon_service
 from guestgate.db import immediate, new_id
 from guestgate.notifications import delivery
 from guestgate.notifications.models import NotificationGroup
+from guestgate.ops import metrics
 from guestgate.runtime import Runtime
 from guestgate.schedules import service as schedule_service
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
@@ -62,6 +64,8 @@ def run_due(
     outcomes: list[RunOutcome] = []
     while True:
         ran = _run_claimed_batch(runtime=runtime, now=now, limit=claim_batch)
+        for outcome in ran:  # committed: counted now
+            metrics.schedule_ran("scheduled", outcome.count)
         outcomes.extend(ran)
         if len(ran) < claim_batch or should_stop():
             return outcomes
@@ -127,7 +131,16 @@ def run_now(
     _generate(schedule, run_id=run_id, slot_at=None, kind="manual", now=now, session=session)
     schedule.last_run_at = now
     schedule.last_run_id = run_id
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="coupon_schedule.run",
+        target_type="coupon_schedule",
+        target_id=schedule.id,
+        detail={"name": schedule.name, "run_id": run_id, "count": schedule.count},
+    )
     session.commit()
+    metrics.schedule_ran("manual", schedule.count)
     log.info("schedule_run_now", schedule_id=schedule.id, run_id=run_id, count=schedule.count)
     return schedule_service.view(
         schedule_id, instance_id=instance_id, org_id=org_id, session=session, now=now

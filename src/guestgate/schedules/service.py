@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.coupons import export
 from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
@@ -26,6 +27,14 @@ from guestgate.schedules.schemas import CouponSchedule as CouponScheduleOut
 
 # The fields `next_run_at` is computed from; a PUT that changes none of them keeps it.
 RULE_FIELDS = ("recurrence_type", "day_of_week", "day_of_month", "time_of_day", "timezone")
+# The columns an update's audit event names when they change.
+AUDITED_FIELDS = (
+    "name",
+    "count",
+    *RULE_FIELDS,
+    "valid_for_in_minutes",
+    "notification_group_id",
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,15 @@ def create(
     )
     schedule.next_run_at = next_slot(schedule, after=moment)
     session.add(schedule)
+    session.flush()
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="coupon_schedule.create",
+        target_type="coupon_schedule",
+        target_id=schedule.id,
+        detail={"name": schedule.name, "instance_id": instance.id, "count": schedule.count},
+    )
     session.commit()
     return ScheduleView(schedule, Counters())
 
@@ -125,6 +143,7 @@ def replace(
     _check_group(data.notification_group_id, org_id=org_id, session=session)
     day_of_week, day_of_month = applicable_days(data)
     before = tuple(getattr(schedule, name) for name in RULE_FIELDS)
+    audited = audit_service.snapshot(schedule, AUDITED_FIELDS)
     schedule.name = data.name
     schedule.count = data.count
     schedule.recurrence_type = data.recurrence_type
@@ -137,6 +156,14 @@ def replace(
     schedule.notification_group_id = data.notification_group_id
     if schedule.next_run_at is None or tuple(getattr(schedule, name) for name in RULE_FIELDS) != before:
         schedule.next_run_at = next_slot(schedule, after=moment)
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="coupon_schedule.update",
+        target_type="coupon_schedule",
+        target_id=schedule.id,
+        detail={"name": schedule.name, "changed": audit_service.changed(audited, schedule, AUDITED_FIELDS)},
+    )
     session.commit()
     return _views([schedule], session=session, now=moment)[0]
 
@@ -144,6 +171,14 @@ def replace(
 def delete(schedule_id: str, *, instance_id: str, org_id: str, session: Session) -> None:
     """Delete a schedule; its coupons and runs stay (their `schedule_id` becomes null)."""
     schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="coupon_schedule.delete",
+        target_type="coupon_schedule",
+        target_id=schedule.id,
+        detail={"name": schedule.name, "instance_id": schedule.instance_id},
+    )
     session.delete(schedule)
     session.commit()
 

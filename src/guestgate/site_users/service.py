@@ -12,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.errors import NotFound
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.site_users.models import SiteUser
@@ -65,12 +66,24 @@ def disconnect(site_id: str, user_id: str, *, org_id: str, now: datetime, sessio
     if effective_status(user, now=now) != ACTIVE:
         return user
     # Conditional, so a concurrent expiry or disconnect is never overwritten: the loser sees its result.
-    session.execute(
-        update(SiteUser)
-        .where(SiteUser.id == user.id, _status_is(ACTIVE, now=now))
-        .values(status=DISCONNECTED, ended_at=now, end_reason="operator")
-        .execution_options(synchronize_session=False)
+    ended = cast(
+        CursorResult[Any],
+        session.execute(
+            update(SiteUser)
+            .where(SiteUser.id == user.id, _status_is(ACTIVE, now=now))
+            .values(status=DISCONNECTED, ended_at=now, end_reason="operator")
+            .execution_options(synchronize_session=False)
+        ),
     )
+    if ended.rowcount == 1:
+        audit_service.record(
+            session,
+            org_id=org_id,
+            action="site_user.disconnect",
+            target_type="site_user",
+            target_id=user.id,
+            detail={"site_id": user.site_id, "ip_address": user.ip_address, "mac_address": user.mac_address},
+        )
     session.commit()
     session.refresh(user)
     return user

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guestgate import networks
+from guestgate.audit import service as audit_service
 from guestgate.errors import Conflict, NotFound, ParameterInvalid
 from guestgate.instances.models import InstanceSubnet
 from guestgate.orgs import service as org_service
@@ -17,6 +18,9 @@ from guestgate.security import SecretBox
 from guestgate.sites.models import Site
 from guestgate.sites.schemas import GatewayIn, GatewayOut, GatewayStatus, SiteIn
 from guestgate.sites.schemas import Site as SiteOut
+
+# The columns an update's audit event names when they change (secrets by name only, below).
+AUDITED_FIELDS = ("name", "subnets", "gateway_driver", "gateway_config")
 
 SECRET_FIELDS = ("password",)
 
@@ -41,6 +45,15 @@ def create(data: SiteIn, *, org_id: str, box: SecretBox, session: Session) -> Si
     site = Site(org_id=org_id, name=data.name, subnets=_dedupe(data.subnets))
     _apply_gateway(site, data.gateway, box=box)
     session.add(site)
+    session.flush()
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="site.create",
+        target_type="site",
+        target_id=site.id,
+        detail={"name": site.name, "driver": site.gateway_driver},
+    )
     session.commit()
     return site
 
@@ -57,9 +70,21 @@ def replace(site_id: str, data: SiteIn, *, org_id: str, box: SecretBox, session:
                 "remove it from the instance first.",
                 code="resource_in_use",
             )
+    before = audit_service.snapshot(site, AUDITED_FIELDS)
     site.name = data.name
     site.subnets = subnets
     _apply_gateway(site, data.gateway, box=box)
+    changed = audit_service.changed(before, site, AUDITED_FIELDS)
+    # That a gateway secret was given, never its value.
+    changed += [f"gateway.{name}" for name in SECRET_FIELDS if getattr(data.gateway, name) is not None]
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="site.update",
+        target_type="site",
+        target_id=site.id,
+        detail={"name": site.name, "driver": site.gateway_driver, "changed": changed},
+    )
     session.commit()
     return site
 
@@ -72,6 +97,14 @@ def delete(site_id: str, *, org_id: str, session: Session) -> None:
     )
     if used_by is not None:
         raise Conflict(f"The site is used by instance {used_by}; remove it from the instance first.")
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="site.delete",
+        target_type="site",
+        target_id=site.id,
+        detail={"name": site.name, "driver": site.gateway_driver},
+    )
     session.delete(site)
     session.commit()
 

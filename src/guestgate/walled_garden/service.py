@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.errors import Conflict, InvalidRequest, NotFound
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.sites import service as site_service
@@ -71,6 +72,8 @@ def create(
         created_at=now,
     )
     session.add(entry)
+    session.flush()
+    _audit(entry, "walled_garden_entry.create", session=session)
     session.commit()
     return entry
 
@@ -85,6 +88,7 @@ def replace(
     entry.name = data.name
     entry.ip_address = data.ip_address
     entry.type = entry_type
+    _audit(entry, "walled_garden_entry.update", session=session)
     session.commit()
     return entry
 
@@ -92,9 +96,26 @@ def replace(
 def delete(site_id: str, entry_id: str, *, org_id: str, session: Session) -> WalledGardenEntry:
     """Delete an entry and commit; returns the deleted entry."""
     entry = get(site_id, entry_id, org_id=org_id, session=session)
+    _audit(entry, "walled_garden_entry.delete", session=session)
     session.delete(entry)
     session.commit()
     return entry
+
+
+def _audit(entry: WalledGardenEntry, action: str, *, session: Session) -> None:
+    audit_service.record(
+        session,
+        org_id=entry.org_id,
+        action=action,
+        target_type="walled_garden_entry",
+        target_id=entry.id,
+        detail={
+            "site_id": entry.site_id,
+            "name": entry.name,
+            "ip_address": entry.ip_address,
+            "type": entry.type,
+        },
+    )
 
 
 def to_out(entry: WalledGardenEntry) -> WalledGardenEntryOut:
