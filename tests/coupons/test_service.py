@@ -110,7 +110,7 @@ def test_generate_batch_redraws_a_code_repeated_within_the_batch(
 ) -> None:
     scripted_codes(monkeypatch, "DDDDDD", "DDDDDD", "EEEEEE", "DDDDDD", "FFFFFF")
     batch = generate(session, instance_id, 3)
-    assert [c.code for c in batch] == ["DDDDDD", "EEEEEE", "FFFFFF"]
+    assert sorted(c.code for c in batch) == ["DDDDDD", "EEEEEE", "FFFFFF"]
 
 
 def test_generate_batch_allows_a_code_another_instance_uses(
@@ -133,7 +133,7 @@ def test_generate_batch_gives_up_when_every_draw_is_taken(
         generate(session, instance_id, 1)
 
 
-def test_generate_batch_checks_existing_codes_in_one_query_and_inserts_in_one_statement(
+def test_generate_batch_inserts_in_one_statement_without_reading_first(
     session: Session, instance_id: str
 ) -> None:
     generate(session, instance_id, 50)
@@ -150,7 +150,7 @@ def test_generate_batch_checks_existing_codes_in_one_query_and_inserts_in_one_st
         generate(session, instance_id, 200)
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    assert statements == ["SELECT", "INSERT"]
+    assert statements == ["INSERT"]
 
 
 def test_generate_batch_of_zero_creates_nothing(session: Session, instance_id: str) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
@@ -34,27 +36,38 @@ def generate_batch(
     schedule_id: str | None = None,
     run_id: str | None = None,
 ) -> list[Coupon]:
-    """Insert `count` coupons with codes unique in the instance; flushed, the caller commits."""
-    if count < 1:
-        return []
+    """Insert `count` coupons with codes unique in the instance; flushed, the caller commits.
+
+    Each round is one multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING`: the unique
+    constraint itself refuses a code the instance already has (or that a concurrent batch has
+    just taken), and the next round draws only the shortfall. No read comes first: checking
+    the codes with `code IN (...)` beforehand cost a second statement, and PostgreSQL, before
+    it has statistics of a freshly filled instance, planned it as a scan of all its coupons.
+    """
+    made: list[Coupon] = []
+    drawn: set[str] = set()
     expires_at = now + timedelta(minutes=valid_minutes)
-    rows = [
-        {
-            "id": new_id(),
-            "org_id": org_id,
-            "instance_id": instance_id,
-            "schedule_id": schedule_id,
-            "run_id": run_id,
-            "code": code,
-            "expires_at": expires_at,
-            "created_at": now,
-        }
-        for code in _draw_codes(instance_id, count, session=session)
-    ]
-    # One multi-row INSERT ... RETURNING instead of a unit-of-work flush per object. A code
-    # taken by a concurrent batch after our check still fails on the unique constraint.
-    stmt = insert(Coupon).returning(Coupon, sort_by_parameter_order=True)
-    return list(session.scalars(stmt, rows))
+    for _ in range(MAX_DRAW_ROUNDS):
+        if len(made) >= count:
+            return made
+        rows = [
+            {
+                "id": new_id(),
+                "org_id": org_id,
+                "instance_id": instance_id,
+                "schedule_id": schedule_id,
+                "run_id": run_id,
+                "code": code,
+                "expires_at": expires_at,
+                "created_at": now,
+            }
+            for code in _draw_codes(count - len(made), avoid=drawn)
+        ]
+        if rows:
+            made.extend(session.scalars(_insert_new(session), rows))
+    if len(made) >= count:
+        return made
+    raise InternalError("Could not draw enough unused coupon codes for this instance.")
 
 
 def create_batch(
@@ -109,22 +122,26 @@ def to_out(coupon: Coupon) -> CouponOut:
     )
 
 
-def _draw_codes(instance_id: str, count: int, *, session: Session) -> list[str]:
-    """`count` distinct codes not used by the instance, checked with one query per round."""
-    chosen: dict[str, None] = {}
-    for _ in range(MAX_DRAW_ROUNDS):
-        fresh: dict[str, None] = {}
-        for _ in range(count - len(chosen)):
-            code = codes.generate()
-            if code not in chosen:
-                fresh[code] = None
-        if fresh:
-            taken = set(
-                session.scalars(
-                    select(Coupon.code).where(Coupon.instance_id == instance_id, Coupon.code.in_(list(fresh)))
-                )
-            )
-            chosen.update((code, None) for code in fresh if code not in taken)
-        if len(chosen) == count:
-            return list(chosen)
-    raise InternalError("Could not draw enough unused coupon codes for this instance.")
+def _draw_codes(count: int, *, avoid: set[str]) -> list[str]:
+    """Up to `count` distinct new codes, none of them in `avoid` (which receives them).
+
+    Bounded: a generator stuck on codes already drawn yields fewer, and the rounds run out.
+    """
+    fresh: list[str] = []
+    for _ in range(2 * count + 8):
+        if len(fresh) == count:
+            break
+        code = codes.generate()
+        if code not in avoid:
+            avoid.add(code)
+            fresh.append(code)
+    return fresh
+
+
+def _insert_new(session: Session) -> Any:
+    """A multi-row INSERT of coupons that skips codes the instance has, returning the new ones."""
+    dialect = session.get_bind().dialect.name
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Coupon)
+    # No `sort_by_parameter_order`: with rows that may be skipped, SQLAlchemy would send one
+    # statement per row to match them up. The batch's order means nothing anyway.
+    return stmt.on_conflict_do_nothing(index_elements=["instance_id", "code"]).returning(Coupon)
