@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from guestgate.config import ConfigError, Settings, get_settings
-from guestgate.security import ALL_SCOPES, SCOPE_READ, SCOPE_WRITE, mint_token
+from guestgate.security import ALL_SCOPES, SCOPE_READ, SCOPE_WRITE, UrlSigner, mint_token
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(help="guestgate: captive-portal control plane for guest Wi-Fi.", no_args_is_help=True)
 token_app = typer.Typer(help="Operator API tokens.", no_args_is_help=True)
@@ -333,12 +336,11 @@ def agent(
 
 def _print_banner(settings: Settings) -> None:
     from guestgate.db import make_engine, make_sessionmaker
-    from guestgate.orgs import service as org_service
 
     org = "default"
     engine = make_engine(settings.resolved_database_url)
     with make_sessionmaker(engine)() as session:
-        org_service.ensure(org, session=session)
+        preview = _example_preview(org, settings, session=session)
         session.commit()
     engine.dispose()
     token = mint_token(settings, org=org, subject="make-run", scopes=ALL_SCOPES, ttl_seconds=7 * 24 * 3600)
@@ -349,7 +351,7 @@ def _print_banner(settings: Settings) -> None:
         f"  API docs (Swagger UI): {base}/docs",
         f"  API docs (ReDoc):      {base}/redoc",
         f"  OpenAPI document:      {base}/openapi.json",
-        "  Portal preview:        the `preview_url` of any instance (GET /captive/instances)",
+        f"  Portal preview:        {preview}",
         f"  Database:              {_display_url(settings.resolved_database_url)}",
         "",
         f"Operator token for org '{org}' (all scopes, 7 days) - paste it into /docs -> Authorize:",
@@ -358,6 +360,31 @@ def _print_banner(settings: Settings) -> None:
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
+
+
+def _example_preview(org: str, settings: Settings, *, session: Session) -> str:
+    """The preview URL of the org's newest instance; a new org gets an example instance to look at."""
+    from sqlalchemy import select
+
+    from guestgate.db import utcnow
+    from guestgate.instances import service as instance_service
+    from guestgate.instances.models import Instance
+    from guestgate.instances.schemas import InstanceCreate
+    from guestgate.instances.urls import preview_url
+    from guestgate.orgs import service as org_service
+    from guestgate.orgs.models import Org
+
+    is_new = session.get(Org, org) is None
+    org_service.ensure(org, session=session)
+    newest = session.scalars(
+        select(Instance.id).where(Instance.org_id == org).order_by(Instance.created_at.desc()).limit(1)
+    ).first()
+    if newest is None and is_new:
+        example = InstanceCreate(name="Example guest portal", strategy="coupon", session_ttl=3600)
+        newest = instance_service.create(example, org_id=org, session=session).instance.id
+    if newest is None:
+        return "create an instance (POST /captive/instances): its `preview_url` shows the page"
+    return preview_url(newest, signer=UrlSigner(settings), public_url=settings.public_url, now=utcnow())
 
 
 def _display_url(url: str) -> str:
