@@ -34,6 +34,7 @@ from guestgate.runtime import Runtime
 from guestgate.schedules import routes as schedule_routes
 from guestgate.site_users import routes as site_user_routes
 from guestgate.sites import routes as site_routes
+from guestgate.text_guard import TextGuardMiddleware
 from guestgate.walled_garden import routes as walled_garden_routes
 
 log = structlog.get_logger(__name__)
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return openapi.build(app)
 
     app.openapi = custom_openapi  # type: ignore[method-assign]
+    # Innermost: after authentication, text no database can store (NUL, lone surrogates) is a 400.
+    app.add_middleware(TextGuardMiddleware, public_url=settings.public_url)
     app.add_middleware(
         OperatorAuthMiddleware, verifier=runtime.verifier, public_url=settings.public_url, limiter=limiter
     )
