@@ -336,6 +336,7 @@ def test_two_replicas_and_two_workers_duplicate_nothing_and_lose_nothing(replica
         for schedule in session.scalars(select(CouponSchedule)):
             assert schedule.next_run_at is not None and schedule.next_run_at > slot + timedelta(minutes=1)
 
+    assert not any("replicas.state_in_process" in p.output() for p in replicas.apis)
     exits = replicas.stop_all()
     assert exits == {"api0": 0, "api1": 0, "worker0": 0, "worker1": 0}, {
         p.name: p.output()[-2000:] for p in [*replicas.apis, *replicas.workers]

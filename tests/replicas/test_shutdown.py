@@ -128,6 +128,8 @@ def test_sigterm_answers_a_waiting_agent_long_poll_at_once_instead_of_holding_th
         process.kill()
     [answer] = answers
     assert answer.status_code == 304
+    # Without Redis, a server on PostgreSQL (a replica deployment) names what stays per process.
+    assert ("replicas.state_in_process" in process.output()) == db_url.startswith("postgresql")
     assert answered < 3 and exited < 10, (answered, exited)
 
 
