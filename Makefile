@@ -48,8 +48,9 @@ test: system-deps services $(VENV)/.dev lint
 test-fast: $(VENV)/.dev
 	$(BIN)/pytest -q -x -m "not slow and not browser and not netns" -k "not postgresql" $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev services
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+# Every bench script prints a table; files starting with `_` are their shared helpers.
+bench: system-deps $(VENV)/.dev services
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # Re-pin after editing requirements/*.in (needs network to the package index).
 requirements: | $(BIN)/python

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/signin.py [--db sqlite|postgresql|both] [--duration 10] [--warmup 2]
         [--concurrency 100] [--workers 1] [--coupons 200000] [--generator auto|wrk|python]
-        [--loop asyncio|uvloop] [--pg-pool N]
+        [--loop asyncio|uvloop] [--pg-pool N] [--profile DIR]
 
 Three servers are measured one after the other in one run, each started here on a free
 loopback port with the same uvicorn flags (`--workers`, httptools, no access log, no proxy
@@ -21,8 +21,9 @@ guestgate behind a reverse proxy on 127.0.0.1 (`GUESTGATE_PORTAL_TRUSTED_PROXIES
 request carries the guest's address (inside the site's 10.0.0.0/8) in X-Forwarded-For, and
 its entry token was sealed for that address, as GET /guest/entry through the proxy seals it.
 
-The load comes from `wrk` (Debian package `wrk`) with a Lua script that hands every request
-its own pre-built form, or, when wrk is not installed, from a raw HTTP/1.1 keep-alive asyncio
+The load comes from `wrk` (Debian package `wrk`, installed by `make system-deps`; the script
+stops with that message when it is missing) with a Lua script that hands every request its
+own pre-built form, or, with `--generator python`, from a raw HTTP/1.1 keep-alive asyncio
 client in two processes (it costs more CPU than wrk, so figures come out lower). Each server
 gets `--warmup` seconds, then `--duration` seconds measured. Afterwards the database must
 hold one session per successful request (plus at most the requests still in flight when the
@@ -33,6 +34,14 @@ some connections far later than others (p99 of hundreds of ms even for the bare 
 the same throughput); `--loop uvloop` shows it. The table's last column is the machine's load
 average as each measured run began: the machine is shared, and other work there shows up in
 the figures.
+
+Where the CPU went during the measured run: `srv CPU s` is the server's (all its processes),
+`db CPU s` PostgreSQL's backends serving it, `gen CPU s` the load generator's. The memory
+table shows the server's resident set (VmRSS of its processes, sampled every 100 ms during
+the measured run): the peak, and the median of the second half (steady). Target: under
+200 MB. `--profile DIR` records each guestgate server with py-spy during the measured run
+(DIR/<server>.svg flame graph and DIR/<server>.txt collapsed stacks); the sampling costs the
+server some throughput, so profiled figures are not the ones to quote.
 """
 
 from __future__ import annotations
@@ -43,7 +52,6 @@ import base64
 import json
 import multiprocessing
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -57,6 +65,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from _procs import Profiler, Usage, Watch, cpu_seconds, free_port, postgres_backends, require_tool
+
 BENCH_DIR = Path(__file__).resolve().parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = "guestgate_bench_signin"
@@ -65,6 +75,7 @@ TRUSTED_PROXY = "127.0.0.1"
 ORG_ID = "bench"
 TARGET_SHARE = 0.25
 TARGET_P99_MS = 100.0
+TARGET_RSS_MB = 200.0
 
 # ---------------------------------------------------------------------------------------------
 # The bare baseline: an ASGI callable and stdlib sqlite3, nothing else.
@@ -309,13 +320,6 @@ def session_count(url: str) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Servers.
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_server(
@@ -617,6 +621,9 @@ class Row:
     sessions: int
     # The machine's 1-minute load average as the measured run began (other work on it shows here).
     busy: float
+    server: Usage
+    # CPU seconds of the PostgreSQL backends serving this server (None on SQLite).
+    db_cpu: float | None
 
 
 def measure(
@@ -639,7 +646,16 @@ def measure(
             time.sleep(0.5)
         before = session_count(url)
         busy = os.getloadavg()[0]
-        load = generate(args, port, world.lines, warm_end, total, args.duration, workdir)
+        backends = postgres_backends(PG_ADMIN, PG_DB) if database == "postgresql" else []
+        db_before = cpu_seconds(backends)
+        profiler = Profiler(server.pid, args.profile / name) if args.profile and kind != "bare" else None
+        try:
+            with Watch(server.pid) as watch:
+                load = generate(args, port, world.lines, warm_end, total, args.duration, workdir)
+        finally:
+            if profiler is not None:
+                profiler.stop()
+        db_cpu = cpu_seconds(backends) - db_before if backends else None
         time.sleep(0.5)
     finally:
         stop_server(server)
@@ -651,7 +667,7 @@ def measure(
             f"{name}: {load.requests} requests, {load.failed} failed, {sessions} new sessions: "
             "every request should have succeeded with exactly one session"
         )
-    return Row(name, load, sessions, busy)
+    return Row(name, load, sessions, busy, watch.usage(), db_cpu)
 
 
 def generate(
@@ -676,7 +692,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (every server)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--coupons", type=int, default=200_000, help="distinct coupons (one per request)")
-    parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--generator", choices=["wrk", "python"], default="wrk", help="python: no wrk, lower figures"
+    )
     parser.add_argument(
         "--loop",
         choices=["asyncio", "uvloop"],
@@ -686,9 +704,10 @@ def main() -> None:
     parser.add_argument(
         "--pg-pool", type=int, default=None, help="GUESTGATE_PORTAL_PG_POOL_SIZE (default: the app's)"
     )
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy each guestgate server into DIR")
     args = parser.parse_args()
-    if args.generator == "auto":
-        args.generator = "wrk" if shutil.which("wrk") else "python"
+    if args.generator == "wrk":
+        require_tool("wrk", "wrk")
     targets = [("bare-sqlite", "bare")]
     if args.db in ("sqlite", "both"):
         targets.append(("guestgate-sqlite", "guestgate"))
@@ -717,21 +736,28 @@ def main() -> None:
     bare = rows[0].load.rate
     print(
         f"\n{'server':<22}{'sign-ins/s':>11}{'vs bare':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'requests':>10}{'gen CPU s':>10}{'load avg':>9}"
+        f"{'requests':>10}{'srv CPU s':>10}{'db CPU s':>9}{'gen CPU s':>10}{'load avg':>9}"
     )
     for row in rows:
         load = row.load
         cpu = f"{load.generator_cpu:.1f}" if load.generator_cpu is not None else "-"
+        db_cpu = f"{row.db_cpu:.1f}" if row.db_cpu is not None else "-"
         print(
             f"{row.name:<22}{load.rate:>11,.0f}{load.rate / bare:>8.0%} {load.p50_ms:>8.1f} {load.p99_ms:>8.1f}"
-            f"{load.max_ms:>9.1f}{load.requests:>10}{cpu:>10}{row.busy:>9.2f}"
+            f"{load.max_ms:>9.1f}{load.requests:>10}{row.server.cpu_s:>10.1f}{db_cpu:>9}{cpu:>10}{row.busy:>9.2f}"
         )
+    print(f"\n{'server':<22}{'RSS peak MB':>12}{'RSS steady MB':>14}  (under the load above)")
+    for row in rows:
+        print(f"{row.name:<22}{row.server.peak_mb:>12.1f}{row.server.steady_mb:>14.1f}")
     for row in rows[1:]:
         met = row.load.rate >= TARGET_SHARE * bare and row.load.p99_ms < TARGET_P99_MS
         print(
             f"{row.name}: target (>= {TARGET_SHARE:.0%} of bare = {TARGET_SHARE * bare:,.0f}/s, "
             f"p99 < {TARGET_P99_MS:.0f} ms) {'met' if met else 'MISSED'}"
         )
+    for row in rows[1:]:
+        met = row.server.peak_mb < TARGET_RSS_MB
+        print(f"{row.name}: memory target (peak RSS < {TARGET_RSS_MB:.0f} MB) {'met' if met else 'MISSED'}")
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
 
 
