@@ -7,7 +7,7 @@ server (Debian's initdb and pg_ctl, run as the `postgres` user, on a free port, 
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import glob
 import http.client
 import os
@@ -17,10 +17,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -366,13 +367,65 @@ def servers() -> Iterator[list[Server]]:
         server.stop()
 
 
-def seconds_since(start: float) -> float:
-    return time.monotonic() - start
+# --- a TCP proxy that can be cut (a device made unreachable without touching it) -----------------
 
 
-def fixed_now() -> datetime:
-    return utcnow().replace(microsecond=0)
+class CuttableProxy:
+    """Forwards 127.0.0.1:`port` to a target port; `cut()` closes it (connections refused and
+    dropped, as when a router is powered off), `restore()` listens on the same port again."""
 
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
 
-def fresh_key() -> str:
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+    def restore(self) -> CuttableProxy:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            # shutdown() first: a bare close() leaves a thread blocked in accept() still listening.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
