@@ -18,7 +18,7 @@ from sqlalchemy import text
 from guestgate.db import utcnow
 from guestgate.gateways import service as gateway_service
 from guestgate.gateways.agent import FeedChange
-from guestgate.gateways.bus import AgentBus, decode, encode
+from guestgate.gateways.bus import AgentBus, decode, encode, encode_sync_request
 from guestgate.gateways.locks import gateway_lock
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
@@ -78,6 +78,7 @@ def test_messages_round_trip_and_malformed_ones_are_refused() -> None:
     for change in (FeedChange("s1"), FeedChange("s1", ("10.0.0.5", until))):
         origin, back = decode(encode(change, origin="me"))
         assert origin == "me" and back == change
+    assert decode(encode_sync_request(origin="new")) == ("new", None)
     for bad in (
         '{"o": 1, "s": "x"}',
         '{"s": "x"}',
@@ -112,6 +113,25 @@ def test_an_auth_window_opened_in_one_process_is_in_the_state_every_process_serv
     assert state_a.auth_windows == state_b.auth_windows
     # Same state, same version: an agent moving between replicas is not told to re-apply.
     assert state_a.version == state_b.version
+
+
+def test_a_process_started_later_is_sent_the_auth_windows_still_open(
+    two: tuple[Runtime, Runtime], pg_url: str, tmp_path: Path
+) -> None:
+    a, _b = two
+    site = _site(a, "agent")
+    a.gateways.get(site).open_auth_window("10.40.0.8", 300)
+    late = Runtime.build(make_settings(pg_url, tmp_path / "late"))
+    try:
+        late.listen_for_agent_changes()
+        now = utcnow()
+        _eventually(lambda: bool(late.gateways.agents.windows(site.id, now=now)), seconds=5)
+        assert (
+            gateway_service.agent_state(late, site, now=now).version
+            == gateway_service.agent_state(a, site, now=now).version
+        )
+    finally:
+        late.close()
 
 
 def test_a_listener_that_lost_its_connection_reconnects_and_wakes_every_poll(

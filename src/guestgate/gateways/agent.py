@@ -135,6 +135,16 @@ class AgentFeed:
                 del held[ip]
             return dict(held)
 
+    def open_windows(self, *, now: datetime) -> list[FeedChange]:
+        """Every site's open auth windows, as the changes that opened them."""
+        with self._lock:
+            return [
+                FeedChange(site_id, (ip, until))
+                for site_id, held in self._windows.items()
+                for ip, until in held.items()
+                if until > now
+            ]
+
     def _share(self, change: FeedChange) -> None:
         self.receive(change)
         publish = self.publish

@@ -7,7 +7,9 @@ replica or in a worker. Each process's `AgentFeed` publishes its changes on the 
 
 - a long-poll wakes within milliseconds whichever process made the change, and
 - every replica holds the same auth windows (the opener's `until` travels with the message), so
-  an agent gets the same state, and the same version, from any replica.
+  an agent gets the same state, and the same version, from any replica. A process that starts
+  listening (a replica started or restarted during a rolling upgrade) asks the others for the
+  windows still open, and they send them again.
 
 A listener that loses its connection reconnects and then wakes every poll once, so a
 notification missed meanwhile costs one re-read, never a lost change. SQLite deployments (one
@@ -57,7 +59,9 @@ class AgentBus:
 
     def publish(self, change: FeedChange) -> None:
         """Tell every other process about `change`; a failure is logged (polls re-read on their own)."""
-        payload = encode(change, origin=self._origin)
+        self._notify(encode(change, origin=self._origin), site_id=change.site_id)
+
+    def _notify(self, payload: str, *, site_id: str | None = None) -> None:
         try:
             with self._engine.connect() as conn:
                 conn.execute(
@@ -65,7 +69,7 @@ class AgentBus:
                 )
                 conn.commit()
         except SQLAlchemyError as exc:
-            log.warning("agent_bus.publish_failed", site_id=change.site_id, error=str(exc))
+            log.warning("agent_bus.publish_failed", site_id=site_id, error=str(exc))
 
     def start(self) -> None:
         """Start listening in a background thread (idempotent)."""
@@ -92,8 +96,10 @@ class AgentBus:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()
-                    # Whatever was published while nobody listened is re-read by every poll.
+                    # Whatever was published while nobody listened is re-read by every poll,
+                    # and the auth windows opened meanwhile are asked for.
                     self._feed.wake_all()
+                    self._notify(encode_sync_request(origin=self._origin))
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=_WAIT_SECONDS):
                             self._apply(note.payload)
@@ -110,8 +116,14 @@ class AgentBus:
         except (ValueError, KeyError, TypeError):
             log.warning("agent_bus.bad_message", payload=payload[:200])
             return
-        if origin != self._origin:
-            self._feed.receive(change)
+        if origin == self._origin:
+            return
+        if change is None:
+            # A process that just started listening: send it the windows still open here.
+            for window in self._feed.open_windows(now=datetime.now(UTC)):
+                self.publish(window)
+            return
+        self._feed.receive(change)
 
 
 def encode(change: FeedChange, *, origin: str) -> str:
@@ -123,12 +135,25 @@ def encode(change: FeedChange, *, origin: str) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def decode(payload: str) -> tuple[str, FeedChange]:
-    """The sender and the change of a NOTIFY payload; ValueError, KeyError or TypeError if malformed."""
+def encode_sync_request(*, origin: str) -> str:
+    """The NOTIFY payload asking every other process for its open auth windows."""
+    return json.dumps({"o": origin, "sync": True}, separators=(",", ":"))
+
+
+def decode(payload: str) -> tuple[str, FeedChange | None]:
+    """The sender and the change of a NOTIFY payload (None: a request for the open windows).
+
+    ValueError, KeyError or TypeError if it is malformed.
+    """
     message = json.loads(payload)
-    origin, site_id = message["o"], message["s"]
-    if not isinstance(origin, str) or not isinstance(site_id, str):
-        raise TypeError("origin and site must be strings")
+    origin = message["o"]
+    if not isinstance(origin, str):
+        raise TypeError("the origin must be a string")
+    if message.get("sync") is True:
+        return origin, None
+    site_id = message["s"]
+    if not isinstance(site_id, str):
+        raise TypeError("the site must be a string")
     window = message.get("w")
     if window is None:
         return origin, FeedChange(site_id)
