@@ -171,7 +171,7 @@ def test_stateful_scenarios_create_read_update_delete(fuzz: tuple[FastAPI, dict[
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": {**(case.headers or {}), **self.headers}}
 
-        def step(self, input: Any) -> Any:  # noqa: A002 - schemathesis's name
+        def step(self, input: Any) -> Any:
             if input.transition is not None and input.is_applied:
                 linked[input.case.operation.label] += 1
             return super().step(input)
