@@ -100,6 +100,10 @@ def test_every_forged_coupons_url_is_403_signature_invalid(
         for name, url in coupons_cases(org_a, runtime).items():
             target = url + (f"&format={fmt}" if fmt else "")
             response = client.get(target)
+            if name == "signature-nul":
+                # Text no database can hold is refused before any check, as everywhere under /captive.
+                assert_error(response, 400, "invalid_request_error", "parameter_invalid")
+                continue
             if name == "expires-huge":
                 # Not a representable time: refused as a parameter, never a 500.
                 assert response.status_code in (400, 403), (name, response.text)
@@ -178,6 +182,9 @@ def test_every_forged_asset_url_is_403_and_serves_no_image(
     )
     for name, url in cases.items():
         response = client.get(url)
+        if name == "signature-nul":
+            assert_error(response, 400, "invalid_request_error", "parameter_invalid")
+            continue
         assert response.status_code == 403, (name, response.text)
         assert_error(response, 403, "permission_error", "signature_invalid")
         assert not response.headers["content-type"].startswith("image/")
