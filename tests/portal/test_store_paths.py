@@ -175,3 +175,55 @@ def test_the_background_checkpoint_asks_for_a_restart_when_the_log_is_long(
         assert not store._restart.is_set()
     finally:
         store.close()
+
+
+def _terminate_backends(db_url: str, pids: list[int]) -> None:
+    """What a PostgreSQL restart does to the store's idle connections: FATAL, then end of file."""
+    import psycopg
+
+    conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        for pid in pids:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            alive = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+            ).fetchone()
+        if alive == (0,):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"backends {pids} still alive")
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_pooled_connections_the_server_ended_are_dropped_not_handed_to_a_guest(
+    world: World, db_url: str
+) -> None:
+    for code in ("ABC234", "DEF345", "GHJ456"):
+        world.coupon(code)
+    store = open_store(db_url, pg_pool_size=4)
+    assert isinstance(store, store_module.PostgresGuestStore)
+    now = world.clock()
+
+    async def sign_in_twice() -> None:
+        # The first sign-in leaves an async connection idle; the server then ends it.
+        first = await _redeem(store, _attempt(world, "10.0.1.10", "ABC234"), now)
+        assert first.outcome is Outcome.SUCCESS
+        _terminate_backends(db_url, [conn.info.backend_pid for conn in store._aidle])
+        second = await _redeem(store, _attempt(world, "10.0.1.11", "DEF345"), now)
+        assert second.outcome is Outcome.SUCCESS
+
+    try:
+        asyncio.run(sign_in_twice())
+        # The same for the thread-side pool the entry page and the status page read through.
+        assert store.site_networks(world.site_id) is not None
+        idle = list(store._idle.queue)
+        assert idle
+        _terminate_backends(db_url, [conn.info.backend_pid for conn in idle])
+        assert store.site_networks(world.site_id) is not None
+        assert store.redeem(_attempt(world, "10.0.1.12", "GHJ456"), now).outcome is Outcome.SUCCESS
+    finally:
+        store.close()
+    assert len(world.sessions()) == 3

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import select
 import sqlite3
 import threading
 import uuid
@@ -297,6 +298,10 @@ UNION ALL
 SELECT 'made', NULL, NULL, NULL, NULL, NULL, NULL, NULL, coupon_id, NULL, NULL FROM made
 """
 _PG_LOCK_GUEST = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+# BEGIN, the guest's lock, the redemption and COMMIT in one string for `redeem_async`.
+_PG_REDEEM_TX = (
+    "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(%(guest)s, 0));" + _PG_REDEEM + "; COMMIT"
+)
 _SQL_INSERT_AUDIT = (
     "INSERT INTO audit_events (org_id, at, actor, action, target_type, target_id, ip_address, detail) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -778,6 +783,9 @@ class PostgresGuestStore(_SqlGuestStore):
                 if healthy and not conn.closed and not conn.broken:
                     self._idle.put(conn)
                 else:
+                    if conn.broken:
+                        # The server went away: its other connections in the pool went with it.
+                        self._drop_idle()
                     conn.close()
 
     @contextmanager
@@ -791,8 +799,9 @@ class PostgresGuestStore(_SqlGuestStore):
                 conn = self._idle.get_nowait()
             except queue.Empty:
                 return psycopg.connect(self._conninfo, autocommit=True, prepare_threshold=None)
-            if not conn.closed and not conn.broken:
+            if _usable(conn):
                 return conn
+            conn.close()
 
     def _lock_guest(self, conn: Any, site_id: str, ip: str) -> None:
         # READ COMMITTED lets two sign-ins of one guest both see "no session" and both spend
@@ -832,23 +841,31 @@ class PostgresGuestStore(_SqlGuestStore):
         slots, idle = self._async_pool()
         async with slots:
             conn = idle.pop() if idle else None
-            if conn is None or conn.closed or conn.broken:
+            while conn is not None and not _usable(conn):
+                conn.pgconn.finish()
+                conn = idle.pop() if idle else None
+            if conn is None:
                 conn = await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, prepare_threshold=None
                 )
             healthy = False
             try:
-                async with conn.pipeline():
-                    await conn.execute("BEGIN")
-                    await conn.execute(_PG_LOCK_GUEST, (f"{attempt.site_id}|{attempt.ip}",))
-                    cursor = await conn.execute(_PG_REDEEM, params)
-                    await conn.execute("COMMIT")
+                # The four statements as one simple-protocol message, values bound (quoted) on
+                # the client: one send and one reply, where pipeline mode cost four extended-
+                # protocol exchanges' worth of the server process's CPU (py-spy of
+                # bench/signin.py). Statements are not prepared either way (see the class).
+                cursor = psycopg.AsyncClientCursor(conn)
+                await cursor.execute(_PG_REDEEM_TX, {**params, "guest": f"{attempt.site_id}|{attempt.ip}"})
+                cursor.nextset()  # the lock's result
+                cursor.nextset()  # the redemption's rows
                 rows = await cursor.fetchall()
                 healthy = True
             finally:
                 if healthy:
                     idle.append(conn)
                 else:
+                    if conn.broken:
+                        self._drop_async()
                     # Perhaps mid-transaction: the server rolls back when the socket closes.
                     conn.pgconn.finish()
         done, org_id = _pg_redeemed(attempt, now, session_id, rows, self._session_of)
@@ -893,9 +910,29 @@ class PostgresGuestStore(_SqlGuestStore):
     def close(self) -> None:
         """Close the idle connections (new ones are opened on next use)."""
         self._drop_async()
+        self._drop_idle()
+
+    def _drop_idle(self) -> None:
         while True:
             try:
                 conn = self._idle.get_nowait()
             except queue.Empty:
                 return
             conn.close()
+
+
+def _usable(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle connection can take a statement, without a round trip.
+
+    An idle connection has nothing to read. A readable socket means the server has spoken
+    first, which it does only to end the session: a restart, a failover, an administrator's
+    pg_terminate_backend (the FATAL message, then end of file). Such a connection would fail
+    the guest's request; it is dropped at checkout instead, at the cost of one poll.
+    """
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not readable
