@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, and_, func, literal, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from guestgate.errors import ParameterInvalid
@@ -76,6 +76,14 @@ def fetch_page(
         # (..., created) can seek to: a deep page starts there instead of filtering every row
         # of the pages before it.
         stmt = stmt.where(created <= stamp, or_(created < stamp, and_(created == stamp, ident < row_id)))
+    # Only rows at least as new as the page's last one can be on it: its `created` is the one
+    # `limit` rows down in `created` order alone, which an index on (..., created) reads
+    # directly, without a sort. Bounded so, the page sorts its few hundred rows by (created, id)
+    # whatever the planner believes: before PostgreSQL has statistics of a freshly filled
+    # table it estimates one row, and sorted all 100,000 of an instance's coupons for a page.
+    floor = stmt.with_only_columns(created).order_by(created.desc()).offset(page.limit).limit(1)
+    oldest = literal(datetime(1, 1, 1, tzinfo=UTC), created.type)
+    stmt = stmt.where(created >= func.coalesce(floor.scalar_subquery(), oldest))
     rows = list(session.scalars(stmt.order_by(created.desc(), ident.desc()).limit(page.limit + 1)))
     if len(rows) <= page.limit:
         return Page(rows, None)
