@@ -86,6 +86,15 @@ class World:
         with self.runtime.sessions() as session:
             return list(session.scalars(select(SiteUser)))
 
+    def oauth_failures(self) -> list[str]:
+        """The reasons of the audited OAuth2 sign-in failures, oldest first (no site user either)."""
+        assert self.count_rows()[0] == 0
+        return [
+            event.detail["reason"]
+            for event in self.audit("guest.signin_failed")
+            if event.detail.get("strategy") == "oauth2"
+        ]
+
     def audit(self, action: str | None = None) -> list[AuditEvent]:
         """Audit events, oldest first (optionally of one action)."""
         with self.runtime.sessions() as session:

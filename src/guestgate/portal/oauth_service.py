@@ -266,6 +266,17 @@ class OAuthSignIn:
             raise PortalError(400, "err_oauth_state", site_id=site_id)
         if not oauth_state.state_matches(flow, params.get("state") or ""):
             raise PortalError(400, "err_oauth_state", site_id=site_id)
+        # From here the flow is genuine: a failure is the guest's, and is audited like a wrong code.
+        try:
+            return await self._finish_flow(flow, params, peer=peer, now=now, site_id=site_id)
+        except PortalError as exc:
+            if flow.guest is not None:
+                await self.portal.record_failure(flow.guest, strategy=STRATEGY, reason=exc.key)
+            raise
+
+    async def _finish_flow(
+        self, flow: Flow, params: Mapping[str, str], *, peer: str | None, now: float, site_id: str | None
+    ) -> Tested | SignedIn:
         try:
             first = await self.spent.spend(flow.attempt.state, until=flow.expires, now=now)
         except LedgerUnavailable as exc:

@@ -363,6 +363,31 @@ class Portal:
             return result(SignInOutcome.LOCKED, lockout=max(lockouts, key=lambda x: x.until))
         return result(SignInOutcome(redeemed.outcome.value))
 
+    async def record_failure(self, identity: GuestIdentity, *, strategy: str, reason: str) -> None:
+        """Audit a sign-in that failed outside the coupon store (an OAuth2 callback refused).
+
+        Best effort: the guest is shown the failure whether or not the event could be written.
+        """
+        try:
+            instance = await self.instance(identity.instance_id)
+            record = AuditRecord(
+                action="guest.signin_failed",
+                org_id=instance.org_id if instance else None,
+                actor=f"guest:{identity.ip}",
+                ip=identity.ip,
+                target_type="instance",
+                target_id=identity.instance_id,
+                detail={
+                    "reason": reason,
+                    "strategy": strategy,
+                    "site_id": identity.site_id,
+                    "mac_address": identity.mac,
+                },
+            )
+            await self._db(self.store.audit, [record], self.clock())
+        except Exception as exc:
+            log.warning("portal.audit_failed", error=type(exc).__name__, site_id=identity.site_id)
+
     def identify(self, token: str, *, peer: str | None) -> GuestIdentity:
         """The guest a sign-in token names, if the token is genuine, unexpired and used from its address."""
         if not token:

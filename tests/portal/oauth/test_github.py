@@ -201,10 +201,10 @@ def test_a_guest_who_cancels_at_github_gets_the_cancel_page(
     response = callback(guest_client, github.authorize(provider_url(started.text), deny=True))
     assert response.status_code == 403
     assert "Sign-in was cancelled." in response.text
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_oauth_denied"]
 
 
-def test_a_github_api_failure_writes_nothing(
+def test_a_github_api_failure_writes_only_its_audit_event(
     world: World, integration: IntegrationFactory, guest_client: TestClient, github: FakeGitHub
 ) -> None:
     integration("github")
@@ -212,4 +212,4 @@ def test_a_github_api_failure_writes_nothing(
     started = press_button(guest_client, world)
     response = callback(guest_client, github.authorize(provider_url(started.text)))
     assert response.status_code == 502
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_oauth_failed"]

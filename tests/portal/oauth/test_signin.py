@@ -249,7 +249,7 @@ def test_cancelling_consent_at_the_provider_says_so(
     assert "Sign-in was cancelled." in response.text
     assert f'href="/guest/entry?site={world.site_id}">Start again</a>' in response.text
     assert "Max-Age=0" in response.headers["set-cookie"]
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_oauth_denied"]
     assert [call[0] for call in notifier.calls] == ["open_auth_window"]
 
 
@@ -262,7 +262,7 @@ def test_another_provider_error_is_a_failure_page(
     response = callback(guest_client, {"error": "server_error", "state": state})
     assert response.status_code == 502
     assert "could not confirm who you are" in response.text
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_oauth_failed"]
 
 
 def test_a_callback_with_another_state_is_refused(
@@ -339,7 +339,7 @@ def test_a_callback_from_another_address_is_refused(
     thief.cookies.set("gg_oauth", cookie)
     response = callback(thief, params)
     assert response.status_code == 403
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_token_invalid"]
 
 
 def test_a_flow_older_than_its_ttl_has_expired(
@@ -364,7 +364,7 @@ def test_a_failed_code_exchange_is_a_failure_page(
     response = signed_in_through(guest_client, world, google)
     assert response.status_code == 502
     assert "The sign-in service could not confirm who you are." in response.text
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_oauth_failed"]
 
 
 @pytest.mark.parametrize(
@@ -387,7 +387,7 @@ def test_an_invalid_id_token_is_a_failure_page(
     google.claims_patch = lambda claims: {**claims, **patch}
     response = signed_in_through(guest_client, world, google)
     assert response.status_code == 502
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_oauth_failed"]
 
 
 def test_a_token_response_without_an_id_token_is_a_failure_page(
@@ -396,7 +396,7 @@ def test_a_token_response_without_an_id_token_is_a_failure_page(
     integration("google")
     google.omit_id_token = True
     assert signed_in_through(guest_client, world, google).status_code == 502
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_oauth_failed"]
 
 
 def test_an_unreachable_provider_is_said_before_the_guest_leaves(
@@ -424,7 +424,7 @@ def test_an_integration_changed_during_the_flow_does_not_complete_it(
     integration("google")  # the operator switches the instance to another integration
     response = callback(guest_client, params)
     assert response.status_code == 503
-    assert world.count_rows() == (0, 0)
+    assert world.oauth_failures() == ["err_oauth_unavailable"]
 
 
 def test_a_forged_or_foreign_token_cannot_start_a_flow(
