@@ -297,3 +297,19 @@ def test_the_guest_portal_survives_nasty_values(runtime: Runtime, tenant: Tenant
                 guest.get("/guest/oauth/callback", params={"state": value, "code": value}),
             ):
                 assert response.status_code < 500, (value[:20], response.url, response.text[:300])
+
+
+def test_raw_nul_and_surrogate_bytes_in_a_json_body_are_400_not_stored(
+    client: TestClient, tenant: Tenant
+) -> None:
+    # Not escaped: the bytes themselves. Neither is JSON (a control character in a string, and
+    # CESU-8 surrogate bytes are not UTF-8), so the body is refused before any field is read.
+    before = client.get("/captive/instances", headers=tenant.headers).json()
+    for name in (b"a\x00b", b"a\xed\xa0\x80b"):
+        raw = b'{"name": "' + name + b'", "strategy": "coupon", "session_ttl": 3600}'
+        response = client.post(
+            "/captive/instances", headers={**tenant.headers, "content-type": "application/json"}, content=raw
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["type"] == "invalid_request_error"
+    assert client.get("/captive/instances", headers=tenant.headers).json() == before
