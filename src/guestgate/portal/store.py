@@ -209,6 +209,8 @@ _SQL_IMAGES = "SELECT id, kind, width, height FROM images WHERE instance_id = ?"
 _SQL_AUTH_PROVIDER = (
     "SELECT a.type FROM instances i JOIN auth_integrations a ON a.id = i.auth_integration_id WHERE i.id = ?"
 )
+# On PostgreSQL, `status = 'active'` and the equalities and order spelled as they are here let
+# the planner take the partial index ix_site_users_active_guest, whatever its statistics.
 _SQL_ACTIVE = (
     "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
     "FROM site_users WHERE site_id = ? AND ip_address = ? AND status = 'active' AND expires_at > ? "
@@ -221,15 +223,6 @@ _SQL_ACTIVE_SQLITE = (
     "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
     "FROM site_users WHERE site_id = ? AND ip_address = ? AND status = 'active' AND +expires_at > ? "
     "ORDER BY +expires_at DESC LIMIT 5"
-)
-# PostgreSQL likewise: without statistics on a young or fast-growing table, its planner takes
-# the (status, expires_at) index for the ORDER BY and filters every live session, a cost that
-# grows with each sign-in. As expressions, status and expires_at leave it the guest's own
-# (site_id, ip_address, ...) index.
-_SQL_ACTIVE_PG = (
-    "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
-    "FROM site_users WHERE site_id = ? AND ip_address = ? AND status || '' = 'active' "
-    "AND expires_at + interval '0 s' > ? ORDER BY expires_at DESC LIMIT 5"
 )
 _SQL_SESSION = (
     "SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id "
@@ -256,52 +249,17 @@ _SQL_INSERT_GRANTED = (
     "coupon_id, identity, status, started_at, expires_at, ended_at, end_reason) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, 'active', ?, ?, NULL, NULL)"
 )
-# PostgreSQL's redemption in one statement, run right after the guest's advisory lock (see
-# PostgresGuestStore.redeem): the instance, the guest's active session (the newest of its
-# five latest that is not another device's; found as `_SQL_ACTIVE_PG` finds it), and, only
-# if the instance exists and there is no such session, the conditional UPDATE of the coupon
-# and the session INSERT. An UPDATE that finds the coupon being redeemed concurrently waits,
-# re-checks `redeemed_at IS NULL` on the committed row and changes nothing: of concurrent
-# attempts exactly one wins.
-_PG_REDEEM = """
-WITH inst AS (
-    SELECT org_id, session_ttl FROM instances WHERE id = %(instance)s
-), recent AS (
-    SELECT id, site_id, instance_id, ip_address, mac_address, started_at, expires_at, coupon_id
-    FROM site_users
-    WHERE site_id = %(site)s AND ip_address = %(ip)s AND status || '' = 'active'
-    AND expires_at + interval '0 s' > %(now)s
-    ORDER BY expires_at DESC LIMIT 5
-), existing AS (
-    SELECT * FROM recent
-    WHERE %(mac)s::text IS NULL OR mac_address IS NULL OR mac_address = %(mac)s
-    ORDER BY expires_at DESC LIMIT 1
-), won AS (
-    UPDATE coupons SET redeemed_at = %(now)s
-    WHERE id = (SELECT id FROM coupons WHERE instance_id = %(instance)s AND code = %(code)s)
-    AND redeemed_at IS NULL AND expires_at > %(now)s
-    AND EXISTS (SELECT 1 FROM inst) AND NOT EXISTS (SELECT 1 FROM existing)
-    RETURNING id
-), made AS (
-    INSERT INTO site_users (id, org_id, site_id, instance_id, ip_address, mac_address, strategy,
-        coupon_id, identity, status, started_at, expires_at, ended_at, end_reason)
-    SELECT %(session)s, inst.org_id, %(site)s, %(instance)s, %(ip)s, %(mac)s, 'coupon',
-        won.id, NULL, 'active', %(now)s, %(now)s + make_interval(secs => inst.session_ttl), NULL, NULL
-    FROM won CROSS JOIN inst
-    RETURNING coupon_id
+# PostgreSQL's redemption: the function `guestgate_redeem_coupon` (migration 0004) takes the
+# guest's advisory lock, then, on a fresh snapshot, looks for the guest's active session and,
+# if there is none, spends the coupon and inserts the session. Its rows: ('instance', ...,
+# org_id, session_ttl) if the instance exists, ('existing', the session's columns ...) or
+# ('made', ..., coupon_id, ...). PL/pgSQL keeps the plans of its statements for the life of the
+# connection, so a sign-in costs the server the planning of this call only.
+_PG_REDEEM = (
+    "SELECT * FROM guestgate_redeem_coupon(%(instance)s, %(site)s, %(ip)s, %(mac)s, %(code)s, "
+    "%(now)s, %(session)s)"
 )
-SELECT 'existing', id, site_id, instance_id, ip_address, mac_address, started_at, expires_at,
-    coupon_id, NULL, NULL FROM existing
-UNION ALL
-SELECT 'instance', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, org_id, session_ttl FROM inst
-UNION ALL
-SELECT 'made', NULL, NULL, NULL, NULL, NULL, NULL, NULL, coupon_id, NULL, NULL FROM made
-"""
 _PG_LOCK_GUEST = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
-# BEGIN, the guest's lock, the redemption and COMMIT in one string for `redeem_async`.
-_PG_REDEEM_TX = (
-    "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(%(guest)s, 0));" + _PG_REDEEM + "; COMMIT"
-)
 _SQL_INSERT_AUDIT = (
     "INSERT INTO audit_events (org_id, at, actor, action, target_type, target_id, ip_address, detail) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -750,16 +708,18 @@ class SQLiteGuestStore(_SqlGuestStore):
 class PostgresGuestStore(_SqlGuestStore):
     """The store on PostgreSQL: a small pool of autocommit psycopg connections, used from threads.
 
-    Statements are not prepared (`prepare_threshold=None`). A prepared statement soon runs a
-    generic plan, made once, when `site_users` may still be small and without statistics:
-    the guest's-session look-up then walks every live session of the site (thousands of rows
-    a sign-in, more with each one) instead of the (site_id, ip_address, status) index. Planned
-    with its values each time, it finds the index as soon as the table is big enough to matter.
+    The redemption runs in the database function `guestgate_redeem_coupon` (migration 0004),
+    whose statements PL/pgSQL plans once per connection: soon with a generic plan, made
+    perhaps while `site_users` is small and without statistics. The guest's-session look-up
+    is written to match the partial index ix_site_users_active_guest (site_id, ip_address,
+    expires_at WHERE status = 'active'), which every such plan takes; the (status, expires_at)
+    and (site_id, started_at) indexes would walk every live session of the site, more with each
+    sign-in (tests/portal/test_store_plans.py checks the plans). The store's other statements
+    are not prepared (`prepare_threshold=None`): they are small and off the sign-in's path.
     """
 
     offload = True
     _placeholder = "%s"
-    _active_sql = _SQL_ACTIVE_PG
 
     def __init__(self, conninfo: str, *, pool_size: int = 8) -> None:
         self._conninfo = conninfo
@@ -811,20 +771,16 @@ class PostgresGuestStore(_SqlGuestStore):
     def redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:
         """Redeem a code atomically: a new session, the guest's existing one, or why not.
 
-        One network round trip: BEGIN, the guest's advisory lock, the redemption statement and
-        COMMIT go out together in pipeline mode. The lock is its own statement so that the
-        redemption's snapshot is taken after it is granted, and sees the session a concurrent
-        sign-in of the same guest has just committed. Only a refused code costs a second trip,
-        to tell unknown from used and expired and to write the audit event.
+        One network round trip and one transaction: the call of `guestgate_redeem_coupon`,
+        which takes the guest's advisory lock and then redeems on a snapshot taken after the
+        lock was granted, so it sees the session a concurrent sign-in of the same guest has
+        just committed. Only a refused code costs a second trip, to tell unknown from used
+        and expired and to write the audit event.
         """
         session_id, params = _pg_redeem_params(attempt, now)
         with self._reading() as conn:
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                self._lock_guest(conn, attempt.site_id, attempt.ip)
-                cursor = conn.execute(_PG_REDEEM, params)
-                conn.execute("COMMIT")
-            done, org_id = _pg_redeemed(attempt, now, session_id, cursor.fetchall(), self._session_of)
+            rows = conn.execute(_PG_REDEEM, params).fetchall()
+            done, org_id = _pg_redeemed(attempt, now, session_id, rows, self._session_of)
             if done is not None:
                 return done
             with conn.transaction():
@@ -850,14 +806,11 @@ class PostgresGuestStore(_SqlGuestStore):
                 )
             healthy = False
             try:
-                # The four statements as one simple-protocol message, values bound (quoted) on
-                # the client: one send and one reply, where pipeline mode cost four extended-
-                # protocol exchanges' worth of the server process's CPU (py-spy of
-                # bench/signin.py). Statements are not prepared either way (see the class).
+                # A simple-protocol message, values bound (quoted) on the client: one send
+                # and one reply, the cheapest exchange for the server process (py-spy of
+                # bench/signin.py); the function's own statements run from cached plans.
                 cursor = psycopg.AsyncClientCursor(conn)
-                await cursor.execute(_PG_REDEEM_TX, {**params, "guest": f"{attempt.site_id}|{attempt.ip}"})
-                cursor.nextset()  # the lock's result
-                cursor.nextset()  # the redemption's rows
+                await cursor.execute(_PG_REDEEM, params)
                 rows = await cursor.fetchall()
                 healthy = True
             finally:

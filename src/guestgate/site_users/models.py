@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestgate.db import Base, JSONDoc, UTCDateTime, UUIDStr, new_id, utcnow
@@ -19,6 +19,16 @@ class SiteUser(Base):
         Index(None, "site_id", "started_at"),
         Index(None, "site_id", "ip_address", "status"),
         Index(None, "status", "expires_at"),
+        # A guest's live sessions, newest first (the sign-in's look-up): its equality columns and
+        # its order leave a planner no better index, so a cached generic plan is safe (0004).
+        Index(
+            "ix_site_users_active_guest",
+            "site_id",
+            "ip_address",
+            "expires_at",
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)

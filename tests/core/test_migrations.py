@@ -1,0 +1,87 @@
+"""The migrations against the models, on both databases: what `upgrade` builds is what the models
+declare (so autogenerate finds nothing to do), and the latest migration goes down and up again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+import guestgate.models  # noqa: F401  (registers every table)
+from guestgate.db import Base, make_engine
+from guestgate.migrate import alembic_config, upgrade
+from tests.conftest import PG_ADMIN_URL, PG_DB
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an empty database of its own: a SQLite file, or a PostgreSQL database
+    created for the test and dropped after it."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    name = f"{PG_DB}_migrations"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    engine = make_engine(f"{base}/{name}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _differences(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+
+def _redeem_function(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM pg_proc WHERE proname = 'guestgate_redeem_coupon'")
+            ).scalar_one()
+        )
+
+
+def _site_user_indexes(engine: Engine) -> set[str]:
+    return {str(index["name"]) for index in inspect(engine).get_indexes("site_users")}
+
+
+def test_the_migrated_schema_is_what_the_models_declare(empty_engine: Engine) -> None:
+    upgrade(empty_engine)
+    assert _differences(empty_engine) == []
+
+
+def test_migration_0004_goes_down_and_up_again(empty_engine: Engine) -> None:
+    upgrade(empty_engine)
+    postgres = empty_engine.dialect.name == "postgresql"
+    assert "ix_site_users_active_guest" in _site_user_indexes(empty_engine)
+    if postgres:
+        assert _redeem_function(empty_engine) == 1
+    config = alembic_config(empty_engine.url.render_as_string(hide_password=False))
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    assert "ix_site_users_active_guest" not in _site_user_indexes(empty_engine)
+    assert "ix_site_users_site_id_ip_address_status" in _site_user_indexes(empty_engine)
+    if postgres:
+        assert _redeem_function(empty_engine) == 0
+    upgrade(empty_engine)
+    assert "ix_site_users_active_guest" in _site_user_indexes(empty_engine)
+    if postgres:
+        assert _redeem_function(empty_engine) == 1
+    assert _differences(empty_engine) == []
