@@ -6,6 +6,7 @@ Not a benchmark itself (`make bench` skips files starting with `_`). Everything 
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -19,6 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def server_settings(url: str, workdir: Path, port: int) -> dict[str, str]:
+    """What a benchmarked `guestgate serve` runs with: its database and data dir, fixed secrets,
+    no background jobs, warnings only in its log."""
+    return {
+        "GUESTGATE_DATABASE_URL": url,
+        "GUESTGATE_DATA_DIR": str(workdir),
+        "GUESTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "GUESTGATE_JWT_SECRET": "b" * 40,
+        "GUESTGATE_SIGNING_KEY": "s" * 40,
+        "GUESTGATE_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
+        "GUESTGATE_SCHEDULER_ENABLED": "false",
+        "GUESTGATE_LOG_LEVEL": "warning",
+    }
 
 
 def free_port() -> int:

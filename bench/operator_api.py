@@ -27,7 +27,6 @@ Targets: p50 under 30 ms for a batch, under 20 ms for a page. The server's resid
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import json
 import os
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from _procs import Profiler, Usage, Watch, free_port
+from _procs import Profiler, Usage, Watch, free_port, server_settings
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = "guestgate_bench_operator"
@@ -105,16 +104,9 @@ def drop_pg_database() -> None:
 
 def environment(url: str, workdir: Path, port: int) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("GUESTGATE_")}
+    env.update(server_settings(url, workdir, port))
     env.update(
         {
-            "GUESTGATE_DATABASE_URL": url,
-            "GUESTGATE_DATA_DIR": str(workdir),
-            "GUESTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "GUESTGATE_JWT_SECRET": "b" * 40,
-            "GUESTGATE_SIGNING_KEY": "s" * 40,
-            "GUESTGATE_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
-            "GUESTGATE_SCHEDULER_ENABLED": "false",
-            "GUESTGATE_LOG_LEVEL": "warning",
             # The per-token limit stays on (its check is part of every request's cost), set
             # above what one client sends back to back.
             "GUESTGATE_RATE_LIMIT_PER_MINUTE": "1000000",

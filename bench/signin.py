@@ -65,7 +65,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from _procs import Profiler, Usage, Watch, cpu_seconds, free_port, postgres_backends, require_tool
+from _procs import (
+    Profiler,
+    Usage,
+    Watch,
+    cpu_seconds,
+    free_port,
+    postgres_backends,
+    require_tool,
+    server_settings,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -342,19 +351,8 @@ def start_server(
         )
         command = [sys.executable, "-m", "uvicorn", "signin:bare_app", "--app-dir", str(BENCH_DIR), *flags]
     else:
-        env.update(
-            {
-                "GUESTGATE_DATABASE_URL": url,
-                "GUESTGATE_DATA_DIR": str(workdir),
-                "GUESTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                "GUESTGATE_JWT_SECRET": "b" * 40,
-                "GUESTGATE_SIGNING_KEY": "s" * 40,
-                "GUESTGATE_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
-                "GUESTGATE_SCHEDULER_ENABLED": "false",
-                "GUESTGATE_LOG_LEVEL": "warning",
-                "GUESTGATE_PORTAL_TRUSTED_PROXIES": TRUSTED_PROXY,
-            }
-        )
+        env.update(server_settings(url, workdir, port))
+        env["GUESTGATE_PORTAL_TRUSTED_PROXIES"] = TRUSTED_PROXY
         env.pop("GUESTGATE_REDIS_URL", None)
         if args.pg_pool is not None:
             env["GUESTGATE_PORTAL_PG_POOL_SIZE"] = str(args.pg_pool)
