@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -227,3 +229,91 @@ def test_pooled_connections_the_server_ended_are_dropped_not_handed_to_a_guest(
     finally:
         store.close()
     assert len(world.sessions()) == 3
+
+
+def _hold_write_lock(db_url: str, seconds: float) -> threading.Thread:
+    """Another process's writer: holds SQLite's write lock for `seconds` on its own connection."""
+    import sqlite3
+
+    held = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(make_url(db_url).database or "", isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(5)
+    return thread
+
+
+async def _largest_stall(work: asyncio.Task[Any]) -> float:
+    """The longest the event loop went without running a 5 ms ticker while `work` ran."""
+    largest = 0.0
+    last = time.monotonic()
+    while not work.done():
+        await asyncio.sleep(0.005)
+        now = time.monotonic()
+        largest = max(largest, now - last)
+        last = now
+    return largest
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_sign_in_waiting_for_a_sqlite_lock_leaves_the_event_loop_free(world: World, db_url: str) -> None:
+    world.coupon("ABC234")
+    store = open_store(db_url)
+    now = world.clock()
+    holder = _hold_write_lock(db_url, 0.6)
+
+    async def sign_in() -> tuple[RedeemResult, float, float]:
+        started = time.monotonic()
+        work = asyncio.create_task(_redeem(store, _attempt(world, "10.0.1.10", "ABC234"), now))
+        stall = await _largest_stall(work)
+        return await work, stall, time.monotonic() - started
+
+    try:
+        result, stall, waited = asyncio.run(sign_in())
+    finally:
+        holder.join()
+        store.close()
+    assert result.outcome is Outcome.SUCCESS
+    assert waited >= 0.3  # it did wait for the lock ...
+    assert stall < 0.2  # ... without stopping the loop (SQLite's busy handler would stop it ~0.6 s)
+    assert len(world.sessions()) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_sqlite_lock_held_past_the_timeout_is_database_locked_with_nothing_written(
+    world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    world.coupon("ABC234")
+    store = open_store(db_url)
+    now = world.clock()
+    holder = _hold_write_lock(db_url, 1.0)
+
+    async def sign_in() -> float:
+        work = asyncio.create_task(_redeem(store, _attempt(world, "10.0.1.10", "ABC234"), now))
+        stall = await _largest_stall(work)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await work
+        return stall
+
+    try:
+        stall = asyncio.run(sign_in())
+        assert stall < 0.2
+        holder.join()
+        # The lock is gone: the same store signs the guest in.
+        retried = asyncio.run(_redeem(store, _attempt(world, "10.0.1.10", "ABC234"), now))
+        assert retried.outcome is Outcome.SUCCESS
+    finally:
+        holder.join()
+        store.close()
+    assert len(world.sessions()) == 1

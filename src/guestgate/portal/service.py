@@ -182,6 +182,10 @@ class Portal:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         if self.store.offload:
             return await anyio.to_thread.run_sync(lambda: fn(*args))
+        # A store on the event loop (SQLite) that can wait for a lock without blocking the loop.
+        call: Callable[..., Awaitable[T]] | None = getattr(self.store, "call", None)
+        if call is not None:
+            return await call(fn, *args)
         return fn(*args)
 
     async def _redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:

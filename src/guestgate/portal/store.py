@@ -19,6 +19,7 @@ import queue
 import select
 import sqlite3
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio.to_thread
 import psycopg
@@ -37,6 +38,17 @@ from sqlalchemy.engine import make_url
 from guestgate import networks
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How a sign-in waits for another process's SQLite write lock without holding up the event loop.
+SQLITE_BUSY_FIRST_DELAY_SECONDS = 0.001
+SQLITE_BUSY_MAX_DELAY_SECONDS = 0.05
+
+T = TypeVar("T")
+
+
+class StoreBusy(sqlite3.OperationalError):
+    """Another connection holds the SQLite write lock; nothing was done, the call can be retried."""
+
+
 CHECKPOINT_EVERY_COMMITS = 200
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 # WAL frames (pages) past which the writer finishes a checkpoint itself so the log starts over.
@@ -596,6 +608,55 @@ class SQLiteGuestStore(_SqlGuestStore):
         self._restart = threading.Event()
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        # Set while `call` runs a method on the event loop: a busy write lock raises at once.
+        self._nowait = threading.local()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the event loop, never blocking it on another process's write lock.
+
+        The store's own connection does not wait in SQLite's busy handler (that would stop the
+        whole event loop, every guest of this process, for as long as an operator's batch or a
+        worker holds the lock). A write that finds the lock taken gives up before doing anything
+        (StoreBusy at BEGIN) and is tried again after an `await`, with a growing pause, until
+        `SQLITE_BUSY_TIMEOUT_MS`; then the caller gets the "database is locked" error (a 503).
+        """
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = SQLITE_BUSY_FIRST_DELAY_SECONDS
+        while True:
+            self._nowait.on = True
+            try:
+                return fn(*args)
+            except StoreBusy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise sqlite3.OperationalError("database is locked") from None
+            finally:
+                self._nowait.on = False
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, SQLITE_BUSY_MAX_DELAY_SECONDS)
+
+    async def redeem_async(self, attempt: Redemption, now: datetime) -> RedeemResult:
+        """`redeem` through `call`: the sign-in path's way in."""
+        return await self.call(self.redeem, attempt, now)
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock: at once or StoreBusy under `call`, else waiting like SQLite's busy handler."""
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = SQLITE_BUSY_FIRST_DELAY_SECONDS
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if getattr(self._nowait, "on", False):
+                    raise StoreBusy(str(exc)) from exc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, SQLITE_BUSY_MAX_DELAY_SECONDS)
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -615,6 +676,8 @@ class SQLiteGuestStore(_SqlGuestStore):
             conn = self._open()
             conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
+            # Never wait inside SQLite: `_begin_immediate` waits, and on the event loop it awaits.
+            conn.execute("PRAGMA busy_timeout=0")
             self._conn = conn
             self._stop = threading.Event()
             self._checkpointer = threading.Thread(
@@ -652,7 +715,7 @@ class SQLiteGuestStore(_SqlGuestStore):
             conn = self._connection()
             # IMMEDIATE takes the write lock up front: a deferred transaction that reads first
             # could fail with SQLITE_BUSY on upgrade instead of waiting its turn.
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(conn)
             try:
                 yield conn
             except BaseException:
