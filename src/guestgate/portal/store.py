@@ -254,12 +254,7 @@ _SQL_COUPON_STATE = "SELECT redeemed_at FROM coupons WHERE instance_id = ? AND c
 _SQL_INSERT_SESSION = (
     "INSERT INTO site_users (id, org_id, site_id, instance_id, ip_address, mac_address, strategy, "
     "coupon_id, identity, status, started_at, expires_at, ended_at, end_reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, 'coupon', ?, NULL, 'active', ?, ?, NULL, NULL)"
-)
-_SQL_INSERT_GRANTED = (
-    "INSERT INTO site_users (id, org_id, site_id, instance_id, ip_address, mac_address, strategy, "
-    "coupon_id, identity, status, started_at, expires_at, ended_at, end_reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, 'active', ?, ?, NULL, NULL)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, NULL, NULL)"
 )
 # PostgreSQL's redemption: the function `guestgate_redeem_coupon` (migration 0004) takes the
 # guest's advisory lock, then, on a fresh snapshot, looks for the guest's active session and,
@@ -392,30 +387,10 @@ class _SqlGuestStore(ABC):
                     self._sql(_SQL_REDEEM), (stamp, attempt.instance_id, attempt.code, stamp)
                 ).fetchall()
                 if won:
-                    session = GuestSession(
-                        id=str(uuid.uuid4()),
-                        site_id=attempt.site_id,
-                        instance_id=attempt.instance_id,
-                        ip=attempt.ip,
-                        mac=attempt.mac,
-                        started_at=now,
-                        expires_at=now + timedelta(seconds=int(instance[1])),
-                        coupon_id=won[0][0],
+                    session = new_session(
+                        str(uuid.uuid4()), attempt, now, int(instance[1]), coupon_id=won[0][0]
                     )
-                    conn.execute(
-                        self._sql(_SQL_INSERT_SESSION),
-                        (
-                            session.id,
-                            org_id,
-                            session.site_id,
-                            session.instance_id,
-                            session.ip,
-                            session.mac,
-                            session.coupon_id,
-                            self._ts(session.started_at),
-                            self._ts(session.expires_at),
-                        ),
-                    )
+                    self._insert_session(conn, session, instance[0], strategy="coupon", identity=None)
                     return RedeemResult(Outcome.SUCCESS, session, org_id)
             return self._refused(conn, attempt, org_id, now)
 
@@ -443,31 +418,29 @@ class _SqlGuestStore(ABC):
             existing = self._active(conn, grant.site_id, grant.ip, grant.mac, now)
             if existing is not None:
                 return RedeemResult(Outcome.ALREADY_ACTIVE, existing, org_id)
-            session = GuestSession(
-                id=str(uuid.uuid4()),
-                site_id=grant.site_id,
-                instance_id=grant.instance_id,
-                ip=grant.ip,
-                mac=grant.mac,
-                started_at=now,
-                expires_at=now + timedelta(seconds=int(instance[1])),
-            )
-            conn.execute(
-                self._sql(_SQL_INSERT_GRANTED),
-                (
-                    session.id,
-                    org_id,
-                    session.site_id,
-                    session.instance_id,
-                    session.ip,
-                    session.mac,
-                    grant.strategy,
-                    self._json_in(grant.identity),
-                    self._ts(session.started_at),
-                    self._ts(session.expires_at),
-                ),
-            )
+            session = new_session(str(uuid.uuid4()), grant, now, int(instance[1]))
+            self._insert_session(conn, session, org_id, strategy=grant.strategy, identity=grant.identity)
             return RedeemResult(Outcome.SUCCESS, session, org_id)
+
+    def _insert_session(
+        self, conn: Any, session: GuestSession, org_id: str, *, strategy: str, identity: Any
+    ) -> None:
+        conn.execute(
+            self._sql(_SQL_INSERT_SESSION),
+            (
+                session.id,
+                org_id,
+                session.site_id,
+                session.instance_id,
+                session.ip,
+                session.mac,
+                strategy,
+                session.coupon_id,
+                None if identity is None else self._json_in(identity),
+                self._ts(session.started_at),
+                self._ts(session.expires_at),
+            ),
+        )
 
     def audit(self, records: list[AuditRecord], now: datetime) -> None:
         """Write audit events."""
@@ -549,17 +522,29 @@ def _pg_redeemed(
     made = found.get("made")
     if made is None:
         return None, org_id
-    session = GuestSession(
-        id=session_id,
-        site_id=attempt.site_id,
-        instance_id=attempt.instance_id,
-        ip=attempt.ip,
-        mac=attempt.mac,
-        started_at=now,
-        expires_at=now + timedelta(seconds=int(instance[10])),
-        coupon_id=made[8],
-    )
+    session = new_session(session_id, attempt, now, int(instance[10]), coupon_id=made[8])
     return RedeemResult(Outcome.SUCCESS, session, org_id), org_id
+
+
+def new_session(
+    session_id: str,
+    guest: Redemption | Grant,
+    now: datetime,
+    ttl_seconds: int,
+    *,
+    coupon_id: str | None = None,
+) -> GuestSession:
+    """The session a sign-in of `guest` starts at `now`, lasting the instance's `ttl_seconds`."""
+    return GuestSession(
+        id=session_id,
+        site_id=guest.site_id,
+        instance_id=guest.instance_id,
+        ip=guest.ip,
+        mac=guest.mac,
+        started_at=now,
+        expires_at=now + timedelta(seconds=ttl_seconds),
+        coupon_id=coupon_id,
+    )
 
 
 def failure_record(attempt: Redemption, outcome: Outcome, org_id: str | None) -> AuditRecord:
