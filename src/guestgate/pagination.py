@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, func, literal, or_
+from sqlalchemy import Integer, Select, and_, func, literal, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from guestgate.errors import ParameterInvalid
@@ -71,7 +71,8 @@ def fetch_page(
 ) -> Page[T]:
     """Run `stmt` newest first from the cursor, one row more than the limit to find the next page."""
     if page.after is not None:
-        stamp, row_id = page.after
+        stamp, raw_id = page.after
+        row_id = _cursor_id(ident, raw_id)
         # `created <= stamp` says nothing the OR does not, but it is the half an index on
         # (..., created) can seek to: a deep page starts there instead of filtering every row
         # of the pages before it.
@@ -89,4 +90,14 @@ def fetch_page(
         return Page(rows, None)
     rows = rows[: page.limit]
     last = rows[-1]
-    return Page(rows, encode_cursor(getattr(last, created.key), getattr(last, ident.key)))
+    return Page(rows, encode_cursor(getattr(last, created.key), str(getattr(last, ident.key))))
+
+
+def _cursor_id(ident: InstrumentedAttribute[Any], raw_id: str) -> str | int:
+    """The cursor's id as the id column compares it: text, or a number for integer ids."""
+    if not isinstance(ident.type, Integer):
+        return raw_id
+    try:
+        return int(raw_id)
+    except ValueError as exc:
+        raise ParameterInvalid("cursor", "is not a cursor this API returned") from exc

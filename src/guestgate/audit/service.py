@@ -16,16 +16,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guestgate.audit.models import AuditEvent
 from guestgate.audit.schemas import AuditEvent as AuditEventOut
 from guestgate.audit.schemas import AuditFilter
 from guestgate.db import utcnow
-from guestgate.errors import ParameterInvalid
 from guestgate.logs import is_secret_key
-from guestgate.pagination import Page, PageRequest, encode_cursor
+from guestgate.pagination import Page, PageRequest, fetch_page
 
 _ACTOR_KEY = "guestgate.audit.actor"
 
@@ -117,21 +116,7 @@ def list_events(
         stmt = stmt.where(AuditEvent.at >= filters.since)
     if filters.until is not None:
         stmt = stmt.where(AuditEvent.at < filters.until)
-    if page.after is not None:
-        # The shared cursor carries the id as text; audit ids are integers.
-        stamp, raw_id = page.after
-        try:
-            after_id = int(raw_id)
-        except ValueError as exc:
-            raise ParameterInvalid("cursor", "is not a cursor this API returned") from exc
-        stmt = stmt.where(or_(AuditEvent.at < stamp, and_(AuditEvent.at == stamp, AuditEvent.id < after_id)))
-    rows = list(
-        session.scalars(stmt.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(page.limit + 1))
-    )
-    if len(rows) <= page.limit:
-        return Page(rows, None)
-    rows = rows[: page.limit]
-    return Page(rows, encode_cursor(rows[-1].at, str(rows[-1].id)))
+    return fetch_page(session, stmt, page, AuditEvent.at, AuditEvent.id)
 
 
 def to_out(event: AuditEvent) -> AuditEventOut:
