@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guestgate.error_handlers import error_body
-from guestgate.errors import GuestgateError, PayloadTooLarge, RateLimited, kind_of
+from guestgate.error_handlers import error_response
+from guestgate.errors import GuestgateError, PayloadTooLarge, RateLimited
 from guestgate.ops import metrics, ratelimit
 from guestgate.security import TokenVerifier
 
 # Paths under /captive reachable without a bearer token: they carry their own signature.
 PUBLIC_PREFIXES = ("/captive/coupons", "/captive/assets/")
-
-
-async def _send_error(send: Send, error: GuestgateError, public_url: str) -> None:
-    body = json.dumps(error_body(error, public_url)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": kind_of(error).status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class OperatorAuthMiddleware:
@@ -54,7 +42,7 @@ class OperatorAuthMiddleware:
         try:
             principal = self.verifier.verify(authorization)
         except GuestgateError as error:
-            await _send_error(send, error, self.public_url)
+            await error_response(error, self.public_url)(scope, receive, send)
             return
         if self.limiter is not None and authorization is not None:
             retry_after = await ratelimit.check(self.limiter, authorization.partition(" ")[2].strip())
@@ -64,7 +52,7 @@ class OperatorAuthMiddleware:
                     "Too many requests with this token. Retry after the number of seconds in Retry-After.",
                     retry_after=retry_after,
                 )
-                await _send_error(send, limited, self.public_url)
+                await error_response(limited, self.public_url)(scope, receive, send)
                 return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
@@ -92,7 +80,7 @@ class BodyLimitMiddleware:
             return
         for key, value in scope["headers"]:
             if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_error(send, self._error(), self.public_url)
+                await error_response(self._error(), self.public_url)(scope, receive, send)
                 return
         received = 0
         started = False
@@ -116,7 +104,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except PayloadTooLarge as error:
             if not started:
-                await _send_error(send, error, self.public_url)
+                await error_response(error, self.public_url)(scope, receive, send)
 
     def _error(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"The request body is larger than {self.max_bytes} bytes.")
