@@ -96,14 +96,7 @@ class Renderer:
         """The page `template` for `instance` (or the default theme) in `t`'s language."""
         nonce = secrets.token_urlsafe(16)
         html = self._template(template).render(
-            t=t,
-            title=title,
-            brand=instance,
-            style=self._style(theme.palette_key(instance.theme if instance else None)),
-            base=base,
-            **self._urls(instance, now),
-            nonce=nonce,
-            **context,
+            **self._frame(t, title, instance, base), **self._urls(instance, now), nonce=nonce, **context
         )
         return Page(html.encode(), nonce)
 
@@ -177,13 +170,7 @@ class Renderer:
                 for name, value in values.items()
             }
             html = self._template(template).render(
-                t=t,
-                title=title,
-                brand=instance,
-                style=self._style(theme.palette_key(instance.theme if instance else None)),
-                base=base,
-                **marked,
-                **context,
+                **self._frame(t, title, instance, base), **marked, **context
             )
             parts = _MARKS.split(html)
             pieces = tuple(parts[0::3])
@@ -195,6 +182,11 @@ class Renderer:
             log.warning("portal.page_not_fillable", template=template)
             return None
         return rendered[0]
+
+    def _frame(self, t: Translator, title: str, instance: InstanceInfo | None, base: str) -> dict[str, Any]:
+        """What every page's layout takes: language, title, brand, its stylesheet, the portal's path."""
+        style = self._style(theme.palette_key(instance.theme if instance else None))
+        return {"t": t, "title": title, "brand": instance, "style": style, "base": base}
 
     def _template(self, name: str) -> Template:
         compiled = self._templates.get(name)
