@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from guestgate.errors import DatabaseUnavailable, GuestgateError, InsufficientStorage
@@ -101,6 +101,11 @@ def new_id() -> str:
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(UTC)
+
+
+def libpq_conninfo(url: str | URL) -> str:
+    """A PostgreSQL SQLAlchemy URL as psycopg's own connections take it (password included)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from guestgate.db import libpq_conninfo
 from guestgate.portal import store as store_module
 from guestgate.portal.routes import build
 from guestgate.portal.store import (
@@ -183,7 +184,7 @@ def _terminate_backends(db_url: str, pids: list[int]) -> None:
     """What a PostgreSQL restart does to the store's idle connections: FATAL, then end of file."""
     import psycopg
 
-    conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = libpq_conninfo(db_url)
     with psycopg.connect(conninfo, autocommit=True) as admin:
         for pid in pids:
             assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)

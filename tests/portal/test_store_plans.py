@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import bindparam, make_url, text
+from sqlalchemy import bindparam, text
 
-from guestgate.db import UTCDateTime
+from guestgate.db import UTCDateTime, libpq_conninfo
 from guestgate.portal import store as portal_store
 from guestgate.portal.store import Outcome, Redemption, open_store
 from tests.portal.conftest import World
@@ -70,7 +70,7 @@ ON_POSTGRESQL = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 @pytest.fixture
 def pg(world: World, db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A connection to the test's PostgreSQL database."""
-    conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = libpq_conninfo(db_url)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         yield conn
 

@@ -29,6 +29,7 @@ import structlog
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from guestgate.db import libpq_conninfo
 from guestgate.gateways.agent import AgentFeed, FeedChange
 
 log = structlog.get_logger(__name__)
@@ -44,7 +45,7 @@ class AgentBus:
     def __init__(self, engine: Engine, feed: AgentFeed) -> None:
         self._engine = engine
         self._feed = feed
-        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dsn = libpq_conninfo(engine.url)
         # Messages carry their sender, so a process does not apply its own changes twice.
         self._origin = secrets.token_hex(8)
         self._stop = threading.Event()

@@ -36,6 +36,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.engine import make_url
 
 from guestgate import networks
+from guestgate.db import libpq_conninfo
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # How a sign-in waits for another process's SQLite write lock without holding up the event loop.
@@ -206,7 +207,7 @@ def open_store(database_url: str, *, pg_pool_size: int = 8) -> GuestStore:
             raise ValueError("the guest portal needs a SQLite file, not an in-memory database")
         return SQLiteGuestStore(url.database)
     if url.get_backend_name() == "postgresql":
-        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conninfo = libpq_conninfo(url)
         return PostgresGuestStore(conninfo, pool_size=pg_pool_size)
     raise ValueError(f"the guest portal does not support '{url.get_backend_name()}' databases")
 
