@@ -35,6 +35,7 @@ from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_READ
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
+from guestgate.sites.service import reported_state
 
 STATES = ("ok", "unreachable", "misconfigured", "unknown", "not_enforcing")
 
@@ -126,9 +127,7 @@ class MetricsApp:
             active = active.where(SiteUser.org_id == org_id)
         with self.runtime.sessions() as session:
             rows = {
-                site_id: _SiteRow(
-                    org, site_id, driver, "not_enforcing" if driver == "none" else state, last_sync
-                )
+                site_id: _SiteRow(org, site_id, driver, reported_state(driver, state), last_sync)
                 for org, site_id, driver, state, last_sync in session.execute(sites.order_by(Site.id))
             }
             counts = session.execute(active.group_by(SiteUser.site_id))

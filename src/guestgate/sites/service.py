@@ -117,10 +117,15 @@ def gateway_secrets(site: Site, *, box: SecretBox) -> dict[str, str]:
     return loaded
 
 
+def reported_state(driver: str, status: str) -> str:
+    """The gateway state a site reports: its last sync's, or `not_enforcing` for the `none` driver."""
+    return "not_enforcing" if driver == "none" else status
+
+
 def to_out(site: Site) -> SiteOut:
     """The API representation of a site."""
     config: dict[str, Any] = dict(site.gateway_config or {})
-    state = "not_enforcing" if site.gateway_driver == "none" else site.gateway_status
+    state = reported_state(site.gateway_driver, site.gateway_status)
     return SiteOut(
         id=site.id,
         name=site.name,
