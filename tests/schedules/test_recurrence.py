@@ -431,6 +431,13 @@ def test_slots_between_fold_day_has_one_slot() -> None:
     assert slots == [utc(2025, 11, 2, 5, 30), utc(2025, 11, 3, 6, 30)]
 
 
+def test_slots_between_a_skipped_day_and_the_next_day_at_midnight_are_one_slot() -> None:
+    # Samoa skipped 2011-12-30: its midnight slot runs when the gap ends, Saturday 00:00, which
+    # is Saturday's own midnight slot. One instant is one slot (the runner keys batches by it).
+    slots = between(utc(2011, 12, 30, 9, 59), utc(2011, 12, 31, 10), tz="Pacific/Apia")
+    assert slots == [utc(2011, 12, 30, 10), utc(2011, 12, 31, 10)]
+
+
 def test_slots_between_limit_keeps_the_oldest() -> None:
     slots = between(utc(2025, 1, 1), utc(2026, 1, 1), limit=2, kind="monthly", dom=31, at="12:00")
     assert slots == [utc(2025, 1, 31, 12), utc(2025, 2, 28, 12)]

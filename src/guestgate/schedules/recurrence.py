@@ -90,13 +90,17 @@ class Rule:
         return resolve_local(datetime.combine(day, self.at), self.zone)
 
     def slots_after(self, after: datetime) -> Iterator[datetime]:
-        """Every slot strictly after `after` (aware), in order, forever."""
+        """Every slot strictly after `after` (aware), in order, each instant once, forever."""
         _check_aware(after)
         start = after.astimezone(self.zone).date() - _LOOKBACK
+        last = after
         for day in self.dates_from(start):
             slot = self.slot_on(day)
-            if slot > after:
+            # A day a DST gap (or a skipped date: Samoa's 2011-12-30) swallowed whole runs at the end
+            # of the gap, which can be the next day's slot itself: one instant is one slot.
+            if slot > last:
                 yield slot
+                last = slot
 
 
 def parse_time_of_day(value: str) -> time:
