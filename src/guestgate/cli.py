@@ -190,8 +190,8 @@ def token_create(
         typer.Option(
             metavar="DURATION",
             parser=lambda text: _duration(text, minimum=60),
-            help="Lifetime: seconds (3600) or 90m, 12h, 30d; at least 60 s.",
-            show_default="30d",
+            help="Lifetime: seconds (3600) or 90m, 12h, 30d; at least 60 s; default 30d.",
+            show_default=False,
         ),
     ] = 30 * 24 * 3600,
     sub: Annotated[str, typer.Option(help="Who the token is for (the `sub` claim).")] = "operator",
