@@ -210,7 +210,8 @@ def test_a_wrong_command_line_is_exit_2(workdir: Path) -> None:
     assert run(workdir, "token", "create", "--org", "a", "--ttl", "soon").code == ExitCode.USAGE
 
 
-def test_serve_on_port_0_names_the_port_it_took_in_every_url(workdir: Path) -> None:
+@pytest.mark.parametrize("log_json", ["false", "true"], ids=["console-logs", "json-logs"])
+def test_serve_on_port_0_names_the_port_it_took_in_every_url(workdir: Path, log_json: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUESTGATE_")}
     env.update(
         {
@@ -218,6 +219,7 @@ def test_serve_on_port_0_names_the_port_it_took_in_every_url(workdir: Path) -> N
             "GUESTGATE_JWT_SECRET": TEST_KEYS["jwt_secret"],
             "GUESTGATE_SIGNING_KEY": TEST_KEYS["signing_key"],
             "GUESTGATE_ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
+            "GUESTGATE_LOG_JSON": log_json,
         }
     )
     process = subprocess.Popen(
