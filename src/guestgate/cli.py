@@ -6,6 +6,8 @@ Exit codes are `guestgate.startup.ExitCode` (the table in the README).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -47,6 +49,20 @@ def _settings(data_dir: Path | None = None, *, create_secrets: bool = True) -> S
 
 def _migrate(settings: Settings) -> None:
     startup.migrate(settings)
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    """A session on the (migrated) database of `settings`, for a command's few queries."""
+    from guestgate.db import make_engine, make_sessionmaker
+
+    _migrate(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 @app.command()
@@ -202,7 +218,6 @@ def token_create(
     A server accepts the token only if it verifies it with the same JWT secret: run this with the
     server's data directory (--data-dir or GUESTGATE_DATA_DIR) or its GUESTGATE_JWT_SECRET.
     """
-    from guestgate.db import make_engine, make_sessionmaker
     from guestgate.orgs import service as org_service
 
     scopes = scope or [SCOPE_READ, SCOPE_WRITE]
@@ -221,18 +236,13 @@ def token_create(
             err=True,
         )
         raise typer.Exit(startup.ExitCode.CONFIG)
-    _migrate(settings)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            created = not org_service.exists(org, session=session)
-            if created and not create_org:
-                typer.echo(_unknown_org(org, settings, session=session), err=True)
-                raise typer.Exit(startup.ExitCode.FAILED)
-            org_service.ensure(org, session=session)
-            session.commit()
-    finally:
-        engine.dispose()
+    with _session(settings) as session:
+        created = not org_service.exists(org, session=session)
+        if created and not create_org:
+            typer.echo(_unknown_org(org, settings, session=session), err=True)
+            raise typer.Exit(startup.ExitCode.FAILED)
+        org_service.ensure(org, session=session)
+        session.commit()
     token = mint_token(settings, org=org, subject=sub, scopes=scopes, ttl_seconds=ttl)
     if created:
         typer.echo(f"created org '{org}'", err=True)
@@ -276,18 +286,11 @@ def org_list(
     data_dir: DataDir = None,
 ) -> None:
     """List the orgs of this database with their instance and site counts."""
-    from guestgate.db import make_engine, make_sessionmaker
     from guestgate.orgs import service as org_service
 
-    settings = _settings(data_dir)
-    _migrate(settings)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            orgs = org_service.summaries(limit=limit, session=session)
-            total = org_service.count(session=session)
-    finally:
-        engine.dispose()
+    with _session(_settings(data_dir)) as session:
+        orgs = org_service.summaries(limit=limit, session=session)
+        total = org_service.count(session=session)
     if not orgs:
         typer.echo("no orgs yet: `guestgate token create --org ORG --create-org` makes one", err=True)
         return
@@ -446,24 +449,18 @@ def gateway_entry_url(
     from guestgate.errors import NotFound
     from guestgate.gateways import service as gateway_service
     from guestgate.portal.entry_signing import entry_query
-    from guestgate.runtime import Runtime
 
     try:
         address = str(ipaddress.ip_address(ip.strip()))
     except ValueError:
         raise typer.BadParameter(f"'{ip}' is not an IP address", param_hint="--ip") from None
     settings = _settings(data_dir)
-    _migrate(settings)
-    runtime = Runtime.build(settings)
     try:
-        with runtime.sessions() as session:
-            site = gateway_service.find_site(site_id, session=session)
-            site_id = site.id
+        with _session(settings) as session:
+            site_id = gateway_service.find_site(site_id, session=session).id
     except NotFound as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(startup.ExitCode.FAILED) from exc
-    finally:
-        runtime.close()
     query = entry_query(settings, site_id=site_id, ip=address, mac=mac, orig=orig, now=utcnow())
     typer.echo(f"{settings.public_url}/guest/entry?{urlencode(query)}")
 

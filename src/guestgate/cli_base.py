@@ -68,8 +68,10 @@ def _no_range() -> None:
     return None
 
 
-class Command(TyperCommand):
-    """A `guestgate` command: classic metavars and usage, re-flowed help."""
+class _ClassicHelp:
+    """What commands and groups share: re-flowed help, classic metavars, `--help` without a tag."""
+
+    params: list[click.Parameter]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["help"] = reflow(kwargs.get("help"))
@@ -78,10 +80,14 @@ class Command(TyperCommand):
 
     def get_help_option(self, ctx: click.Context) -> Any:
         """`--help`, without a `<bool>` tag."""
-        option = super().get_help_option(ctx)
+        option = super().get_help_option(ctx)  # type: ignore[misc]
         if option is not None:
             _classic_params([option])
         return option
+
+
+class Command(_ClassicHelp, TyperCommand):
+    """A `guestgate` command: classic metavars and usage, re-flowed help."""
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         """`[OPTIONS] SITE_ID`: a required argument bare, an optional one in brackets."""
@@ -94,20 +100,8 @@ class Command(TyperCommand):
         return pieces
 
 
-class Group(TyperGroup):
+class Group(_ClassicHelp, TyperGroup):
     """A `guestgate` command group; the root one turns start-up errors into a message and an exit code."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["help"] = reflow(kwargs.get("help"))
-        super().__init__(*args, **kwargs)
-        _classic_params(self.params)
-
-    def get_help_option(self, ctx: click.Context) -> Any:
-        """`--help`, without a `<bool>` tag."""
-        option = super().get_help_option(ctx)
-        if option is not None:
-            _classic_params([option])
-        return option
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         """The group's options (the root's completion options among them), with classic metavars."""
