@@ -14,6 +14,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,7 @@ MIN_SECRET_BYTES = 32
 SECRETS_FILE = "secrets.env"
 # The secrets that can be generated for an embedded set-up, with how each is made.
 GENERATED_SECRETS = ("jwt_secret", "encryption_key", "signing_key")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 # How messages name the data directory.
 DATA_DIR_WHAT = "The data directory (--data-dir or GUESTGATE_DATA_DIR)"
 
@@ -195,7 +197,35 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, such as https://portal.example.com")
         return value.rstrip("/")
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
+    @field_validator("portal_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        from guestgate.portal.config import parse_proxies  # the portal's own parser: one rule
+
+        try:
+            parse_proxies(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("GUESTGATE_PORTAL_TRUSTED_PROXIES: ")) from None
+        return value
 
     @model_validator(mode="after")
     def _default_public_url(self) -> Settings:
@@ -335,7 +365,7 @@ def settings_error(exc: ValidationError) -> ConfigError:
         field = Settings.model_fields.get(name)
         secret = field is not None and "SecretStr" in str(field.annotation)
         shown = "" if secret else "=" + repr(error.get("input"))[:60]
-        reason = str(error["msg"])
+        reason = str(error["msg"]).removeprefix("Value error, ")
         lines.append(f"GUESTGATE_{name.upper()}{shown}: {reason[:1].lower() + reason[1:]}.")
     return ConfigError(
         "guestgate cannot start: a setting has a value it cannot use (environment or ./.env):\n  "

@@ -105,6 +105,23 @@ def test_several_bad_settings_are_named_one_line_each(workdir: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("log_level", "verbose", "must be one of debug, info, warning, error"),
+        ("portal_trusted_proxies", "10.0.0.1,garbage", "'garbage' is not an IP address or CIDR"),
+        ("public_url", "portal.example.com", "must be an http:// or https:// URL"),
+        ("jwt_jwks_url", "idp.example.com/jwks", "must be an http:// or https:// URL"),
+        ("scheduler_enabled", "perhaps", "boolean"),
+    ],
+)
+def test_a_setting_that_used_to_crash_later_is_named_at_start(
+    workdir: Path, name: str, value: str, reason: str
+) -> None:
+    outcome = run(workdir, "serve", "--port", "0", data_dir="var", **{name: value})
+    assert_short(outcome, ExitCode.CONFIG, f"GUESTGATE_{name.upper()}='{value}'", reason)
+
+
 def test_production_without_secrets_names_each_one(workdir: Path) -> None:
     outcome = run(workdir, "serve", env="production", data_dir=str(workdir / "var"))
     assert_short(
