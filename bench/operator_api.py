@@ -158,8 +158,8 @@ def measure(kind: str, args: argparse.Namespace) -> tuple[list[Timings], Usage]:
         profiler = None
         try:
             token = subprocess.run(
-                [str(GUESTGATE), "token", "create", "--org", "bench", "--scope", "captive:read",
-                 "--scope", "captive:write"],
+                [str(GUESTGATE), "token", "create", "--org", "bench", "--create-org", "--scope",
+                 "captive:read", "--scope", "captive:write"],
                 env=env, cwd=workdir, check=True, capture_output=True, text=True,
             ).stdout.strip()  # fmt: skip
             client = Client(port, token)

@@ -12,6 +12,9 @@ command -v ip >/dev/null || need+=(iproute2)
 # The browser tests (tests/e2e) drive Debian's Chromium and start oidc-provider with Node.js.
 command -v chromium >/dev/null || need+=(chromium)
 command -v npm >/dev/null || need+=(nodejs npm)
+# The README's first session (tests/core/test_readme_session.py runs it) uses curl and jq.
+command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
 # `make bench`: bench/signin.py drives the sign-in load with wrk.
 command -v wrk >/dev/null || need+=(wrk)
 if [ ${#need[@]} -eq 0 ]; then

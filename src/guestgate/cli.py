@@ -1,66 +1,95 @@
-"""The `guestgate` command: serve, worker, migrate, token create, gateway apply/script/agent-key, agent."""
+"""The `guestgate` command: serve, worker, migrate, token create/inspect, org list, gateway ..., agent.
+
+Exit codes are `guestgate.startup.ExitCode` (the table in the README).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from guestgate.config import ConfigError, Settings, get_settings
+from guestgate import startup
+from guestgate.cli_base import App
+from guestgate.config import Settings, get_settings
 from guestgate.security import ALL_SCOPES, SCOPE_READ, SCOPE_WRITE, UrlSigner, mint_token
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-app = typer.Typer(help="guestgate: captive-portal control plane for guest Wi-Fi.", no_args_is_help=True)
-token_app = typer.Typer(help="Operator API tokens.", no_args_is_help=True)
+app = App(help="guestgate: captive-portal control plane for guest Wi-Fi.", no_args_is_help=True)
+token_app = App(help="Operator API tokens: mint one, inspect one.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-gateway_app = typer.Typer(
-    help="Gateways: install nftables tables, RouterOS set-up, agent keys.", no_args_is_help=True
+org_app = App(help="Orgs (tenants): the `org` claim of operator tokens.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+gateway_app = App(
+    help="Gateways: nftables tables, RouterOS set-up, agent keys, guest entry URLs.", no_args_is_help=True
 )
 app.add_typer(gateway_app, name="gateway")
 
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        metavar="DIR",
+        help="Data directory: SQLite database, development secrets, outbox (default: GUESTGATE_DATA_DIR, "
+        "else ./var).",
+        show_default=False,
+    ),
+]
 
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+
+def _settings(data_dir: Path | None = None, *, create_secrets: bool = True) -> Settings:
+    return get_settings(data_dir, create_secrets=create_secrets)
 
 
 def _migrate(settings: Settings) -> None:
-    from guestgate.db import make_engine
-    from guestgate.migrate import upgrade
+    startup.migrate(settings)
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    """A session on the (migrated) database of `settings`, for a command's few queries."""
+    from guestgate.db import make_engine, make_sessionmaker
+
+    _migrate(settings)
     engine = make_engine(settings.resolved_database_url)
     try:
-        upgrade(engine)
+        with make_sessionmaker(engine)() as session:
+            yield session
     finally:
         engine.dispose()
 
 
 @app.command()
-def migrate() -> None:
+def migrate(data_dir: DataDir = None) -> None:
     """Apply the database migrations (creates the SQLite file if needed)."""
-    settings = _settings()
+    settings = _settings(data_dir)
     _migrate(settings)
-    typer.echo(f"database is at the latest schema: {_display_url(settings.resolved_database_url)}")
+    typer.echo(f"database is at the latest schema: {startup.display_url(settings.resolved_database_url)}")
+    typer.echo(f"data directory: {settings.data_dir.resolve()}")
 
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Listen address (GUESTGATE_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port (GUESTGATE_PORT).")] = None,
-    banner: Annotated[bool, typer.Option(help="Print URLs and a development token.")] = False,
+    host: Annotated[str | None, typer.Option(help="Listen address (default: GUESTGATE_HOST).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Listen port; 0 picks a free one (default: GUESTGATE_PORT).")
+    ] = None,
+    banner: Annotated[bool, typer.Option(help="Print the URLs and a development token.")] = False,
+    data_dir: DataDir = None,
 ) -> None:
     """Migrate, then serve the API, the portal and (unless disabled) the scheduler.
 
-    SIGTERM (or Ctrl-C) stops accepting connections, lets the requests in flight finish (up to
+    The address is taken first: if it is in use, nothing else happens. SIGTERM (or Ctrl-C) stops
+    accepting connections, lets the requests in flight finish (up to
     GUESTGATE_SHUTDOWN_TIMEOUT_SECONDS), finishes the job in progress, and exits 0.
     """
+    import structlog
     import uvicorn
 
     from guestgate.app import create_app
@@ -68,17 +97,29 @@ def serve(
     from guestgate.runtime import Runtime
     from guestgate.server import GracefulServer
 
-    settings = _settings()
+    settings = _settings(data_dir)
+    settings = settings.listening_on(host or settings.host, settings.port if port is None else port)
     configure_for(settings)
-    _migrate(settings)
+    sock = startup.bind(settings.host, settings.port)
+    try:
+        # Port 0: the URLs name the port the system picked.
+        settings = settings.listening_on(settings.host, sock.getsockname()[1])
+        startup.prepare_storage(settings, outbox=settings.scheduler_enabled)
+        _migrate(settings)
+    except BaseException:
+        sock.close()
+        raise
     if banner:
         _print_banner(settings)
     _warn_process_local_state(settings)
     runtime = Runtime.build(settings)
+    structlog.get_logger("guestgate.cli").info(
+        "serve.listening", url=f"http://{_host_port(settings.host, settings.port)}", public_url=settings.public_url
+    )
     config = uvicorn.Config(
         create_app(runtime=runtime),
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         # uvloop measured a worse p99 on the sign-in path than the stdlib loop.
         loop="asyncio",
         log_level=settings.log_level,
@@ -89,7 +130,11 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
-    GracefulServer(config, on_signal=runtime.draining.set).run()
+    GracefulServer(config, on_signal=runtime.draining.set).run(sockets=[sock])
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _warn_process_local_state(settings: Settings) -> None:
@@ -105,7 +150,7 @@ def _warn_process_local_state(settings: Settings) -> None:
 
 
 @app.command()
-def worker() -> None:
+def worker(data_dir: DataDir = None) -> None:
     """Run the background jobs only (schedules, deliveries, expiry), for deployments with replicas."""
     import asyncio
     import signal
@@ -114,15 +159,18 @@ def worker() -> None:
     from guestgate.logs import configure_for
     from guestgate.runtime import Runtime
 
-    settings = _settings()
+    settings = _settings(data_dir)
     configure_for(settings)
-    _migrate(settings)
-    runtime = Runtime.build(settings)
     metrics_server = None
     if settings.worker_metrics_port:
         from guestgate.ops.metrics import WorkerMetricsServer
 
+        # Bound before the migrations: a busy port stops the worker at once.
         metrics_server = WorkerMetricsServer(settings, settings.worker_metrics_port)
+    startup.prepare_storage(settings, outbox=True)
+    _migrate(settings)
+    runtime = Runtime.build(settings)
+    if metrics_server is not None:
         metrics_server.start()
 
     async def main_loop() -> None:
@@ -148,37 +196,140 @@ def worker() -> None:
 
 @token_app.command("create")
 def token_create(
-    org: Annotated[str, typer.Option(help="The org (tenant) id; created if new.")],
+    org: Annotated[str, typer.Option(help="The org (tenant) id; it must exist unless --create-org.")],
+    create_org: Annotated[bool, typer.Option("--create-org", help="Create the org if it is new.")] = False,
     scope: Annotated[
-        list[str] | None, typer.Option(help=f"Scopes to grant (repeatable): {', '.join(ALL_SCOPES)}.")
+        list[str] | None, typer.Option(help=f"Scope to grant (repeatable): {', '.join(ALL_SCOPES)}.")
     ] = None,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=60)] = 30 * 24 * 3600,
+    ttl: Annotated[
+        int,
+        typer.Option(
+            metavar="DURATION",
+            parser=lambda text: _duration(text, minimum=60),
+            help="Lifetime: seconds (3600) or 90m, 12h, 30d; at least 60 s; default 30d.",
+            show_default=False,
+        ),
+    ] = 30 * 24 * 3600,
     sub: Annotated[str, typer.Option(help="Who the token is for (the `sub` claim).")] = "operator",
+    data_dir: DataDir = None,
 ) -> None:
-    """Print a signed operator token on stdout."""
-    from guestgate.db import make_engine, make_sessionmaker
+    """Print a signed operator token on stdout; say on stderr which data directory's key signed it.
+
+    A server accepts the token only if it verifies it with the same JWT secret: run this with the
+    server's data directory (--data-dir or GUESTGATE_DATA_DIR) or its GUESTGATE_JWT_SECRET.
+    """
     from guestgate.orgs import service as org_service
 
     scopes = scope or [SCOPE_READ, SCOPE_WRITE]
     unknown = [s for s in scopes if s not in ALL_SCOPES]
     if unknown:
         typer.echo(f"unknown scope(s): {', '.join(unknown)}; choose from {', '.join(ALL_SCOPES)}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(startup.ExitCode.USAGE)
     if not org.strip() or len(org) > 128:
         typer.echo("--org must be 1 to 128 characters", err=True)
-        raise typer.Exit(2)
-    settings = _settings()
-    _migrate(settings)
-    engine = make_engine(settings.resolved_database_url)
-    with make_sessionmaker(engine)() as session:
+        raise typer.Exit(startup.ExitCode.USAGE)
+    settings = _settings(data_dir)
+    if settings.jwt_secret is None:
+        typer.echo(
+            "guestgate: no GUESTGATE_JWT_SECRET to sign with (tokens come from the identity provider "
+            "whose key is configured)",
+            err=True,
+        )
+        raise typer.Exit(startup.ExitCode.CONFIG)
+    with _session(settings) as session:
+        created = not org_service.exists(org, session=session)
+        if created and not create_org:
+            typer.echo(_unknown_org(org, settings, session=session), err=True)
+            raise typer.Exit(startup.ExitCode.FAILED)
         org_service.ensure(org, session=session)
         session.commit()
-    engine.dispose()
-    typer.echo(mint_token(settings, org=org, subject=sub, scopes=scopes, ttl_seconds=ttl))
+    token = mint_token(settings, org=org, subject=sub, scopes=scopes, ttl_seconds=ttl)
+    if created:
+        typer.echo(f"created org '{org}'", err=True)
+    typer.echo(
+        f"data directory {settings.data_dir.resolve()}; signed with the JWT secret of "
+        f"{settings.secret_source('jwt_secret')}",
+        err=True,
+    )
+    if "jwt_secret" in settings.secrets_generated:
+        typer.echo(
+            "note: these secrets are new, so a server started with another data directory rejects "
+            "this token; pass that server's --data-dir",
+            err=True,
+        )
+    typer.echo(token)
+
+
+@token_app.command("inspect")
+def token_inspect(
+    token: Annotated[str, typer.Argument(help="The token, or - to read it from standard input.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Show a token's claims, its validity, and whether this data directory's key verifies it.
+
+    Nothing is created: a data directory without secrets is reported as such. Exits 0 if a server
+    with these settings accepts the token, 1 if it does not.
+    """
+    from guestgate import token_report
+
+    if token == "-":  # noqa: S105  (the conventional "read standard input", not a password)
+        token = sys.stdin.readline().strip()
+    settings = _settings(data_dir, create_secrets=False)
+    lines, accepted = token_report.inspect(token.removeprefix("Bearer ").strip(), settings)
+    typer.echo("\n".join(lines))
+    raise typer.Exit(startup.ExitCode.OK if accepted else startup.ExitCode.FAILED)
+
+
+@org_app.command("list")
+def org_list(
+    limit: Annotated[int, typer.Option(help="Show at most this many orgs.", min=1, max=100_000)] = 1000,
+    data_dir: DataDir = None,
+) -> None:
+    """List the orgs of this database with their instance and site counts."""
+    from guestgate.orgs import service as org_service
+
+    with _session(_settings(data_dir)) as session:
+        orgs = org_service.summaries(limit=limit, session=session)
+        total = org_service.count(session=session)
+    if not orgs:
+        typer.echo("no orgs yet: `guestgate token create --org ORG --create-org` makes one", err=True)
+        return
+    width = max(len("ORG"), *(len(o.id) for o in orgs))
+    typer.echo(f"{'ORG':<{width}}  {'CREATED (UTC)':<20}  {'INSTANCES':>9}  {'SITES':>5}")
+    for item in orgs:
+        created = item.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(f"{item.id:<{width}}  {created:<20}  {item.instances:>9}  {item.sites:>5}")
+    if total > len(orgs):
+        typer.echo(f"... {total - len(orgs)} more (--limit)", err=True)
+
+
+def _duration(text: str | int, *, minimum: int) -> int:
+    from guestgate.durations import DurationError, parse_duration
+
+    if isinstance(text, int):  # the option's default, handed to the parser as it is
+        return text
+    try:
+        return parse_duration(text, minimum=minimum)
+    except DurationError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _unknown_org(org: str, settings: Settings, *, session: Session) -> str:
+    from guestgate.orgs import service as org_service
+
+    near = org_service.near(org, session=session)
+    where = startup.display_url(settings.resolved_database_url)
+    hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
+    return (
+        f"guestgate: no org '{org}' in {where}: {hint}pass --create-org to create it "
+        "(`guestgate org list` shows the orgs)."
+    )
 
 
 @gateway_app.command("apply")
-def gateway_apply(site_id: Annotated[str, typer.Argument(help="The site (nftables driver).")]) -> None:
+def gateway_apply(
+    site_id: Annotated[str, typer.Argument(help="The site (nftables driver).")], data_dir: DataDir = None
+) -> None:
     """Install or repair the site's nft table on this host, with its active guests and walled garden."""
     from guestgate.db import utcnow
     from guestgate.errors import NotFound
@@ -186,7 +337,7 @@ def gateway_apply(site_id: Annotated[str, typer.Argument(help="The site (nftable
     from guestgate.gateways.base import GatewayError
     from guestgate.runtime import Runtime
 
-    settings = _settings()
+    settings = _settings(data_dir)
     _migrate(settings)
     runtime = Runtime.build(settings)
     try:
@@ -207,11 +358,13 @@ def gateway_apply(site_id: Annotated[str, typer.Argument(help="The site (nftable
 def gateway_script(
     site_id: Annotated[str, typer.Argument(help="The site (routeros driver).")],
     api_user: Annotated[
-        str | None, typer.Option(help="RouterOS user guestgate logs in as (default: the site's username).")
+        str | None,
+        typer.Option(metavar="USER", help="RouterOS user guestgate logs in as (default: the site's username)."),
     ] = None,
     controller_address: Annotated[
-        str | None, typer.Option(help="Only this address (or CIDR) may log in as the API user.")
+        str | None, typer.Option(metavar="ADDRESS", help="Only this address (or CIDR) may log in as the API user.")
     ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Print the RouterOS commands (.rsc) that prepare the site's router for guestgate."""
     from guestgate.errors import NotFound
@@ -219,7 +372,7 @@ def gateway_script(
     from guestgate.gateways.base import GatewayError
     from guestgate.runtime import Runtime
 
-    settings = _settings()
+    settings = _settings(data_dir)
     _migrate(settings)
     runtime = Runtime.build(settings)
     try:
@@ -235,7 +388,9 @@ def gateway_script(
 
 
 @gateway_app.command("agent-key")
-def gateway_agent_key(site_id: Annotated[str, typer.Argument(help="The site (agent driver).")]) -> None:
+def gateway_agent_key(
+    site_id: Annotated[str, typer.Argument(help="The site (agent driver).")], data_dir: DataDir = None
+) -> None:
     """Print the key `guestgate agent` authenticates with for the site (derived from the signing key)."""
     from guestgate.audit import service as audit_service
     from guestgate.errors import NotFound
@@ -243,7 +398,7 @@ def gateway_agent_key(site_id: Annotated[str, typer.Argument(help="The site (age
     from guestgate.gateways.agent import agent_keys
     from guestgate.runtime import Runtime
 
-    settings = _settings()
+    settings = _settings(data_dir)
     _migrate(settings)
     runtime = Runtime.build(settings)
     try:
@@ -274,36 +429,79 @@ def gateway_agent_key(site_id: Annotated[str, typer.Argument(help="The site (age
     typer.echo(agent_keys(settings, site_id)[0])
 
 
+@gateway_app.command("entry-url")
+def gateway_entry_url(
+    site_id: Annotated[str, typer.Argument(help="The site.")],
+    ip: Annotated[str, typer.Option(help="The guest's address, e.g. 10.10.0.5 (inside the site's subnets).")],
+    mac: Annotated[str | None, typer.Option(help="The guest's MAC address, if the gateway knows it.")] = None,
+    orig: Annotated[str | None, typer.Option(metavar="URL", help="The page the guest asked for.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Print the signed portal URL a gateway sends the guest at --ip to: open it to see the portal as that guest.
+
+    The URL is valid for GUESTGATE_PORTAL_ENTRY_MAX_AGE_SECONDS; codes redeemed through it start real
+    sessions for that address.
+    """
+    import ipaddress
+    from urllib.parse import urlencode
+
+    from guestgate.db import utcnow
+    from guestgate.errors import NotFound
+    from guestgate.gateways import service as gateway_service
+    from guestgate.portal.entry_signing import entry_query
+
+    try:
+        address = str(ipaddress.ip_address(ip.strip()))
+    except ValueError:
+        raise typer.BadParameter(f"'{ip}' is not an IP address", param_hint="--ip") from None
+    settings = _settings(data_dir)
+    try:
+        with _session(settings) as session:
+            site_id = gateway_service.find_site(site_id, session=session).id
+    except NotFound as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(startup.ExitCode.FAILED) from exc
+    query = entry_query(settings, site_id=site_id, ip=address, mac=mac, orig=orig, now=utcnow())
+    typer.echo(f"{settings.public_url}/guest/entry?{urlencode(query)}")
+
+
 @app.command()
 def agent(
     controller: Annotated[
-        str, typer.Option(help="The controller's base URL, e.g. https://guestgate.example.com.")
+        str, typer.Option(metavar="URL", help="The controller's base URL (its GUESTGATE_PUBLIC_URL).")
     ],
-    site: Annotated[str, typer.Option(help="The site this gateway enforces.")],
+    site: Annotated[str, typer.Option(metavar="SITE_ID", help="The site this gateway enforces.")],
     key: Annotated[
         str,
         typer.Option(
-            envvar="GUESTGATE_AGENT_KEY", help="The site's agent key (`guestgate gateway agent-key`)."
+            envvar="GUESTGATE_AGENT_KEY",
+            metavar="KEY",
+            help="The site's agent key (`guestgate gateway agent-key`).",
         ),
     ],
-    netns: Annotated[str | None, typer.Option(help="Network namespace to apply the rules in.")] = None,
+    netns: Annotated[str | None, typer.Option(metavar="NS", help="Network namespace to apply the rules in.")] = None,
     interface: Annotated[
-        str | None, typer.Option(help="Guest interface (default: the site's setting).")
+        str | None, typer.Option(metavar="IFACE", help="Guest interface (default: the site's setting).")
     ] = None,
     portal_address: Annotated[
-        str | None, typer.Option(help="Where web traffic of guests not signed in goes (default: the site's).")
+        str | None,
+        typer.Option(
+            metavar="ADDRESS", help="Where web traffic of guests not signed in goes (default: the site's)."
+        ),
     ] = None,
     portal_port: Annotated[
-        int | None, typer.Option(help="The portal's port (default: the site's).", min=1, max=65535)
+        int | None, typer.Option(metavar="PORT", help="The portal's port (default: the site's).", min=1, max=65535)
     ] = None,
     table: Annotated[
-        str | None, typer.Option(help="nft table name (default: the site's, or guestgate).")
+        str | None, typer.Option(metavar="NAME", help="nft table name (default: the site's, or guestgate).")
     ] = None,
     wait: Annotated[
         float,
-        typer.Option(help="Long-poll wait in seconds (the table is re-checked as often).", min=1, max=60),
+        typer.Option(
+            metavar="SECONDS", help="Long-poll wait in seconds (the table is re-checked as often).", min=1, max=60
+        ),
     ] = 25.0,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run on a Linux gateway: pull the site's state from the controller and apply it with nftables."""
     import logging
@@ -352,7 +550,8 @@ def _print_banner(settings: Settings) -> None:
         f"  API docs (ReDoc):      {base}/redoc",
         f"  OpenAPI document:      {base}/openapi.json",
         f"  Portal preview:        {preview}",
-        f"  Database:              {_display_url(settings.resolved_database_url)}",
+        f"  Database:              {startup.display_url(settings.resolved_database_url)}",
+        f"  Data directory:        {settings.data_dir.resolve()}",
         "",
         f"Operator token for org '{org}' (all scopes, 7 days) - paste it into /docs -> Authorize:",
         token,
@@ -385,12 +584,6 @@ def _example_preview(org: str, settings: Settings, *, session: Session) -> str:
     if newest is None:
         return "create an instance (POST /captive/instances): its `preview_url` shows the page"
     return preview_url(newest, signer=UrlSigner(settings), public_url=settings.public_url, now=utcnow())
-
-
-def _display_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def main() -> None:

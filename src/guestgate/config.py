@@ -10,21 +10,30 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
 SECRETS_FILE = "secrets.env"
 # The secrets that can be generated for an embedded set-up, with how each is made.
 GENERATED_SECRETS = ("jwt_secret", "encryption_key", "signing_key")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# How messages name the data directory.
+DATA_DIR_WHAT = "The data directory (--data-dir or GUESTGATE_DATA_DIR)"
 
 
 class ConfigError(RuntimeError):
     """The configuration cannot be used; the message says which settings and why."""
+
+
+class DataDirUnusable(ConfigError):
+    """The data directory (or a file in it) cannot be created, read or written; the message names the path."""
 
 
 class Settings(BaseSettings):
@@ -44,7 +53,9 @@ class Settings(BaseSettings):
         "`postgresql+psycopg://user@host/db`.",
     )
     public_url: str = Field(
-        "http://127.0.0.1:8000", description="Base URL guests and clients reach; used in every absolute URL."
+        "http://127.0.0.1:8000",
+        description="Base URL guests and clients reach; used in every absolute URL. Unset, it is "
+        "`http://<GUESTGATE_HOST>:<GUESTGATE_PORT>` (`127.0.0.1` for a wildcard host).",
     )
     host: str = Field("127.0.0.1", description="Address `guestgate serve` listens on.")
     port: int = Field(8000, description="Port `guestgate serve` listens on.")
@@ -179,10 +190,79 @@ class Settings(BaseSettings):
         "guestgate:ratelimit:", description="Key prefix of the operator rate-limit counters in Redis."
     )
 
+    # Which secrets came from `<data_dir>/secrets.env`, and which of them were generated just now.
+    _secrets_from_file: frozenset[str] = PrivateAttr(default=frozenset())
+    _secrets_generated: frozenset[str] = PrivateAttr(default=frozenset())
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, such as https://portal.example.com")
         return value.rstrip("/")
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
+    @field_validator("portal_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        from guestgate.portal.config import parse_proxies  # the portal's own parser: one rule
+
+        try:
+            parse_proxies(value)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("GUESTGATE_PORTAL_TRUSTED_PROXIES: ")) from None
+        return value
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> Settings:
+        if "public_url" not in self.model_fields_set:
+            self.public_url = _listen_url(self.host, self.port)
+            # Still "not set": `listening_on` derives it again for another address.
+            self.__pydantic_fields_set__.discard("public_url")
+        return self
+
+    def listening_on(self, host: str, port: int) -> Settings:
+        """These settings for a server on `host:port`; an unset public URL follows the address."""
+        update: dict[str, object] = {"host": host, "port": port}
+        if "public_url" not in self.model_fields_set:
+            update["public_url"] = _listen_url(host, port)
+        copy = self.model_copy(update=update)
+        copy.__pydantic_fields_set__ = set(self.model_fields_set) | {"host", "port"}
+        return copy
+
+    @property
+    def secrets_generated(self) -> frozenset[str]:
+        """The development secrets `with_generated_secrets` has just created."""
+        return self._secrets_generated
+
+    @property
+    def secrets_file(self) -> Path:
+        """`<data_dir>/secrets.env`, where development secrets are kept."""
+        return self.data_dir / SECRETS_FILE
+
+    def secret_source(self, name: str) -> str:
+        """Where a secret's value comes from, for messages: the file (and whether it was just made) or the environment."""
+        if name in self._secrets_generated:
+            return f"{self.secrets_file.resolve()} (generated just now)"
+        if name in self._secrets_from_file:
+            return str(self.secrets_file.resolve())
+        if getattr(self, name) is None:
+            return "not set"
+        return f"GUESTGATE_{name.upper()} (environment or .env)"
 
     @property
     def outbox_dir(self) -> Path:
@@ -228,19 +308,69 @@ class Settings(BaseSettings):
         if found:
             raise ConfigError("guestgate cannot start:\n  " + "\n  ".join(found))
 
-    def with_generated_secrets(self) -> Settings:
-        """Fill missing secrets from `<data_dir>/secrets.env`, creating it on first use (development)."""
+    def with_generated_secrets(self, *, create: bool = True) -> Settings:
+        """Fill missing secrets from `<data_dir>/secrets.env`, creating it on first use (development).
+
+        With `create=False` nothing is written: a secret the file lacks stays unset.
+        """
         if self.env == "production":
             return self
-        path = self.data_dir / SECRETS_FILE
+        path = self.secrets_file
         stored = _read_env_file(path)
         missing = [name for name in GENERATED_SECRETS if getattr(self, name) is None and name not in stored]
-        if missing:
+        if missing and create:
             for name in missing:
                 stored[name] = _new_secret(name)
             _write_env_file(path, stored)
-        updates = {name: SecretStr(stored[name]) for name in GENERATED_SECRETS if getattr(self, name) is None}
-        return self.model_copy(update=updates)
+        from_file = [name for name in GENERATED_SECRETS if getattr(self, name) is None and name in stored]
+        copy = self.model_copy(update={name: SecretStr(stored[name]) for name in from_file})
+        copy._secrets_from_file = frozenset(from_file)
+        copy._secrets_generated = frozenset(missing) if create else frozenset()
+        return copy
+
+
+def _listen_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104  (naming a wildcard, not binding one)
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def ensure_directory(path: Path, *, what: str, writable: bool = True) -> None:
+    """Create `path` if needed; DataDirUnusable naming it if it is a file, cannot be made or written."""
+    shown = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise DataDirUnusable(f"{what} {shown} is a file, not a directory: point it at a directory.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataDirUnusable(f"{what} {shown} cannot be created ({exc.strerror}): choose another directory.") from exc
+    if not writable:
+        return
+    try:
+        # A real write: permissions, a read-only mount and a full disk all show up here.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".guestgate-probe-"):
+            pass
+    except OSError as exc:
+        raise DataDirUnusable(
+            f"{what} {shown} is not writable ({exc.strerror}): give the user running guestgate "
+            "write access, or choose another directory."
+        ) from exc
+
+
+def settings_error(exc: ValidationError) -> ConfigError:
+    """A ConfigError naming each GUESTGATE_* variable pydantic refused (secret values are not repeated)."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = Settings.model_fields.get(name)
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        shown = "" if secret else "=" + repr(error.get("input"))[:60]
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"GUESTGATE_{name.upper()}{shown}: {reason[:1].lower() + reason[1:]}.")
+    return ConfigError(
+        "guestgate cannot start: a setting has a value it cannot use (environment or ./.env):\n  "
+        + "\n  ".join(lines)
+    )
 
 
 def _is_fernet_key(value: str) -> bool:
@@ -257,10 +387,16 @@ def _new_secret(name: str) -> str:
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
+    try:
+        if not path.exists():
+            if path.parent.exists() and not path.parent.is_dir():
+                ensure_directory(path.parent, what=DATA_DIR_WHAT)
+            return {}
+        text = path.read_text()
+    except OSError as exc:
+        raise DataDirUnusable(f"{path.resolve()} cannot be read: {exc.strerror}.") from exc
     values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, value = line.split("=", 1)
             values[key.strip().removeprefix("GUESTGATE_").lower()] = value.strip()
@@ -268,20 +404,37 @@ def _read_env_file(path: Path) -> dict[str, str]:
 
 
 def _write_env_file(path: Path, values: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_directory(path.parent, what=DATA_DIR_WHAT, writable=False)
     text = "# Generated by guestgate on first start (development). Keep it secret.\n" + "".join(
         f"GUESTGATE_{key.upper()}={value}\n" for key, value in sorted(values.items())
     )
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    tmp.replace(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        tmp.replace(path)
+    except OSError as exc:
+        raise DataDirUnusable(
+            f"The development secrets cannot be written to {path.resolve()} ({exc.strerror}): make the data "
+            "directory (GUESTGATE_DATA_DIR) writable, or choose another one."
+        ) from exc
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process's settings: environment, `.env`, then generated development secrets."""
-    settings = Settings().with_generated_secrets()
-    settings.require_usable()
+@lru_cache(maxsize=4)
+def get_settings(data_dir: Path | None = None, *, create_secrets: bool = True) -> Settings:
+    """The process's settings: environment, `.env`, then development secrets from the data directory.
+
+    `data_dir` (the `--data-dir` option) wins over GUESTGATE_DATA_DIR; with `create_secrets=False`
+    a data directory without secrets gets none and nothing is refused (`token inspect` looks, and
+    must not mint keys).
+    """
+    try:
+        loaded = Settings(data_dir=data_dir) if data_dir is not None else Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+    settings = loaded.with_generated_secrets(create=create_secrets)
+    if create_secrets:
+        # Without generated secrets the settings are only looked at (`token inspect`), not used.
+        settings.require_usable()
     return settings

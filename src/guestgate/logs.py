@@ -69,6 +69,12 @@ class _Redactor:
         return text
 
 
+def _drop_color_message(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """uvicorn hands every line a coloured copy of its message as `extra`; `event` already says it."""
+    event.pop("color_message", None)
+    return event
+
+
 def is_secret_key(key: str) -> bool:
     """True if a log key (or a detail key) names a secret."""
     lowered = key.lower()
@@ -98,7 +104,12 @@ def configure(
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder(), *shared],
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                _drop_color_message,
+                *shared,
+            ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

@@ -1,4 +1,8 @@
-"""The OpenAPI document: Altostrat's info and tags, the ErrorResponse schema on every error status."""
+"""The OpenAPI document: Altostrat's info and tags, the ErrorResponse schema on every error status.
+
+Each error status shows one real example per error code it can carry, built from the domain
+errors themselves, with the `doc_url` this server answers (`<public URL>/errors/<code>`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-TITLE = "Altostrat Captive Portal API"
+from guestgate import errors as domain
+from guestgate.error_handlers import error_body
+
+TITLE = "guestgate — Altostrat Captive Portal API compatible"
 VERSION = "1.0.0"
 DESCRIPTION = """The Altostrat Captive Portal API is the microservice responsible for managing user
 authentication, access control, and branding for guest Wi-Fi networks.
@@ -26,8 +33,9 @@ for coupon-based guest access.
 - **Walled Garden:** Granular rules defining which domains or IP addresses users can access
 *before* authenticating, essential for identity provider logins.
 
-Authenticate with `Authorization: Bearer <JWT>`; mint a development token with
-`guestgate token create --org ORG`.
+Authenticate with `Authorization: Bearer <JWT>`: in **Authorize**, paste the token alone (Swagger UI
+adds `Bearer `). Mint one with `guestgate token create --org ORG` (`--create-org` for a new org);
+`guestgate token inspect <token>` shows its claims and whether a data directory's key verifies it.
 """
 
 TAGS = [
@@ -108,25 +116,54 @@ ERROR_SCHEMA = {
         "type": {
             "type": "string",
             "description": "A broad category for the error (e.g., 'invalid_request_error').",
-            "example": "invalid_request_error",
         },
-        "code": {
-            "type": "string",
-            "description": "A short, unique string identifying the specific error.",
-            "example": "parameter_missing",
-        },
+        "code": {"type": "string", "description": "A short, unique string identifying the specific error."},
         "message": {
             "type": "string",
-            "description": "A human-readable description of what went wrong.",
-            "example": "The 'name' parameter is required for this request.",
+            "description": "A human-readable description of what went wrong; it names the parameter or "
+            "resource concerned.",
         },
         "doc_url": {
             "type": "string",
-            "description": "A direct link to the documentation page for this specific error code.",
-            "example": "https://docs.altostrat.io/errors/parameter_missing",
+            "description": "A direct link to the documentation page for this specific error code "
+            "(`/errors/<code>` on this server).",
         },
     },
 }
+# One error of every code, with a message the code really sends: the examples of each status.
+EXAMPLE_ERRORS: tuple[domain.GuestgateError, ...] = (
+    domain.ParameterMissing("name"),
+    domain.ParameterInvalid("session_ttl", "must be between 1200 and 604800"),
+    domain.InvalidJSON("The request body is not valid JSON."),
+    domain.ReferenceMissing("notification_group_id", "ng_0123456789ab"),
+    domain.FileInvalid("The file is not a PNG, JPEG, WebP or GIF image."),
+    domain.AuthenticationFailed("No bearer token was supplied.", code="token_missing"),
+    domain.AuthenticationFailed("The token starts with 'Bearer ': paste the token without the 'Bearer ' prefix."),
+    domain.AuthenticationFailed("The bearer token has expired.", code="token_expired"),
+    domain.InsufficientScope("captive:write"),
+    domain.SignatureInvalid(),
+    domain.UrlExpired(),
+    domain.NotFound("instance", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+    domain.RouteNotFound("/captive/instance"),
+    domain.MethodNotAllowed("PATCH", "/captive/instances"),
+    domain.Conflict(
+        "The auth integration is used by instance 'Lobby Wi-Fi'; change or delete them first.",
+        code="resource_in_use",
+    ),
+    domain.Conflict(
+        "The subnet 10.10.0.0/24 of site 3f2a9c1e-8b7d-4e6f-a5c4-1d2e3f4a5b6c already belongs to instance "
+        "7c9e6679-7425-40de-944b-e07fc1f90ae7.",
+        code="subnet_in_use",
+    ),
+    domain.PayloadTooLarge("The request body is larger than 4194304 bytes."),
+    domain.RateLimited(
+        "Too many requests with this token. Retry after the number of seconds in Retry-After.", retry_after=2
+    ),
+    domain.InternalError("An internal error occurred."),
+    domain.ServiceUnavailable("The database is unavailable."),
+    domain.DatabaseUnavailable(),
+    domain.InsufficientStorage(),
+)
 # Every operation can answer these, whatever it declares: malformed input, crashes, overload.
 ALWAYS = ("400", "413", "500", "503")
 OPERATOR_ALWAYS = ("401", "403", "429")
@@ -147,20 +184,27 @@ def build(app: FastAPI) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     schemas["ErrorResponse"] = ERROR_SCHEMA
+    examples = error_examples(app.state.runtime.settings.public_url)
     components["responses"] = {
         name: {
             "description": text,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorResponse"},
+                    "examples": examples[status],
+                }
+            },
         }
-        for name, text in ERROR_RESPONSES.values()
+        for status, (name, text) in ERROR_RESPONSES.items()
     }
     components["securitySchemes"] = {
         "bearerAuth": {
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": "API Key authentication. Provide your token in the 'Authorization' header. "
-            "Example: `Authorization: Bearer <YOUR_TOKEN>`",
+            "description": "Operator token (JWT), sent as `Authorization: Bearer <token>`. In Authorize, "
+            "paste the token alone: Swagger UI adds the `Bearer ` prefix. Mint one with "
+            "`guestgate token create --org ORG`.",
         }
     }
     for path, item in schema.get("paths", {}).items():
@@ -180,6 +224,15 @@ def build(app: FastAPI) -> dict[str, Any]:
                 operation["security"] = []
     app.openapi_schema = schema
     return schema
+
+
+def error_examples(public_url: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """For each error status, one example body per code it carries (keyed by code)."""
+    by_status: dict[str, dict[str, dict[str, Any]]] = {status: {} for status in ERROR_RESPONSES}
+    for error in EXAMPLE_ERRORS:
+        status = str(domain.kind_of(error).status)
+        by_status[status][error.code] = {"summary": error.code, "value": error_body(error, public_url)}
+    return by_status
 
 
 def _is_public(path: str) -> bool:

@@ -26,6 +26,13 @@ SCOPE_ISSUE = "coupons:issue"
 ALL_SCOPES = (SCOPE_READ, SCOPE_WRITE, SCOPE_ISSUE)
 REQUIRED_CLAIMS = ("exp", "sub", "org", "scope")
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
+# What a token signed with another key is told: the likely cause, never which key this server has.
+SIGNATURE_MISMATCH = (
+    "The bearer token's signature does not verify with this server's key: it was probably signed "
+    "with another key (a token minted with another data directory or another GUESTGATE_JWT_SECRET). "
+    "Mint it with the server's settings; 'guestgate token inspect <token>' tells whether a data "
+    "directory's key verifies it."
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,11 @@ class TokenVerifier:
             raise AuthenticationFailed(
                 "The Authorization header must be 'Bearer <token>'.", code="token_missing"
             )
+        if token.partition(" ")[0].lower() == "bearer":
+            # `Bearer Bearer ...`: Swagger UI's Authorize adds the scheme to what is pasted.
+            raise AuthenticationFailed(
+                "The token starts with 'Bearer ': paste the token without the 'Bearer ' prefix."
+            )
         claims = self._decode(token)
         org, sub, scope = claims.get("org"), claims.get("sub"), claims.get("scope")
         if not isinstance(org, str) or not org or not isinstance(sub, str) or not isinstance(scope, str):
@@ -104,6 +116,8 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationFailed("The bearer token has expired.", code="token_expired") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise AuthenticationFailed(SIGNATURE_MISMATCH) from exc
         except jwt.PyJWTError as exc:
             raise AuthenticationFailed(f"The bearer token is invalid: {exc}.") from exc
 

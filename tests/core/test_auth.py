@@ -36,7 +36,21 @@ def test_bad_signature_is_401_token_invalid(client: TestClient) -> None:
         algorithm="HS256",
     )
     response = client.get("/captive/instances", headers={"Authorization": f"Bearer {token}"})
-    assert_error(response, 401, "authentication_error", "token_invalid")
+    body = assert_error(response, 401, "authentication_error", "token_invalid")
+    # The likely cause (another data directory's key) and what to do, never which key the server has.
+    assert "signed with another key" in body["message"]
+    assert "guestgate token inspect" in body["message"]
+    assert TEST_KEYS["jwt_secret"] not in body["message"] and "/" not in body["message"]  # no path
+
+
+@pytest.mark.parametrize("prefix", ["Bearer ", "bearer ", "BEARER  "])
+def test_a_token_pasted_with_its_bearer_prefix_is_told_to_drop_it(
+    client: TestClient, auth: TokenFactory, prefix: str
+) -> None:
+    pasted = auth()["Authorization"]  # "Bearer <token>", as Swagger UI's Authorize would add it again
+    response = client.get("/captive/instances", headers={"Authorization": prefix + pasted})
+    body = assert_error(response, 401, "authentication_error", "token_invalid")
+    assert body["message"] == "The token starts with 'Bearer ': paste the token without the 'Bearer ' prefix."
 
 
 def test_expired_token_is_401_token_expired(client: TestClient) -> None:

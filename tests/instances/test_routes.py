@@ -175,28 +175,36 @@ def test_update_theme_terms_locale_and_ttl(client: TestClient, headers: dict[str
     assert client.get(f"/captive/instances/{instance['id']}", headers=headers).json()["terms_text"] is None
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("auth_window_ttl", 119, "The 'auth_window_ttl' parameter must be between 120 and 900."),
-        ("auth_window_ttl", 901, "The 'auth_window_ttl' parameter must be between 120 and 900."),
-        (
-            "theme",
-            {"accent_color": "red"},
-            "The 'theme.accent_color' parameter must be a colour as #RRGGBB or #RGB.",
-        ),
-        (
-            "locale",
-            "english please",
-            "The 'locale' parameter must be a language tag such as 'en' or 'pt-BR'.",
-        ),
-        (
-            "sites",
-            [{"subnets": ["10.0.0.0/24"]}],
-            "The 'sites[0].id' parameter is required for this request.",
-        ),
-    ],
+LOCALE_MESSAGE = (
+    "The 'locale' parameter must be one of the supported languages (en, es, fr, de, pt), optionally "
+    "with a region such as 'pt-BR'."
 )
+VALIDATION_CASES = [
+    ("auth_window_ttl", 119, "The 'auth_window_ttl' parameter must be between 120 and 900."),
+    ("auth_window_ttl", 901, "The 'auth_window_ttl' parameter must be between 120 and 900."),
+    (
+        "theme",
+        {"accent_color": "red"},
+        "The 'theme.accent_color' parameter must be a colour as #RRGGBB or #RGB.",
+    ),
+    ("locale", "english please", LOCALE_MESSAGE),
+    ("locale", "it", LOCALE_MESSAGE),
+    ("locale", "zh-Hant", LOCALE_MESSAGE),
+    ("terms_text", "x" * 20_001, "The 'terms_text' parameter must be at most 20000 characters."),
+    (
+        "sites",
+        [{"subnets": ["10.0.0.0/24"]}],
+        "The 'sites[0].id' parameter is required for this request.",
+    ),
+    (
+        "sites",
+        [{"id": "00000000-0000-4000-8000-000000000000", "subnets": ["10.0.0.0/24"]}],
+        "The 'sites[0].id' parameter refers to '00000000-0000-4000-8000-000000000000', which does not exist.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), VALIDATION_CASES)
 def test_update_validation(
     client: TestClient, headers: dict[str, str], field: str, value: Any, message: str
 ) -> None:
@@ -206,6 +214,52 @@ def test_update_validation(
     )
     assert response.status_code == 400
     assert response.json()["message"] == message
+
+
+@pytest.mark.parametrize(("field", "value", "message"), VALIDATION_CASES)
+def test_create_validates_the_optional_fields_as_update_does_and_stores_nothing(
+    client: TestClient, headers: dict[str, str], field: str, value: Any, message: str
+) -> None:
+    response = client.post("/captive/instances", headers=headers, json={**CREATE, field: value})
+    assert response.status_code == 400
+    assert response.json()["message"] == message
+    assert client.get("/captive/instances", headers=headers).json() == []
+    events = client.get("/captive/audit-events", headers=headers).json()
+    assert [e for e in events if e["action"] == "instance.create"] == []
+
+
+def test_create_takes_theme_terms_locale_ttl_and_sites(client: TestClient, headers: dict[str, str]) -> None:
+    site_id = site(client, headers, ["10.0.0.0/16"])
+    instance = create(
+        client,
+        headers,
+        auth_window_ttl=600,
+        theme={"accent_color": "#ff0000"},
+        terms_text="Be nice.",
+        locale="pt-BR",
+        sites=[{"id": site_id, "subnets": ["10.0.1.0/24"]}],
+    )
+    assert instance["auth_window_ttl"] == 600 and instance["locale"] == "pt-BR"
+    assert instance["theme"] == {"logo": None, "icon": None, **DEFAULT_COLOURS, "accent_color": "#ff0000"}
+    assert instance["terms_text"] == "Be nice."
+    assert instance["sites"] == [{"id": site_id, "subnets": ["10.0.1.0/24"]}]
+    stored = client.get(f"/captive/instances/{instance['id']}", headers=headers).json()
+    assert {k: v for k, v in stored.items() if k != "preview_url"} == {
+        k: v for k, v in instance.items() if k != "preview_url"
+    }
+    # A second instance asking for the same subnet at creation meets the update's 409.
+    taken = client.post(
+        "/captive/instances",
+        headers=headers,
+        json={**CREATE, "sites": [{"id": site_id, "subnets": ["10.0.1.128/25"]}]},
+    )
+    assert_error(taken, 409, "conflict_error", "subnet_in_use")
+    assert len(client.get("/captive/instances", headers=headers).json()) == 1
+
+
+@pytest.mark.parametrize("locale", ["en", "es", "fr", "de", "pt", "pt-BR", "de_AT", "FR"])
+def test_every_supported_locale_is_accepted(client: TestClient, headers: dict[str, str], locale: str) -> None:
+    assert create(client, headers, locale=locale)["locale"] == locale
 
 
 def test_put_requires_the_required_fields(client: TestClient, headers: dict[str, str]) -> None:

@@ -209,3 +209,31 @@ def _drive(client: TestClient, headers: dict[str, str]) -> tuple[str, str]:
     signed_in = client.post("/guest/signin", data={"t": token, "code": code})
     assert signed_in.status_code == 200, signed_in.text
     return token, code
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "console"])
+def test_uvicorn_lines_carry_no_color_message(
+    captured: io.StringIO, as_json: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    import uvicorn
+
+    # As in `guestgate serve` (log_config=None): uvicorn's loggers hand their lines to the root's
+    # handler, whatever another test's uvicorn.Config made of them.
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", [])
+        monkeypatch.setattr(logger, "propagate", True)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "level", logging.NOTSET)
+    logs.configure("info", json=as_json, stream=captured)
+    # uvicorn's own code logs this line with `extra={"color_message": ...}` (ANSI-coloured copy).
+    config = uvicorn.Config("guestgate.app:create_app", host="127.0.0.1", port=0, log_config=None)
+    config.bind_socket().close()
+    output = captured.getvalue()
+    assert "Uvicorn running on http://127.0.0.1:" in output
+    assert "color_message" not in output and "\x1b[" not in output
+    if as_json:
+        (line,) = (json.loads(raw) for raw in output.splitlines() if "Uvicorn running" in raw)
+        assert line["logger"] == "uvicorn.error" and line["level"] == "info"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from guestgate.config import ConfigError, Settings
+from guestgate.config import ConfigError, DataDirUnusable, Settings, ensure_directory, get_settings
 
 
 def test_development_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
@@ -68,3 +68,57 @@ def test_default_database_is_a_sqlite_file_in_the_data_dir(tmp_path: Path) -> No
 
 def test_public_url_trailing_slash_is_dropped() -> None:
     assert Settings(public_url="https://wifi.example.com/").public_url == "https://wifi.example.com"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("127.0.0.1", 8000, "http://127.0.0.1:8000"),
+        ("127.0.0.1", 8080, "http://127.0.0.1:8080"),
+        ("0.0.0.0", 9000, "http://127.0.0.1:9000"),
+        ("::1", 8000, "http://[::1]:8000"),
+        ("::", 8000, "http://127.0.0.1:8000"),
+    ],
+)
+def test_an_unset_public_url_follows_the_listen_address(host: str, port: int, expected: str) -> None:
+    assert Settings(host=host, port=port).public_url == expected
+    assert Settings().listening_on(host, port).public_url == expected
+
+
+def test_a_set_public_url_stays_whatever_the_address() -> None:
+    settings = Settings(public_url="https://portal.example.com")
+    assert settings.listening_on("0.0.0.0", 9000).public_url == "https://portal.example.com"
+
+
+def test_get_settings_names_each_refused_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUESTGATE_PORT", "abc")
+    monkeypatch.setenv("GUESTGATE_SMTP_SECURITY", "ssl")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as info:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    lines = str(info.value).splitlines()
+    assert lines[1].strip().startswith("GUESTGATE_PORT='abc': input should be a valid integer")
+    assert lines[2].strip().startswith("GUESTGATE_SMTP_SECURITY='ssl': input should be")
+
+
+def test_looking_without_creating_writes_no_secrets(tmp_path: Path) -> None:
+    looked = Settings(data_dir=tmp_path / "var").with_generated_secrets(create=False)
+    assert looked.jwt_secret is None and not (tmp_path / "var").exists()
+    assert looked.secret_source("jwt_secret") == "not set"
+    made = Settings(data_dir=tmp_path / "var").with_generated_secrets()
+    assert made.secrets_generated == {"jwt_secret", "encryption_key", "signing_key"}
+    assert made.secret_source("jwt_secret").endswith("secrets.env (generated just now)")
+    again = Settings(data_dir=tmp_path / "var").with_generated_secrets(create=False)
+    assert again.jwt_secret == made.jwt_secret and again.secrets_generated == frozenset()
+    assert again.secret_source("jwt_secret") == str((tmp_path / "var" / "secrets.env").resolve())
+
+
+def test_a_data_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "var").write_text("")
+    with pytest.raises(DataDirUnusable, match=rf"{tmp_path}/var is a file, not a directory"):
+        Settings(data_dir=tmp_path / "var").with_generated_secrets()
+    with pytest.raises(DataDirUnusable, match="cannot be created"):
+        ensure_directory(tmp_path / "var" / "sub", what="The data directory")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, File, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Body, File, Path, Query, Request, Response, UploadFile
 
 from guestgate.deps import InstanceId, PageDep, Reader, RuntimeDep, SessionDep, Writer, set_next_link
 from guestgate.errors import FileInvalid
@@ -16,6 +16,37 @@ from guestgate.openapi import errors
 
 router = APIRouter(prefix="/captive/instances", tags=["Captive Portal Instances"])
 assets_router = APIRouter(prefix="/captive/assets", tags=["Captive Portal Instances"])
+
+# Swagger UI's "Try it out" sends the first example: none of them names a site that does not exist,
+# and the update's first example leaves `sites` out, so trying it never replaces an instance's sites.
+_BASIC = {"name": "Lobby Wi-Fi", "strategy": "coupon", "session_ttl": 28800}
+_LOOK = {
+    "theme": {"accent_color": "#0396d5", "accent_text": "#FFFFFF"},
+    "terms_text": "Be kind to other guests.",
+    "locale": "en",
+}
+CREATE_EXAMPLES = {
+    "coupon": {"summary": "A coupon portal with the default look", "value": _BASIC},
+    "branded": {"summary": "[extension] With theme, terms and language at once", "value": {**_BASIC, **_LOOK}},
+}
+UPDATE_EXAMPLES = {
+    "keep_sites": {
+        "summary": "Change the look; the sites stay as they are (no `sites` key)",
+        "value": {**_BASIC, **_LOOK},
+    },
+    "set_sites": {
+        "summary": "Replace the sites (use ids from GET /captive/sites)",
+        "value": {**_BASIC, "sites": [{"id": "<siteId>", "subnets": ["10.10.0.0/24"]}]},
+    },
+    "no_sites": {"summary": "Remove every site", "value": {**_BASIC, "sites": []}},
+}
+PUT_SEMANTICS = """
+
+**PUT semantics.** `name`, `strategy` and `session_ttl` are required and replace the stored values
+(and `auth_integration_id` with them). Every optional field left out keeps its current value:
+leave `sites` out to keep the instance's sites, send `"sites": []` to remove them all, or a list
+to replace them; the theme's colours given replace those colours only; `"terms_text": null`
+clears the terms."""
 
 
 @router.get(
@@ -38,10 +69,19 @@ def list_instances(
     status_code=201,
     operation_id="createInstance",
     summary="Create a captive portal instance",
-    responses=errors(400, 401, 403),
+    responses=errors(400, 401, 403, 409),
 )
-def create_instance(body: InstanceCreate, who: Writer, session: SessionDep, runtime: RuntimeDep) -> Instance:
-    """Creates a new captive portal instance with a basic configuration."""
+def create_instance(
+    body: Annotated[InstanceCreate, Body(openapi_examples=CREATE_EXAMPLES)],
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Instance:
+    """Creates a new captive portal instance with a basic configuration.
+
+    [extension] It also takes what an update takes (`auth_window_ttl`, `theme`, `terms_text`,
+    `locale`, `sites`), checked by the same rules.
+    """
     item = service.create(body, org_id=who.org_id, session=session)
     return service.to_out(item, signer=runtime.signer, public_url=runtime.settings.public_url)
 
@@ -62,10 +102,16 @@ def get_instance(instance_id: InstanceId, who: Reader, session: SessionDep, runt
     "/{instanceId}",
     operation_id="updateInstance",
     summary="Update a captive portal instance",
+    description="Updates the configuration of an existing captive portal instance, including its theme, "
+    "terms and sites." + PUT_SEMANTICS,
     responses=errors(400, 401, 403, 404, 409),
 )
 def update_instance(
-    instance_id: InstanceId, body: InstanceUpdate, who: Writer, session: SessionDep, runtime: RuntimeDep
+    instance_id: InstanceId,
+    body: Annotated[InstanceUpdate, Body(openapi_examples=UPDATE_EXAMPLES)],
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> Instance:
     """Updates the configuration of an existing captive portal instance, including its theme, terms and sites."""
     item = service.replace(instance_id, body, org_id=who.org_id, session=session)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from guestgate.portal.i18n import LOCALES
 from guestgate.schemas import CIDR, Between, HexColor, Name, Timestamp, invalid
 
 Strategy = Literal["oauth2", "coupon"]
@@ -27,8 +28,13 @@ _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
 def _check_locale(value: str) -> str:
-    if not _LOCALE.match(value):
-        raise invalid("must be a language tag such as 'en' or 'pt-BR'")
+    # The portal speaks a locale's language (`pt-BR` -> `pt`): a tag whose language it lacks
+    # would silently show English, so it is refused here.
+    if not _LOCALE.match(value) or value.replace("_", "-").split("-", 1)[0].lower() not in LOCALES:
+        raise invalid(
+            f"must be one of the supported languages ({', '.join(LOCALES)}), optionally with a region "
+            "such as 'pt-BR'"
+        )
     return value
 
 
@@ -88,11 +94,7 @@ class InstanceCreate(BaseModel):
         description="The ID of the authentication integration used if the strategy is 'oauth2'. Null "
         "for 'coupon' strategy.",
     )
-
-
-class InstanceUpdate(InstanceCreate):
-    """The whole writable representation; optional fields that are omitted keep their values."""
-
+    # [extension] What an update takes, a creation takes too, checked by the same service code.
     auth_window_ttl: AuthWindowTTL | None = Field(
         None,
         description="For OAuth2 strategy, the duration in seconds that the walled garden is temporarily "
@@ -103,13 +105,19 @@ class InstanceUpdate(InstanceCreate):
         None, description="The text of the terms and conditions that can be displayed to the user."
     )
     locale: Locale | None = Field(
-        None, description="The portal's language (`en`, `es`, `fr`, `de`, `pt`...)."
+        None,
+        description=f"The portal's language: {', '.join(f'`{code}`' for code in LOCALES)}, optionally "
+        "with a region (`pt-BR`); the guest's browser language wins when the portal speaks it.",
     )
     sites: list[SiteAssignment] | None = Field(
         None,
         description="A list of sites and their subnets where this captive portal instance is active; "
         "`[]` removes every site.",
     )
+
+
+class InstanceUpdate(InstanceCreate):
+    """The whole writable representation; optional fields that are omitted keep their values."""
 
 
 class SiteSubnets(BaseModel):

@@ -75,7 +75,7 @@ def list_instances(*, org_id: str, page: PageRequest, session: Session) -> Page[
 
 
 def create(data: InstanceCreate, *, org_id: str, session: Session) -> InstanceView:
-    """Create an instance with the default theme and no sites."""
+    """Create an instance: the defaults (theme, locale `en`, no sites) where the request gives nothing."""
     org_service.ensure(org_id, session=session)
     _check_strategy(data, org_id=org_id, session=session)
     instance = Instance(
@@ -90,6 +90,7 @@ def create(data: InstanceCreate, *, org_id: str, session: Session) -> InstanceVi
     )
     session.add(instance)
     session.flush()
+    _apply_optional(instance, data, session=session)
     audit_service.record(
         session,
         org_id=org_id,
@@ -99,7 +100,7 @@ def create(data: InstanceCreate, *, org_id: str, session: Session) -> InstanceVi
         detail={"name": instance.name, "strategy": instance.strategy},
     )
     session.commit()
-    return InstanceView(instance)
+    return view(instance.id, org_id=org_id, session=session)
 
 
 def replace(instance_id: str, data: InstanceUpdate, *, org_id: str, session: Session) -> InstanceView:
@@ -107,22 +108,11 @@ def replace(instance_id: str, data: InstanceUpdate, *, org_id: str, session: Ses
     instance = get(instance_id, org_id=org_id, session=session)
     _check_strategy(data, org_id=org_id, session=session)
     before = audit_service.snapshot(instance, AUDITED_FIELDS)
-    given = data.model_fields_set
     instance.name = data.name
     instance.strategy = data.strategy
     instance.auth_integration_id = data.auth_integration_id if data.strategy == "oauth2" else None
     instance.session_ttl = data.session_ttl
-    if data.auth_window_ttl is not None:
-        instance.auth_window_ttl = data.auth_window_ttl
-    if data.theme is not None:
-        colours = data.theme.model_dump(exclude_none=True)
-        instance.theme = {**DEFAULT_THEME, **(instance.theme or {}), **colours}
-    if "terms_text" in given:
-        instance.terms_text = data.terms_text
-    if data.locale is not None:
-        instance.locale = data.locale
-    if data.sites is not None:
-        _assign_sites(instance, data.sites, session=session)
+    _apply_optional(instance, data, session=session)
     changed = audit_service.changed(before, instance, AUDITED_FIELDS)
     if data.sites is not None:
         changed.append("sites")
@@ -136,6 +126,21 @@ def replace(instance_id: str, data: InstanceUpdate, *, org_id: str, session: Ses
     )
     session.commit()
     return view(instance.id, org_id=org_id, session=session)
+
+
+def _apply_optional(instance: Instance, data: InstanceCreate, *, session: Session) -> None:
+    """The optional fields of a create or an update: each one given replaces, each one omitted stays."""
+    if data.auth_window_ttl is not None:
+        instance.auth_window_ttl = data.auth_window_ttl
+    if data.theme is not None:
+        colours = data.theme.model_dump(exclude_none=True)
+        instance.theme = {**DEFAULT_THEME, **(instance.theme or {}), **colours}
+    if "terms_text" in data.model_fields_set:
+        instance.terms_text = data.terms_text
+    if data.locale is not None:
+        instance.locale = data.locale
+    if data.sites is not None:
+        _assign_sites(instance, data.sites, session=session)
 
 
 def delete(instance_id: str, *, org_id: str, session: Session) -> None:

@@ -144,6 +144,12 @@ class WorkerMetricsServer:
     def __init__(self, settings: Settings, port: int) -> None:
         import uvicorn
 
+        from guestgate.startup import bind
+
+        # Bound here, in the caller's thread: a busy port is the caller's StartupError, not a thread dying.
+        self._socket = bind(
+            settings.host, port, host_setting="GUESTGATE_HOST", port_setting="GUESTGATE_WORKER_METRICS_PORT"
+        )
         config = uvicorn.Config(
             worker_app(settings),
             host=settings.host,
@@ -154,7 +160,9 @@ class WorkerMetricsServer:
             log_level=settings.log_level,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="worker-metrics", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="worker-metrics", daemon=True
+        )
 
     def start(self) -> None:
         """Start serving."""
@@ -163,4 +171,6 @@ class WorkerMetricsServer:
     def stop(self) -> None:
         """Stop serving and wait for the thread."""
         self._server.should_exit = True
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._socket.close()
