@@ -8,19 +8,24 @@ weak secret stops the process with a message naming it.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
 SECRETS_FILE = "secrets.env"
 # The secrets that can be generated for an embedded set-up, with how each is made.
 GENERATED_SECRETS = ("jwt_secret", "encryption_key", "signing_key")
+# An interface or network namespace name in GUESTGATE_NFTABLES_ALLOW (the nftables driver checks
+# each exactly).
+_PLACE_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 
 
 class ConfigError(RuntimeError):
@@ -58,7 +63,20 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = Field(
         None, description="PEM public key for RS256/ES256 tokens minted by an identity provider."
     )
-    jwt_jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 tokens.")
+    jwt_jwks_url: str | None = Field(
+        None,
+        description="JWKS URL for RS256/ES256 tokens (the deployment's own identity provider: not subject "
+        "to the outbound policy). Fetched off the event loop and cached.",
+    )
+    jwt_jwks_cache_seconds: float = Field(
+        300.0, description="How long fetched JWKS keys are used before the set is fetched again."
+    )
+    jwt_jwks_cooldown_seconds: float = Field(
+        60.0,
+        description="A token naming an unknown `kid` refetches the JWKS at most this often "
+        "(forged tokens cannot make guestgate hammer the identity provider).",
+    )
+    jwt_jwks_timeout_seconds: float = Field(5.0, description="Timeout of one JWKS fetch.")
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
     jwt_audience: str | None = Field(None, description="Required `aud` claim, when set.")
 
@@ -157,6 +175,24 @@ class Settings(BaseSettings):
         10.0, description="Timeout of each request guestgate makes to an identity provider."
     )
 
+    nftables_allow: dict[str, list[str]] = Field(
+        {},
+        description="Who may use the `nftables` driver (it changes the firewall of the host guestgate "
+        "runs on): JSON object of org id -> the `interface` or `netns/interface` places that org's "
+        'sites may use, e.g. `{"acme": ["wlan0", "guests/veth0"]}`; `"*"` as the org means any org. '
+        "Empty (the default): no org may.",
+    )
+    outbound_allow_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs that tenant-configured outbound calls (RouterOS gateways, "
+        "webhooks) may reach although they are loopback, private, link-local, CGNAT... (refused otherwise).",
+    )
+    outbound_gateway_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs that only RouterOS gateways may reach in addition (e.g. the "
+        "routers' private management network).",
+    )
+
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(False, description="Structured JSON logs instead of console lines.")
     redis_url: str | None = Field(None, description="Redis for shared throttling counters across replicas.")
@@ -178,6 +214,35 @@ class Settings(BaseSettings):
     rate_limit_redis_prefix: str = Field(
         "guestgate:ratelimit:", description="Key prefix of the operator rate-limit counters in Redis."
     )
+
+    @field_validator("nftables_allow")
+    @classmethod
+    def _check_nftables_allow(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for org, places in value.items():
+            for place in places:
+                netns, _, interface = place.rpartition("/")
+                if (
+                    not interface
+                    or not _PLACE_NAME.fullmatch(interface)
+                    or (netns and not _PLACE_NAME.fullmatch(netns))
+                ):
+                    raise ValueError(
+                        f"GUESTGATE_NFTABLES_ALLOW: '{place}' of org '{org}' is not 'interface' or "
+                        "'netns/interface'"
+                    )
+        return value
+
+    @field_validator("outbound_allow_networks", "outbound_gateway_networks")
+    @classmethod
+    def _check_networks(cls, value: str, info: ValidationInfo) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError as exc:
+                    name = f"GUESTGATE_{str(info.field_name).upper()}"
+                    raise ValueError(f"{name}: '{item.strip()}' is not an IP address or CIDR") from exc
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -10,6 +10,7 @@ import pytest
 from guestgate.gateways import registry
 from guestgate.gateways.base import Gateway
 from guestgate.gateways.routeros import RouterOSGateway
+from guestgate.outbound import OutboundPolicy
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
 from tests.gateways.fake_routeros import FakeRouterOS, Tls, make_tls
@@ -31,6 +32,8 @@ def router(tls: Tls) -> Iterator[FakeRouterOS]:
 
 
 RouterOSFactory = Callable[..., RouterOSGateway]
+# The fake router listens on loopback, which the outbound policy refuses unless a deployment allows it.
+LOOPBACK_ROUTERS = OutboundPolicy.from_settings("", "127.0.0.0/8")
 
 
 @pytest.fixture
@@ -44,6 +47,7 @@ def routeros(router: FakeRouterOS, tls: Tls) -> Iterator[RouterOSFactory]:
             "port": router.port,
             "username": router.username,
             "password": router.password,
+            "outbound": LOOPBACK_ROUTERS,
             "ca_pem": tls.ca_pem,
             "timeout": 5.0,
             "connect_timeout": 2.0,
