@@ -17,7 +17,7 @@ from guestgate.gateways import service as gateway_service
 from guestgate.gateways.agent import AGENT_STALE_SECONDS, agent_key, agent_key_valid, agent_keys
 from guestgate.gateways.agent_client import Agent, AgentOptions, AgentRefused, nftables_gateway
 from guestgate.gateways.base import GatewayMisconfigured
-from guestgate.gateways.nftables import NftablesGateway
+from guestgate.gateways.nftables import NftablesGateway, table_name
 from guestgate.gateways.none import NoneGateway
 from guestgate.runtime import Runtime
 from guestgate.sites.schemas import GatewayIn
@@ -30,7 +30,7 @@ STATE = "/agent/v1/state"
 
 @pytest.fixture
 def world(runtime: Runtime) -> GuestSite:
-    return make_guest_site(runtime, GatewayIn(driver="agent", interface="wlan0", table="gg_lobby"))
+    return make_guest_site(runtime, GatewayIn(driver="agent", interface="wlan0"))
 
 
 @pytest.fixture
@@ -90,7 +90,8 @@ def test_the_first_poll_gets_the_whole_state(
         "interface": "wlan0",
         "portal_address": None,
         "portal_port": 8000,
-        "table": "gg_lobby",
+        # The site's own table, named by guestgate (never the tenant).
+        "table": table_name(world.site_id),
     }
     [guest] = body["guests"]
     assert (guest["session_id"], guest["ip"], guest["mac"]) == (user.id, GUEST_IP, None)
@@ -272,7 +273,14 @@ def test_the_agent_applies_what_it_pulls_to_its_local_gateway(client: TestClient
     assert (held.session_id, held.ip) == (user.id, GUEST_IP)
     assert held.remaining is not None and held.remaining > timedelta(minutes=59)
     assert agent.applied == agent.state.version if agent.state else False
-    assert seen == [{"interface": "wlan0", "portal_address": None, "portal_port": 8000, "table": "gg_lobby"}]
+    assert seen == [
+        {
+            "interface": "wlan0",
+            "portal_address": None,
+            "portal_port": 8000,
+            "table": table_name(world.site_id),
+        }
+    ]
 
     world.update_user(user.id, status="disconnected", ended_at=utcnow())
     assert agent.poll() is True

@@ -13,6 +13,7 @@ from guestgate.cli import app
 from guestgate.config import Settings, get_settings
 from guestgate.db import utcnow
 from guestgate.gateways.agent import agent_key
+from guestgate.gateways.nftables import table_name
 from guestgate.gateways.rsc import render_script
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
@@ -44,7 +45,11 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunn
 
 def routeros_site(runtime: Runtime, password: str | None = "s3cret!") -> GuestSite:
     gateway = GatewayIn(
-        driver="routeros", host="192.0.2.1", username="gg-api", password=password, portal_address="192.0.2.10"
+        driver="routeros",
+        host="router.example.com",
+        username="gg-api",
+        password=password,
+        portal_address="192.0.2.10",
     )
     return make_guest_site(runtime, gateway)
 
@@ -147,9 +152,10 @@ def test_gateway_apply_installs_the_table_with_the_active_guests_and_garden(
 
         assert result.exit_code == 0, result.output
         assert result.stdout == (
-            f"nft table inet guestgate applied in network namespace {ns.name}: 1 guests, 0 walled-garden entries\n"
+            f"nft table inet {table_name(world.site_id)} applied in network namespace {ns.name}: "
+            "1 guests, 0 walled-garden entries\n"
         )
-        listing = ns.nft("list", "table", "inet", "guestgate")
+        listing = ns.nft("list", "table", "inet", table_name(world.site_id))
         assert re.search(rf'10\.0\.0\.5 timeout 30m expires \S+ comment "guestgate:{user_id}"', listing)
         assert "redirect to :8080" in listing
         assert world.site().gateway_status == "ok"
