@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from guestgate.notifications.models import NotificationGroup
 from guestgate.outbound import OutboundRefused
@@ -70,6 +71,10 @@ def log_problems(runtime: Runtime) -> int:
     """Log every problem (at server start); returns how many. Never raises."""
     try:
         problems = diagnose(runtime)
+    except SQLAlchemyError as exc:
+        # The database is down at start: the server says so elsewhere; `guestgate doctor` can be run later.
+        log.warning("doctor.failed", error=str(exc).splitlines()[0])
+        return 0
     except Exception:
         log.exception("doctor.failed")
         return 0

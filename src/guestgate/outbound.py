@@ -127,7 +127,7 @@ class OutboundPolicy:
         return self.allow + self.gateway_allow if purpose == "gateway" else self.allow
 
     def refusal(self, address: Address, purpose: Purpose) -> str | None:
-        """Why a connection for `purpose` may not reach `address`, or None if it may."""
+        """Why a connection for `purpose` may not reach `address` ("a loopback address"), or None."""
         allowed = self.allowed_networks(purpose)
         carried = _carried_ipv4(address)
         for candidate in (address, carried):
@@ -136,9 +136,8 @@ class OutboundPolicy:
         if carried is not None:
             why = _forbidden_range(carried)
             if why is not None:
-                return f"{address} carries the IPv4 address {carried}, which is {why}"
-        why = _forbidden_range(address)
-        return f"{address} is {why}" if why is not None else None
+                return f"an IPv6 form of {carried}, {why}"
+        return _forbidden_range(address)
 
     def vet(self, host: str, port: int, purpose: Purpose) -> list[str]:
         """Every address of `host`, if all may be reached for `purpose`; OutboundRefused otherwise."""
@@ -157,7 +156,7 @@ class OutboundPolicy:
         for address in addresses:
             why = self.refusal(address, purpose)
             if why is not None:
-                shown = f"'{name}' resolves to {why}" if literal is None else why
+                shown = f"{address} is {why}" if literal is not None else f"'{name}' resolves to {address}, {why}"
                 raise OutboundRefused(f"{shown}; {_purpose_hint(purpose)}")
         return [str(a) for a in addresses]
 

@@ -88,6 +88,8 @@ def test_no_secret_reaches_the_logs(
         smtp_password=SecretStr(SMTP_PASSWORD),
         webhook_timeout_seconds=2,
         metrics_token=SecretStr("metrics-token-that-is-at-least-32-bytes"),
+        # The router and the webhook are on loopback (port 9, nothing listens), allowed explicitly.
+        outbound_allow_networks="127.0.0.0/8",
     )
     logs.configure_for(settings.model_copy(update={"log_level": "debug", "log_json": True}), stream=captured)
     secrets = [
