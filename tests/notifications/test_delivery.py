@@ -35,7 +35,7 @@ from guestgate.notifications.models import Delivery, DeliveryAttempt, Notificati
 from guestgate.orgs.models import Org
 from guestgate.runtime import Runtime
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
-from tests.conftest import make_settings, fake_resolver
+from tests.conftest import fake_resolver, make_settings
 
 ORG = "org-a"
 SECRET = "webhook-signing-secret-0123456789"
