@@ -147,7 +147,7 @@ def test_a_secret_follows_its_destination() -> None:
     assert secret_for_destination(
         "https://b.example.com/", given="new", stored=stored, parameter="p", reason="r"
     ) == ("new")
-    with pytest.raises(ParameterMissing, match="The 'p' parameter is required for this request: why."):
+    with pytest.raises(ParameterMissing, match=r"The 'p' parameter is required for this request: why\."):
         secret_for_destination(
             "https://b.example.com/", given=None, stored=stored, parameter="p", reason="why"
         )
