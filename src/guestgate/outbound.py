@@ -281,7 +281,7 @@ def describe_failure(exc: BaseException, *, timeout: float | None = None) -> str
     if isinstance(exc, httpx2.ConnectError):
         cause = _os_error(exc)
         if cause is not None and cause.strerror:
-            return f"could not connect ({cause.strerror.lower()})"
+            return f"could not connect ({cause.strerror})"
         return "could not connect"
     if isinstance(exc, httpx2.RemoteProtocolError):
         return "the server did not answer with valid HTTP"
