@@ -19,9 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from guestgate.app import create_app
-from guestgate.config import Settings
+from guestgate.config import Settings, get_settings
 from guestgate.db import make_engine
 from guestgate.migrate import upgrade
 from guestgate.runtime import Runtime
@@ -140,6 +141,24 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
     """An HTTP client of the app (no background jobs)."""
     with TestClient(create_app(runtime=runtime), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """A runner whose `guestgate` reads the test's settings from the environment."""
+    values = {
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "PUBLIC_URL": "https://wifi.example.com",
+        "JWT_SECRET": TEST_KEYS["jwt_secret"],
+        "SIGNING_KEY": TEST_KEYS["signing_key"],
+        "ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(f"GUESTGATE_{name}", value)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
 
 
 TokenFactory = Callable[..., dict[str, str]]

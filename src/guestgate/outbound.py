@@ -40,7 +40,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -156,7 +156,9 @@ class OutboundPolicy:
         for address in addresses:
             why = self.refusal(address, purpose)
             if why is not None:
-                shown = f"{address} is {why}" if literal is not None else f"'{name}' resolves to {address}, {why}"
+                shown = (
+                    f"{address} is {why}" if literal is not None else f"'{name}' resolves to {address}, {why}"
+                )
                 raise OutboundRefused(f"{shown}; {_purpose_hint(purpose)}")
         return [str(a) for a in addresses]
 
@@ -192,12 +194,9 @@ class OutboundPolicy:
     ) -> httpx2.HTTPTransport:
         """A synchronous httpx2 transport that connects only to addresses the policy allows."""
         transport = httpx2.HTTPTransport(verify=verify, limits=limits, trust_env=False)
+        # httpx2 takes no network backend; its pool is replaced by one with the same settings that has ours.
         transport._pool = httpcore2.ConnectionPool(
-            ssl_context=httpx2.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(self, purpose),
+            **_pool_options(verify, limits), network_backend=_GuardedBackend(self, purpose)
         )
         return transport
 
@@ -210,14 +209,20 @@ class OutboundPolicy:
     ) -> httpx2.AsyncHTTPTransport:
         """An asynchronous httpx2 transport that connects only to addresses the policy allows."""
         transport = httpx2.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
+        # httpx2 takes no network backend; its pool is replaced by one with the same settings that has ours.
         transport._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_AsyncGuardedBackend(self, purpose),
+            **_pool_options(verify, limits), network_backend=_AsyncGuardedBackend(self, purpose)
         )
         return transport
+
+
+def _pool_options(verify: ssl.SSLContext | bool, limits: httpx2.Limits) -> dict[str, Any]:
+    return {
+        "ssl_context": httpx2.create_ssl_context(verify=verify, trust_env=False),
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+    }
 
 
 def system_resolver(host: str, port: int) -> list[str]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from typer.testing import CliRunner
 
 from guestgate.cli import app
-from guestgate.config import Settings, get_settings
 from guestgate.db import utcnow
 from guestgate.gateways.agent import agent_key
 from guestgate.gateways.nftables import table_name
@@ -23,24 +21,6 @@ from tests.gateways.netns import namespaces
 from tests.gateways.world import ORG, GuestSite, make_guest_site
 
 MISSING = "5f4e3d2c-1b0a-4987-8654-3210fedcba98"
-
-
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    """A runner whose `guestgate` reads the test's settings from the environment."""
-    values = {
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.data_dir),
-        "PUBLIC_URL": "https://wifi.example.com",
-        "JWT_SECRET": TEST_KEYS["jwt_secret"],
-        "SIGNING_KEY": TEST_KEYS["signing_key"],
-        "ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(f"GUESTGATE_{name}", value)
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
 
 
 def routeros_site(runtime: Runtime, password: str | None = "s3cret!") -> GuestSite:

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from guestgate import doctor
 from guestgate.app import create_app
 from guestgate.cli import app as cli_app
-from guestgate.config import Settings, get_settings
+from guestgate.config import get_settings
 from guestgate.db import utcnow
 from guestgate.gateways.nftables import NftablesGateway, table_name
 from guestgate.gateways.reconcile import reconcile_all
@@ -36,7 +36,7 @@ from guestgate.orgs import service as org_service
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
-from tests.conftest import TEST_KEYS, TokenFactory
+from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
 from tests.gateways.netns import Namespace, namespaces, require_netns_tools
 
@@ -221,39 +221,24 @@ def test_a_stored_site_the_rules_now_refuse_keeps_working_until_edited_and_is_na
 
 
 def test_guestgate_doctor_names_each_problem_and_fails(
-    settings: Settings, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    cli: CliRunner, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = legacy_site(runtime, "org-a", {"interface": "wlan0"})
-    values = {
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.data_dir),
-        "JWT_SECRET": TEST_KEYS["jwt_secret"],
-        "SIGNING_KEY": TEST_KEYS["signing_key"],
-        "ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(f"GUESTGATE_{name}", value)
+    result = cli.invoke(cli_app, ["doctor"])
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert f"site {old} (org org-a): 'gateway.driver' is 'nftables', which is not enabled" in lines[0]
+    assert lines[1].startswith(f"site {old} (org org-a): 'gateway.table' names the nft table 'guestgate'")
+    assert lines[-1].startswith("2 problem(s). Sites keep working with these settings until they are edited")
+    monkeypatch.setenv("GUESTGATE_NFTABLES_ALLOW", '{"org-a": ["wlan0"]}')
+    with runtime.sessions() as session:
+        row = session.get(Site, old)
+        assert row is not None
+        row.gateway_config = {"interface": "wlan0", "table": table_name(old)}
+        session.commit()
     get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(cli_app, ["doctor"])
-        assert result.exit_code == 1, result.output
-        lines = result.stdout.splitlines()
-        assert f"site {old} (org org-a): 'gateway.driver' is 'nftables', which is not enabled" in lines[0]
-        assert lines[1].startswith(f"site {old} (org org-a): 'gateway.table' names the nft table 'guestgate'")
-        assert lines[-1].startswith(
-            "2 problem(s). Sites keep working with these settings until they are edited"
-        )
-        monkeypatch.setenv("GUESTGATE_NFTABLES_ALLOW", '{"org-a": ["wlan0"]}')
-        with runtime.sessions() as session:
-            row = session.get(Site, old)
-            assert row is not None
-            row.gateway_config = {"interface": "wlan0", "table": table_name(old)}
-            session.commit()
-        get_settings.cache_clear()
-        clean = CliRunner().invoke(cli_app, ["doctor"])
-        assert (clean.exit_code, clean.stdout) == (0, "No problems found.\n")
-    finally:
-        get_settings.cache_clear()
+    clean = cli.invoke(cli_app, ["doctor"])
+    assert (clean.exit_code, clean.stdout) == (0, "No problems found.\n")
 
 
 def test_the_server_logs_each_problem_at_start(runtime: Runtime) -> None:
