@@ -19,8 +19,8 @@ from guestgate import networks
 from guestgate.audit import service as audit_service
 from guestgate.db import new_id
 from guestgate.errors import Conflict, NotFound, ParameterInvalid
-from guestgate.gateways.nftables import LEGACY_TABLE, table_name
-from guestgate.gateways.policy import TABLE_DRIVERS, GatewayRules, LocalTable, local_table
+from guestgate.gateways.nftables import table_name
+from guestgate.gateways.policy import TABLE_DRIVERS, GatewayRules, LocalTable, effective_table, local_table
 from guestgate.instances.models import InstanceSubnet
 from guestgate.orgs import service as org_service
 from guestgate.outbound import secret_for_destination
@@ -158,8 +158,9 @@ def reported_state(driver: str, status: str) -> str:
 def to_out(site: Site) -> SiteOut:
     """The API representation of a site."""
     config: dict[str, Any] = dict(site.gateway_config or {})
-    if site.gateway_driver in TABLE_DRIVERS:
-        config["table"] = config.get("table") or LEGACY_TABLE
+    table = effective_table(site.gateway_driver, config)
+    if table is not None:
+        config["table"] = table
     state = reported_state(site.gateway_driver, site.gateway_status)
     return SiteOut(
         id=site.id,
