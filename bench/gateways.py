@@ -64,7 +64,8 @@ class RealClock(FakeClock):
         return time.monotonic()
 
 
-def settings_for(url: str, data_dir: Path) -> Settings:
+def settings_for(url: str, data_dir: Path, *, netns: str | None = None) -> Settings:
+    # As a deployment would: the fake router on loopback and the namespace's nftables allowed.
     return Settings(
         database_url=url,
         data_dir=data_dir,
@@ -72,6 +73,8 @@ def settings_for(url: str, data_dir: Path) -> Settings:
         signing_key=SecretStr("s" * 40),
         encryption_key=SecretStr(base64.urlsafe_b64encode(b"k" * 32).decode()),
         scheduler_enabled=False,
+        outbound_gateway_networks="127.0.0.0/8",
+        nftables_allow={"bench": [f"{netns}/guest0"]} if netns else {},
     )
 
 
@@ -88,6 +91,7 @@ def seed(runtime: Runtime, gateway: GatewayIn, sessions: int) -> str:
             SiteIn(name="Bench", subnets=["10.64.0.0/10"], gateway=gateway),
             org_id="bench",
             box=runtime.box,
+            rules=runtime.gateway_rules,
             session=session,
         )
         site_id = site.id
@@ -155,9 +159,9 @@ def bench_nftables(workdir: Path, *, sessions: int, allows: int) -> list[Row]:
         gateway._exec = exec_counted  # type: ignore[method-assign]
         return gateway
 
-    runtime = Runtime.build(settings_for(f"sqlite:///{workdir / 'nft.db'}", workdir))
+    runtime = Runtime.build(settings_for(f"sqlite:///{workdir / 'nft.db'}", workdir, netns=netns))
     upgrade(runtime.engine)
-    pool = registry.GatewayPool(box=runtime.box, builder=counting)
+    pool = registry.GatewayPool(box=runtime.box, outbound=runtime.outbound, builder=counting)
     rows: list[Row] = []
     try:
         single = NftablesGateway(interface="guest0", portal_port=8080, netns=netns, table="gg_allow")
@@ -203,7 +207,7 @@ def bench_routeros(workdir: Path, *, sessions: int, allows: int) -> list[Row]:
     router.start()
     runtime = Runtime.build(settings_for(f"sqlite:///{workdir / 'ros.db'}", workdir))
     upgrade(runtime.engine)
-    pool = registry.GatewayPool(box=runtime.box)
+    pool = registry.GatewayPool(box=runtime.box, outbound=runtime.outbound)
     rows: list[Row] = []
     try:
         single = RouterOSGateway(
@@ -211,6 +215,7 @@ def bench_routeros(workdir: Path, *, sessions: int, allows: int) -> list[Row]:
             port=router.port,
             username=router.username,
             password=router.password,
+            outbound=runtime.outbound,
             ca_pem=tls.ca_pem,
         )
         before = router.count()

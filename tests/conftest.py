@@ -7,8 +7,10 @@ fresh SQLite file and once on PostgreSQL. A missing PostgreSQL fails the run: no
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,9 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from guestgate.app import create_app
-from guestgate.config import Settings
+from guestgate.config import Settings, get_settings
 from guestgate.db import make_engine
 from guestgate.migrate import upgrade
 from guestgate.runtime import Runtime
@@ -85,6 +88,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
     return url
 
 
+# Names the tests use, as a resolver would answer them: tests never ask a real DNS server (and
+# never connect to these addresses: deliveries in tests go to receivers on loopback).
+TEST_DNS_SUFFIXES = ("example.com", "example.org", "example.net", ".example", ".test")
+TEST_DNS_ADDRESS = "93.184.215.14"
+
+
+def fake_resolver(host: str, port: int) -> list[str]:
+    """The outbound policy's resolver in tests: example names resolve to a public address, others fail."""
+    if host == "localhost":
+        return ["127.0.0.1", "::1"]
+    if host.endswith(TEST_DNS_SUFFIXES):
+        return [TEST_DNS_ADDRESS]
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
 def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
     """Settings for tests: fixed keys, a temporary data directory, no background jobs."""
     values: dict[str, object] = {
@@ -113,6 +131,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 def runtime(settings: Settings) -> Iterator[Runtime]:
     """A runtime on the test's database."""
     built = Runtime.build(settings)
+    built.outbound = dataclasses.replace(built.outbound, resolver=fake_resolver)
     yield built
     built.close()
 
@@ -122,6 +141,24 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
     """An HTTP client of the app (no background jobs)."""
     with TestClient(create_app(runtime=runtime), raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    """A runner whose `guestgate` reads the test's settings from the environment."""
+    values = {
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "PUBLIC_URL": "https://wifi.example.com",
+        "JWT_SECRET": TEST_KEYS["jwt_secret"],
+        "SIGNING_KEY": TEST_KEYS["signing_key"],
+        "ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(f"GUESTGATE_{name}", value)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
 
 
 TokenFactory = Callable[..., dict[str, str]]

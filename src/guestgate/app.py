@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +14,7 @@ import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from guestgate import docs, error_handlers, openapi, pages
+from guestgate import docs, doctor, error_handlers, openapi, pages
 from guestgate.audit import routes as audit_routes
 from guestgate.auth_integrations import routes as auth_integration_routes
 from guestgate.config import Settings, get_settings
@@ -99,6 +100,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         jobs = None
         # nftables gateways on this host get their table (with the active guests) before traffic.
         await asyncio.to_thread(_apply_local_gateways, runtime)
+        # Stored settings today's rules refuse are logged, without holding up the start (names resolve).
+        threading.Thread(
+            target=doctor.log_problems, args=(runtime,), name="guestgate-doctor", daemon=True
+        ).start()
         # Agent long-polls here hear of changes made by other replicas and workers (PostgreSQL).
         runtime.listen_for_agent_changes()
         if settings.scheduler_enabled:

@@ -1,4 +1,4 @@
-"""The `guestgate` command: serve, worker, migrate, token create/inspect, org list, gateway ..., agent.
+"""The `guestgate` command: serve, worker, migrate, doctor, token create/inspect, org list, gateway ..., agent.
 
 Exit codes are `guestgate.startup.ExitCode` (the table in the README).
 """
@@ -326,6 +326,31 @@ def _unknown_org(org: str, settings: Settings, *, session: Session) -> str:
     )
 
 
+@app.command()
+def doctor(data_dir: DataDir = None) -> None:
+    """Name stored settings that the current rules refuse (exit 1 if there are any)."""
+    from guestgate.doctor import diagnose
+    from guestgate.runtime import Runtime
+
+    settings = _settings(data_dir)
+    _migrate(settings)
+    runtime = Runtime.build(settings)
+    try:
+        problems = diagnose(runtime)
+    finally:
+        runtime.close()
+    if not problems:
+        typer.echo("No problems found.")
+        return
+    for problem in problems:
+        typer.echo(problem.line())
+    typer.echo(
+        f"{len(problems)} problem(s). Sites keep working with these settings until they are edited "
+        "(a refused RouterOS host or webhook URL is not connected to); an edit must fix them."
+    )
+    raise typer.Exit(startup.ExitCode.FAILED)
+
+
 @gateway_app.command("apply")
 def gateway_apply(
     site_id: Annotated[str, typer.Argument(help="The site (nftables driver).")], data_dir: DataDir = None
@@ -504,17 +529,14 @@ def agent(
     log_level: Annotated[str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run on a Linux gateway: pull the site's state from the controller and apply it with nftables."""
-    import logging
     import signal
     import threading
 
     from guestgate.gateways.agent_client import AgentOptions, run_agent
     from guestgate.logs import configure
 
+    # The HTTP client's line per long-poll is held back there (it would name every URL, too).
     configure(log_level, json=False)
-    # One line per long-poll from the HTTP client would drown what the agent itself reports.
-    for name in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     options = AgentOptions(
         controller=controller,
         site_id=site.strip().lower(),

@@ -8,7 +8,9 @@ weak secret stops the process with a message naming it.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+import re
 import secrets
 import tempfile
 from functools import lru_cache
@@ -16,7 +18,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
@@ -26,6 +36,9 @@ GENERATED_SECRETS = ("jwt_secret", "encryption_key", "signing_key")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # How messages name the data directory.
 DATA_DIR_WHAT = "The data directory (--data-dir or GUESTGATE_DATA_DIR)"
+# An interface or network namespace name in GUESTGATE_NFTABLES_ALLOW (the nftables driver checks
+# each exactly).
+_PLACE_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 
 
 class ConfigError(RuntimeError):
@@ -69,7 +82,20 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = Field(
         None, description="PEM public key for RS256/ES256 tokens minted by an identity provider."
     )
-    jwt_jwks_url: str | None = Field(None, description="JWKS URL for RS256/ES256 tokens.")
+    jwt_jwks_url: str | None = Field(
+        None,
+        description="JWKS URL for RS256/ES256 tokens (the deployment's own identity provider: not subject "
+        "to the outbound policy). Fetched off the event loop and cached.",
+    )
+    jwt_jwks_cache_seconds: float = Field(
+        300.0, description="How long fetched JWKS keys are used before the set is fetched again."
+    )
+    jwt_jwks_cooldown_seconds: float = Field(
+        60.0,
+        description="A token naming an unknown `kid` refetches the JWKS at most this often "
+        "(forged tokens cannot make guestgate hammer the identity provider).",
+    )
+    jwt_jwks_timeout_seconds: float = Field(5.0, description="Timeout of one JWKS fetch.")
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
     jwt_audience: str | None = Field(None, description="Required `aud` claim, when set.")
 
@@ -168,6 +194,24 @@ class Settings(BaseSettings):
         10.0, description="Timeout of each request guestgate makes to an identity provider."
     )
 
+    nftables_allow: dict[str, list[str]] = Field(
+        {},
+        description="Who may use the `nftables` driver (it changes the firewall of the host guestgate "
+        "runs on): JSON object of org id -> the `interface` or `netns/interface` places that org's "
+        'sites may use, e.g. `{"acme": ["wlan0", "guests/veth0"]}`; `"*"` as the org means any org. '
+        "Empty (the default): no org may.",
+    )
+    outbound_allow_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs that tenant-configured outbound calls (RouterOS gateways, "
+        "webhooks) may reach although they are loopback, private, link-local, CGNAT... (refused otherwise).",
+    )
+    outbound_gateway_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs that only RouterOS gateways may reach in addition (e.g. the "
+        "routers' private management network).",
+    )
+
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(False, description="Structured JSON logs instead of console lines.")
     redis_url: str | None = Field(None, description="Redis for shared throttling counters across replicas.")
@@ -193,6 +237,35 @@ class Settings(BaseSettings):
     # Which secrets came from `<data_dir>/secrets.env`, and which of them were generated just now.
     _secrets_from_file: frozenset[str] = PrivateAttr(default=frozenset())
     _secrets_generated: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @field_validator("nftables_allow")
+    @classmethod
+    def _check_nftables_allow(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for org, places in value.items():
+            for place in places:
+                netns, _, interface = place.rpartition("/")
+                if (
+                    not interface
+                    or not _PLACE_NAME.fullmatch(interface)
+                    or (netns and not _PLACE_NAME.fullmatch(netns))
+                ):
+                    raise ValueError(
+                        f"GUESTGATE_NFTABLES_ALLOW: '{place}' of org '{org}' is not 'interface' or "
+                        "'netns/interface'"
+                    )
+        return value
+
+    @field_validator("outbound_allow_networks", "outbound_gateway_networks")
+    @classmethod
+    def _check_networks(cls, value: str, info: ValidationInfo) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError as exc:
+                    name = f"GUESTGATE_{str(info.field_name).upper()}"
+                    raise ValueError(f"{name}: '{item.strip()}' is not an IP address or CIDR") from exc
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -53,8 +53,9 @@ class ParameterMissing(InvalidRequest):
 
     code = "parameter_missing"
 
-    def __init__(self, param: str) -> None:
-        super().__init__(f"The '{param}' parameter is required for this request.")
+    def __init__(self, param: str, *, reason: str | None = None) -> None:
+        why = f": {reason}" if reason else ""
+        super().__init__(f"The '{param}' parameter is required for this request{why}.")
         self.param = param
 
 

@@ -8,12 +8,16 @@ Secrets never reach the output, by two independent guards: values under a key th
 secret (`password`, `client_secret`, `authorization`, `token`, ...) are replaced, and the
 configured secret values themselves (the JWT secret, the signing and encryption keys, the
 SMTP password) are blanked wherever they appear in a line, exceptions included. Nothing logs
-request bodies, headers or query strings in the first place.
+request bodies, headers or query strings in the first place: the HTTP client libraries, which
+log every outbound request's full URL (httpx2 at INFO, httpcore2's traces at DEBUG), are held at
+WARNING whatever the level, and any URL that reaches a line anyway loses its query string
+(`?[redacted]`): signed URLs carry their signature there, some webhook URLs a token.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
@@ -36,6 +40,10 @@ SECRET_KEY_PARTS = (
 )
 # Shorter than this, a "secret" value would blank ordinary words; real keys are >= 32 bytes.
 MIN_SECRET_CHARS = 8
+# Loggers of the HTTP clients: their INFO and DEBUG lines name whole request URLs.
+HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+# The query string (and fragment) of an absolute URL anywhere in a line.
+_URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"'<>]*)[?#][^\s\"'<>]*")
 
 
 class _Redactor:
@@ -66,6 +74,8 @@ class _Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if "://" in text:
+            text = _URL_QUERY.sub(rf"\1?{REDACTED}", text)
         return text
 
 
@@ -121,8 +131,9 @@ def configure(
     # Alembic announces every plugin and the DDL mode at INFO; only the migrations it runs matter.
     logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
     logging.getLogger("alembic.runtime.migration").setLevel(numeric)
-    # httpx logs every request's full URL at INFO; signed URLs carry their signature in the query.
-    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
+    # The HTTP clients log every request's full URL; signed URLs carry their signature in the query.
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

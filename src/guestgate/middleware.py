@@ -40,7 +40,7 @@ class OperatorAuthMiddleware:
                 authorization = value.decode("latin-1")
                 break
         try:
-            principal = self.verifier.verify(authorization)
+            principal = await self.verifier.authenticate(authorization)
         except GuestgateError as error:
             await error_response(error, self.public_url)(scope, receive, send)
             return

@@ -12,10 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 import guestgate.models  # noqa: F401  (every table registered: foreign keys resolve in any process)
 from guestgate.config import Settings
 from guestgate.db import make_engine, make_sessionmaker
+from guestgate.outbound import OutboundPolicy
 from guestgate.security import SecretBox, TokenVerifier, UrlSigner
 
 if TYPE_CHECKING:
     from guestgate.gateways.bus import AgentBus
+    from guestgate.gateways.policy import GatewayRules
     from guestgate.gateways.registry import GatewayPool
 
 
@@ -32,6 +34,8 @@ class Runtime:
     signer: UrlSigner
     box: SecretBox
     verifier: TokenVerifier
+    # Where connections a tenant's settings aim (RouterOS, webhooks) may go; tests swap its resolver.
+    outbound: OutboundPolicy
     # Set when the process is told to stop (SIGTERM): long-polls answer at once and the
     # schedule runner stops claiming new work, so in-flight requests and jobs end soon.
     draining: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -48,13 +52,22 @@ class Runtime:
 
             with _POOL_LOCK:
                 if self._gateways is None:
-                    self._gateways = GatewayPool(box=self.box, default_portal_port=self.settings.port)
+                    self._gateways = GatewayPool(
+                        box=self.box, default_portal_port=self.settings.port, outbound=self.outbound
+                    )
                     if self.engine.dialect.name == "postgresql":
                         from guestgate.gateways.bus import AgentBus
 
                         # Every process publishes its agent-site changes; `serve` also listens.
                         self._bus = AgentBus(self.engine, self._gateways.agents)
         return self._gateways
+
+    @property
+    def gateway_rules(self) -> GatewayRules:
+        """The deployment's rules for sites' gateway settings (nftables places, outbound policy)."""
+        from guestgate.gateways.policy import GatewayRules
+
+        return GatewayRules(nftables_allow=self.settings.nftables_allow, outbound=self.outbound)
 
     def listen_for_agent_changes(self) -> None:
         """Apply agent-site changes made by other processes to this one's feed (PostgreSQL only)."""
@@ -78,6 +91,9 @@ class Runtime:
             signer=UrlSigner(settings),
             box=SecretBox(settings),
             verifier=TokenVerifier(settings),
+            outbound=OutboundPolicy.from_settings(
+                settings.outbound_allow_networks, settings.outbound_gateway_networks
+            ),
         )
 
     def close(self) -> None:

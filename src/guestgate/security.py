@@ -2,7 +2,9 @@
 
 Tokens: HS256 with the configured secret, or RS256/ES256 with a PEM public key or a JWKS URL.
 The algorithm family is fixed by the key that verifies it, so an HS256 token can never be
-checked against a public key (the HS/RS confusion attack).
+checked against a public key (the HS/RS confusion attack). With a JWKS URL, `authenticate`
+(the async entry the middleware uses) finds the key without blocking the event loop
+(`guestgate.jwks`); the synchronous `verify` uses the keys already fetched.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from guestgate.config import Settings
 from guestgate.errors import AuthenticationFailed, InsufficientScope, SignatureInvalid, UrlExpired
+from guestgate.jwks import JwksKeys
 
 SCOPE_READ = "captive:read"
 SCOPE_WRITE = "captive:write"
@@ -61,12 +64,35 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         self._public_key = settings.jwt_public_key
-        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        self.jwks = (
+            JwksKeys(
+                settings.jwt_jwks_url,
+                cache_seconds=settings.jwt_jwks_cache_seconds,
+                cooldown_seconds=settings.jwt_jwks_cooldown_seconds,
+                timeout_seconds=settings.jwt_jwks_timeout_seconds,
+            )
+            if settings.jwt_jwks_url
+            else None
+        )
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
 
     def verify(self, authorization: str | None) -> Principal:
-        """The principal of an `Authorization` header value, or AuthenticationFailed."""
+        """The principal of an `Authorization` header value, or AuthenticationFailed (JWKS: cached keys only)."""
+        token, header = self._parse(authorization)
+        jwks_key = self.jwks.cached(header.get("kid")) if self._uses_jwks(header) and self.jwks else None
+        return self._principal(self._decode(token, header, jwks_key))
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """`verify`, fetching the JWKS (off the event loop, shared, with a cooldown) when a key is missing."""
+        token, header = self._parse(authorization)
+        jwks_key = None
+        if self._uses_jwks(header) and self.jwks is not None:
+            kid = header.get("kid")
+            jwks_key = await self.jwks.key(kid if isinstance(kid, str) else None)
+        return self._principal(self._decode(token, header, jwks_key))
+
+    def _parse(self, authorization: str | None) -> tuple[str, dict[str, Any]]:
         if not authorization:
             raise AuthenticationFailed("No bearer token was supplied.", code="token_missing")
         scheme, _, token = authorization.partition(" ")
@@ -80,29 +106,32 @@ class TokenVerifier:
             raise AuthenticationFailed(
                 "The token starts with 'Bearer ': paste the token without the 'Bearer ' prefix."
             )
-        claims = self._decode(token)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed("The bearer token is malformed.") from exc
+        return token, header
+
+    def _uses_jwks(self, header: dict[str, Any]) -> bool:
+        return header.get("alg") in ASYMMETRIC_ALGORITHMS and self._public_key is None
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
         org, sub, scope = claims.get("org"), claims.get("sub"), claims.get("scope")
         if not isinstance(org, str) or not org or not isinstance(sub, str) or not isinstance(scope, str):
             raise AuthenticationFailed("The token's 'org', 'sub' and 'scope' claims must be strings.")
         return Principal(subject=sub, org_id=org, scopes=frozenset(scope.split()))
 
-    def _decode(self, token: str) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise AuthenticationFailed("The bearer token is malformed.") from exc
+    def _decode(self, token: str, header: dict[str, Any], jwks_key: jwt.PyJWK | None) -> dict[str, Any]:
         alg = header.get("alg")
         key: Any
         if alg == "HS256" and self._secret is not None:
             key, algorithms = self._secret, ["HS256"]
         elif alg in ASYMMETRIC_ALGORITHMS and self._public_key is not None:
             key, algorithms = self._public_key, ASYMMETRIC_ALGORITHMS
-        elif alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
-            try:
-                key = self._jwks.get_signing_key_from_jwt(token).key
-            except jwt.PyJWTError as exc:
-                raise AuthenticationFailed("The token's signing key is not in the JWKS.") from exc
-            algorithms = ASYMMETRIC_ALGORITHMS
+        elif alg in ASYMMETRIC_ALGORITHMS and self.jwks is not None:
+            if jwks_key is None:
+                raise AuthenticationFailed("The token's signing key is not in the JWKS.")
+            key, algorithms = jwks_key.key, ASYMMETRIC_ALGORITHMS
         else:
             raise AuthenticationFailed(f"Tokens signed with '{alg}' are not accepted.")
         try:

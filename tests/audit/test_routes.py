@@ -67,7 +67,7 @@ def _every_change(client: TestClient, runtime: Runtime, headers: dict[str, str])
                 "subnets": ["10.20.0.0/16"],
                 "gateway": {
                     "driver": "routeros",
-                    "host": "127.0.0.1",
+                    "host": "router.example.com",
                     "port": 9,
                     "username": "api",
                     "password": ROUTER_PASSWORD,

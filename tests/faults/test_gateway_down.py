@@ -73,7 +73,12 @@ def test_router_unreachable_during_sign_ins_keeps_sessions_and_the_running_recon
 ) -> None:
     # The app runs its background jobs as `guestgate serve` does, the reconciler every 0.2 s.
     settings = make_settings(
-        db_url, tmp_path / "var", scheduler_enabled=True, worker_poll_seconds=RECONCILE_EVERY
+        db_url,
+        tmp_path / "var",
+        scheduler_enabled=True,
+        worker_poll_seconds=RECONCILE_EVERY,
+        # The router (behind its cuttable proxy) is on loopback, allowed as a management network.
+        outbound_gateway_networks="127.0.0.0/8",
     )
     runtime = Runtime.build(settings)
 
@@ -84,7 +89,7 @@ def test_router_unreachable_during_sign_ins_keeps_sessions_and_the_running_recon
         return gateway
 
     runtime._gateways = registry.GatewayPool(
-        box=runtime.box, default_portal_port=settings.port, builder=quick_retries
+        box=runtime.box, outbound=runtime.outbound, default_portal_port=settings.port, builder=quick_retries
     )
     world = make_guest_site(
         runtime,

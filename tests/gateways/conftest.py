@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from guestgate.config import Settings
 from guestgate.gateways import registry
 from guestgate.gateways.base import Gateway
 from guestgate.gateways.routeros import RouterOSGateway
+from guestgate.outbound import OutboundPolicy
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
+from tests.conftest import make_settings
 from tests.gateways.fake_routeros import FakeRouterOS, Tls, make_tls
 from tests.gateways.netns import require_netns_tools
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    """Test settings that let gateways on loopback (the fake router) through the outbound policy,
+    as GUESTGATE_OUTBOUND_GATEWAY_NETWORKS does for a router on a management network."""
+    return make_settings(db_url, tmp_path / "var", outbound_gateway_networks="127.0.0.0/8")
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +42,8 @@ def router(tls: Tls) -> Iterator[FakeRouterOS]:
 
 
 RouterOSFactory = Callable[..., RouterOSGateway]
+# The fake router listens on loopback, which the outbound policy refuses unless a deployment allows it.
+LOOPBACK_ROUTERS = OutboundPolicy.from_settings("", "127.0.0.0/8")
 
 
 @pytest.fixture
@@ -44,6 +57,7 @@ def routeros(router: FakeRouterOS, tls: Tls) -> Iterator[RouterOSFactory]:
             "port": router.port,
             "username": router.username,
             "password": router.password,
+            "outbound": LOOPBACK_ROUTERS,
             "ca_pem": tls.ca_pem,
             "timeout": 5.0,
             "connect_timeout": 2.0,
@@ -77,7 +91,9 @@ def fast_gateways(runtime: Runtime) -> registry.GatewayPool:
             gateway.retries = 1
         return gateway
 
-    pool = registry.GatewayPool(box=runtime.box, default_portal_port=runtime.settings.port, builder=fast)
+    pool = registry.GatewayPool(
+        box=runtime.box, outbound=runtime.outbound, default_portal_port=runtime.settings.port, builder=fast
+    )
     # Installed before the app or the portal first asks the runtime for its pool.
     runtime._gateways = pool
     return pool

@@ -15,14 +15,15 @@ from pydantic import SecretStr
 from guestgate.db import utcnow
 from guestgate.gateways import service as gateway_service
 from guestgate.gateways.agent import AGENT_STALE_SECONDS, agent_key, agent_key_valid, agent_keys
-from guestgate.gateways.agent_client import Agent, AgentOptions, AgentRefused, nftables_gateway
-from guestgate.gateways.base import GatewayMisconfigured
-from guestgate.gateways.nftables import NftablesGateway
+from guestgate.gateways.agent_client import Agent, AgentOptions, AgentRefused, LocalState, nftables_gateway
+from guestgate.gateways.base import GatewayMisconfigured, GuestAccess
+from guestgate.gateways.nftables import NftablesGateway, table_name
 from guestgate.gateways.none import NoneGateway
 from guestgate.runtime import Runtime
 from guestgate.sites.schemas import GatewayIn
 from tests.conftest import TEST_KEYS, TokenFactory, make_settings
 from tests.gateways.journey import GUEST_IP, app_client, refresh_of, sign_in, text_of
+from tests.gateways.netns import namespaces
 from tests.gateways.world import ACTIVATING, GuestSite, make_guest_site
 
 STATE = "/agent/v1/state"
@@ -30,7 +31,7 @@ STATE = "/agent/v1/state"
 
 @pytest.fixture
 def world(runtime: Runtime) -> GuestSite:
-    return make_guest_site(runtime, GatewayIn(driver="agent", interface="wlan0", table="gg_lobby"))
+    return make_guest_site(runtime, GatewayIn(driver="agent", interface="wlan0"))
 
 
 @pytest.fixture
@@ -90,7 +91,8 @@ def test_the_first_poll_gets_the_whole_state(
         "interface": "wlan0",
         "portal_address": None,
         "portal_port": 8000,
-        "table": "gg_lobby",
+        # The site's own table, named by guestgate (never the tenant).
+        "table": table_name(world.site_id),
     }
     [guest] = body["guests"]
     assert (guest["session_id"], guest["ip"], guest["mac"]) == (user.id, GUEST_IP, None)
@@ -272,7 +274,14 @@ def test_the_agent_applies_what_it_pulls_to_its_local_gateway(client: TestClient
     assert (held.session_id, held.ip) == (user.id, GUEST_IP)
     assert held.remaining is not None and held.remaining > timedelta(minutes=59)
     assert agent.applied == agent.state.version if agent.state else False
-    assert seen == [{"interface": "wlan0", "portal_address": None, "portal_port": 8000, "table": "gg_lobby"}]
+    assert seen == [
+        {
+            "interface": "wlan0",
+            "portal_address": None,
+            "portal_port": 8000,
+            "table": table_name(world.site_id),
+        }
+    ]
 
     world.update_user(user.id, status="disconnected", ended_at=utcnow())
     assert agent.poll() is True
@@ -351,3 +360,38 @@ def test_an_agent_that_stops_polling_is_reported_unreachable(
     site = world.site()
     assert site.gateway_status == "unreachable"
     assert site.gateway_last_error is not None and "has not polled since" in site.gateway_last_error
+
+
+@pytest.mark.netns
+def test_an_agent_whose_table_changes_installs_the_new_one_then_removes_only_the_old(
+    netns_tools: None,
+) -> None:
+    # A site made before tables were per site is edited: its agent moves from `guestgate` to the
+    # site's own table, and the gateway's own tables stay.
+    with namespaces("gw") as made:
+        ns = made["gw"]
+        ns.run(
+            "nft",
+            "-f",
+            "-",
+            input="table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0;\n\t}\n}\n",
+        )
+        agent = Agent(AgentOptions(controller="http://c", site_id="s", key="k", netns=ns.name))
+        try:
+            sent = {"interface": "g0", "portal_address": None, "portal_port": 8080, "table": None}
+            for version, table in (("v1", None), ("v2", "guestgate_0123456789abcdef0123456789abcdef")):
+                agent.state = LocalState(
+                    version=version,
+                    gateway={**sent, "table": table},
+                    guests=[GuestAccess("s1", "10.0.0.5", None, utcnow() + timedelta(hours=1))],
+                    walled_garden=[],
+                    auth_windows={},
+                )
+                agent.apply()
+                listed = sorted(line.split()[-1] for line in ns.nft("list", "tables").splitlines())
+                assert listed == sorted(["filter", table or "guestgate"])
+            assert 'comment "guestgate:s1"' in ns.nft(
+                "list", "table", "inet", "guestgate_0123456789abcdef0123456789abcdef"
+            )
+        finally:
+            agent.close()

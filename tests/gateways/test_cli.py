@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from typer.testing import CliRunner
 
 from guestgate.cli import app
-from guestgate.config import Settings, get_settings
 from guestgate.db import utcnow
 from guestgate.gateways.agent import agent_key
+from guestgate.gateways.nftables import table_name
 from guestgate.gateways.rsc import render_script
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
@@ -24,27 +23,13 @@ from tests.gateways.world import ORG, GuestSite, make_guest_site
 MISSING = "5f4e3d2c-1b0a-4987-8654-3210fedcba98"
 
 
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    """A runner whose `guestgate` reads the test's settings from the environment."""
-    values = {
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.data_dir),
-        "PUBLIC_URL": "https://wifi.example.com",
-        "JWT_SECRET": TEST_KEYS["jwt_secret"],
-        "SIGNING_KEY": TEST_KEYS["signing_key"],
-        "ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(f"GUESTGATE_{name}", value)
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
-
-
 def routeros_site(runtime: Runtime, password: str | None = "s3cret!") -> GuestSite:
     gateway = GatewayIn(
-        driver="routeros", host="192.0.2.1", username="gg-api", password=password, portal_address="192.0.2.10"
+        driver="routeros",
+        host="router.example.com",
+        username="gg-api",
+        password=password,
+        portal_address="192.0.2.10",
     )
     return make_guest_site(runtime, gateway)
 
@@ -147,9 +132,10 @@ def test_gateway_apply_installs_the_table_with_the_active_guests_and_garden(
 
         assert result.exit_code == 0, result.output
         assert result.stdout == (
-            f"nft table inet guestgate applied in network namespace {ns.name}: 1 guests, 0 walled-garden entries\n"
+            f"nft table inet {table_name(world.site_id)} applied in network namespace {ns.name}: "
+            "1 guests, 0 walled-garden entries\n"
         )
-        listing = ns.nft("list", "table", "inet", "guestgate")
+        listing = ns.nft("list", "table", "inet", table_name(world.site_id))
         assert re.search(rf'10\.0\.0\.5 timeout 30m expires \S+ comment "guestgate:{user_id}"', listing)
         assert "redirect to :8080" in listing
         assert world.site().gateway_status == "ok"

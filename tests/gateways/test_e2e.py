@@ -29,6 +29,7 @@ import pytest
 from guestgate.config import Settings
 from guestgate.db import make_engine
 from guestgate.gateways.agent import agent_key
+from guestgate.gateways.nftables import table_name
 from guestgate.migrate import upgrade
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
@@ -118,7 +119,10 @@ class Lab:
         return html.unescape(self.client.python(GET_PAGE, url))
 
     def table(self) -> str:
-        return self.gateway.run("nft", "list", "table", "inet", "guestgate", check=False).stdout
+        # The site's own table, `guestgate_<site id>`.
+        return self.gateway.run(
+            "nft", "list", "table", "inet", table_name(self.world.site_id), check=False
+        ).stdout
 
     def start(self, *args: str, name: str) -> None:
         """Start a `guestgate` command in the gateway namespace with the server's settings in its environment."""

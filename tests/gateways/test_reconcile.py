@@ -14,6 +14,7 @@ from sqlalchemy import select
 from guestgate.db import new_id
 from guestgate.gateways import registry
 from guestgate.gateways.base import Gateway, GuestAccess
+from guestgate.gateways.nftables import table_name
 from guestgate.gateways.none import NoneGateway
 from guestgate.gateways.reconcile import ReconcileResult, SiteOutcome, reconcile_all, reconcile_site
 from guestgate.gateways.routeros import RouterOSGateway
@@ -26,6 +27,7 @@ from guestgate.sites.schemas import GatewayIn, SiteIn
 from guestgate.walled_garden.models import WalledGardenEntry
 from tests.gateways.fake_routeros import FakeRouterOS, Tls
 from tests.gateways.netns import namespaces
+from tests.gateways.world import allow_nftables
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 ORG = "org-a"
@@ -47,16 +49,22 @@ def pool(runtime: Runtime) -> Iterator[registry.GatewayPool]:
             gateway.backoff = 0.01
         return gateway
 
-    built = registry.GatewayPool(box=runtime.box, builder=fast)
+    built = registry.GatewayPool(box=runtime.box, outbound=runtime.outbound, builder=fast)
     yield built
     built.close()
 
 
 def make_site(runtime: Runtime, name: str, gateway: GatewayIn, subnet: str = "10.0.0.0/24") -> str:
+    if gateway.driver == "nftables":
+        allow_nftables(runtime, gateway)
     with runtime.sessions() as session:
         org_service.ensure(ORG, session=session)
         site = site_service.create(
-            SiteIn(name=name, subnets=[subnet], gateway=gateway), org_id=ORG, box=runtime.box, session=session
+            SiteIn(name=name, subnets=[subnet], gateway=gateway),
+            org_id=ORG,
+            box=runtime.box,
+            rules=runtime.gateway_rules,
+            session=session,
         )
         return site.id
 
@@ -222,7 +230,7 @@ def test_reconcile_all_records_unreachable_and_misconfigured_sites_and_goes_on(
     assert down_site.gateway_last_sync_at is None
     assert wrong_site.gateway_status == "misconfigured"
     assert wrong_site.gateway_last_error is not None
-    assert "credentials" in wrong_site.gateway_last_error
+    assert "check username and password" in wrong_site.gateway_last_error
 
 
 def test_reconcile_all_clears_the_error_once_the_gateway_answers_again(
@@ -259,6 +267,7 @@ def test_reconcile_all_leaves_the_status_of_a_site_changed_during_the_run(
                 SiteIn(name="Lobby", subnets=["10.0.0.0/24"], gateway=routeros_gateway(router, tls)),
                 org_id=ORG,
                 box=runtime.box,
+                rules=runtime.gateway_rules,
                 session=session,
             )
         gateway = registry.build(site, **kwargs)
@@ -266,7 +275,7 @@ def test_reconcile_all_leaves_the_status_of_a_site_changed_during_the_run(
         gateway.retries = 0
         return gateway
 
-    pool = registry.GatewayPool(box=runtime.box, builder=build_then_operator_edits)
+    pool = registry.GatewayPool(box=runtime.box, outbound=runtime.outbound, builder=build_then_operator_edits)
     [outcome] = reconcile_all(runtime=runtime, now=NOW, pool=pool)
     pool.close()
     assert outcome.status == "unreachable"
@@ -302,7 +311,7 @@ def test_reconcile_all_restores_a_flushed_nftables_gateway_with_its_active_guest
         [outcome] = reconcile_all(runtime=runtime, now=NOW + timedelta(minutes=20))
 
         assert outcome == SiteOutcome(site_id, "ok", ReconcileResult(1, 0, 0), None)
-        listing = ns.nft("list", "table", "inet", "guestgate")
+        listing = ns.nft("list", "table", "inet", table_name(site_id))
         assert re.search(rf'10\.0\.0\.5 timeout 40m expires \S+ comment "guestgate:{session_id}"', listing)
         assert "elements = { 198.51.100.1 }" in listing
         assert "redirect to :8080" in listing

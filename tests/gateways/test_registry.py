@@ -18,6 +18,7 @@ from guestgate.gateways.routeros import RouterOSGateway
 from guestgate.security import SecretBox
 from guestgate.sites.models import Site
 from tests.conftest import TEST_KEYS
+from tests.gateways.conftest import LOOPBACK_ROUTERS
 from tests.gateways.fake_routeros import FakeRouterOS, Tls
 
 
@@ -39,13 +40,14 @@ def site(box: SecretBox, driver: str, config: dict[str, Any], secrets: dict[str,
 
 
 def test_build_none_gives_the_recording_driver(box: SecretBox) -> None:
-    assert isinstance(registry.build(site(box, "none", {}), box=box), NoneGateway)
+    assert isinstance(registry.build(site(box, "none", {}), box=box, outbound=LOOPBACK_ROUTERS), NoneGateway)
 
 
 def test_build_nftables_uses_the_site_settings_and_the_default_portal_port(box: SecretBox) -> None:
     gateway = registry.build(
         site(box, "nftables", {"interface": "wlan0", "netns": "guests", "table": "gg_lobby"}),
         box=box,
+        outbound=LOOPBACK_ROUTERS,
         default_portal_port=8123,
     )
     assert isinstance(gateway, NftablesGateway)
@@ -62,6 +64,7 @@ def test_build_nftables_prefers_the_sites_portal_settings(box: SecretBox) -> Non
     gateway = registry.build(
         site(box, "nftables", {"interface": "wlan0", "portal_address": "192.0.2.10", "portal_port": 8443}),
         box=box,
+        outbound=LOOPBACK_ROUTERS,
     )
     assert isinstance(gateway, NftablesGateway)
     assert (gateway.portal_address, gateway.portal_port, gateway.table) == ("192.0.2.10", 8443, "guestgate")
@@ -69,7 +72,9 @@ def test_build_nftables_prefers_the_sites_portal_settings(box: SecretBox) -> Non
 
 def test_build_routeros_opens_the_sealed_password(box: SecretBox, router: FakeRouterOS, tls: Tls) -> None:
     config = {"host": "127.0.0.1", "port": router.port, "username": router.username, "ca_pem": tls.ca_pem}
-    gateway = registry.build(site(box, "routeros", config, {"password": router.password}), box=box)
+    gateway = registry.build(
+        site(box, "routeros", config, {"password": router.password}), box=box, outbound=LOOPBACK_ROUTERS
+    )
     try:
         assert isinstance(gateway, RouterOSGateway)
         assert gateway.health().state == "ok"
@@ -90,13 +95,13 @@ def test_build_refuses_settings_that_cannot_work(
     box: SecretBox, driver: str, config: dict[str, Any], secrets: dict[str, str] | None, message: str
 ) -> None:
     with pytest.raises(GatewayMisconfigured, match=message):
-        registry.build(site(box, driver, config, secrets), box=box)
+        registry.build(site(box, driver, config, secrets), box=box, outbound=LOOPBACK_ROUTERS)
 
 
 def test_build_agent_gives_a_remote_driver_that_wakes_the_sites_agent(box: SecretBox) -> None:
     feed = AgentFeed()
     lobby = site(box, "agent", {"interface": "wlan0"})
-    gateway = registry.build(lobby, box=box, agents=feed)
+    gateway = registry.build(lobby, box=box, outbound=LOOPBACK_ROUTERS, agents=feed)
     assert isinstance(gateway, AgentGateway)
     assert (gateway.remote, gateway.enforcing, gateway.site_id) == (True, True, lobby.id)
     gateway.revoke("s1", "10.0.0.5")
@@ -106,7 +111,7 @@ def test_build_agent_gives_a_remote_driver_that_wakes_the_sites_agent(box: Secre
 
 
 def test_pool_hands_its_agent_feed_to_agent_drivers(box: SecretBox) -> None:
-    pool = registry.GatewayPool(box=box)
+    pool = registry.GatewayPool(box=box, outbound=LOOPBACK_ROUTERS)
     lobby = site(box, "agent", {})
     gateway = pool.get(lobby)
     assert isinstance(gateway, AgentGateway)
@@ -115,13 +120,13 @@ def test_pool_hands_its_agent_feed_to_agent_drivers(box: SecretBox) -> None:
 
 
 def test_pool_gives_one_lock_per_site(box: SecretBox) -> None:
-    pool = registry.GatewayPool(box=box)
+    pool = registry.GatewayPool(box=box, outbound=LOOPBACK_ROUTERS)
     assert pool.site_lock("a") is pool.site_lock("a")
     assert pool.site_lock("a") is not pool.site_lock("b")
 
 
 def test_pool_keeps_one_driver_per_site_until_its_settings_change(box: SecretBox) -> None:
-    pool = registry.GatewayPool(box=box)
+    pool = registry.GatewayPool(box=box, outbound=LOOPBACK_ROUTERS)
     lobby = site(box, "nftables", {"interface": "wlan0"})
     first = pool.get(lobby)
     assert pool.get(lobby) is first
@@ -136,7 +141,7 @@ def test_pool_keeps_one_driver_per_site_until_its_settings_change(box: SecretBox
 def test_pool_closes_a_replaced_driver(box: SecretBox, router: FakeRouterOS, tls: Tls) -> None:
     config = {"host": "127.0.0.1", "port": router.port, "username": router.username, "ca_pem": tls.ca_pem}
     lobby = site(box, "routeros", config, {"password": router.password})
-    pool = registry.GatewayPool(box=box)
+    pool = registry.GatewayPool(box=box, outbound=LOOPBACK_ROUTERS)
     first = pool.get(lobby)
     first.health()
     lobby.gateway_config = {**config, "tls_verify": True, "port": router.port}

@@ -78,14 +78,29 @@ class GuestSite:
             session.commit()
 
 
+def allow_nftables(runtime: Runtime, gateway: GatewayIn, *, org: str = ORG) -> None:
+    """Let `org` use the nftables driver where `gateway` puts it, as a deployment does
+    (GUESTGATE_NFTABLES_ALLOW); no org may unless it is allowed."""
+    place = f"{gateway.netns}/{gateway.interface}" if gateway.netns else str(gateway.interface)
+    allowed = {name: list(places) for name, places in runtime.settings.nftables_allow.items()}
+    allowed.setdefault(org, []).append(place)
+    runtime.settings = runtime.settings.model_copy(update={"nftables_allow": allowed})
+
+
 def make_guest_site(runtime: Runtime, gateway: GatewayIn, *, subnet: str = "10.0.0.0/24") -> GuestSite:
-    """Create the org, the site (through the sites service, so secrets are sealed) and the instance."""
+    """Create the org, the site (through the sites service, so secrets are sealed) and the instance.
+
+    An nftables site's place is allowed for the org first (`allow_nftables`).
+    """
+    if gateway.driver == "nftables":
+        allow_nftables(runtime, gateway)
     with runtime.sessions() as session:
         org_service.ensure(ORG, session=session)
         site = site_service.create(
             SiteIn(name="Lobby", subnets=[subnet], gateway=gateway),
             org_id=ORG,
             box=runtime.box,
+            rules=runtime.gateway_rules,
             session=session,
         )
         instance = Instance(

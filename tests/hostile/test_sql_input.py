@@ -69,7 +69,7 @@ def base_bodies(a: Tenant) -> dict[str, tuple[str, str, dict[str, Any]]]:
         "subnets": ["10.99.0.0/16"],
         "gateway": {
             "driver": "routeros",
-            "host": "192.0.2.10",
+            "host": "router.example.com",
             "username": "admin",
             "password": "pw",
             "ca_pem": None,

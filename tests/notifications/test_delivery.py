@@ -6,6 +6,7 @@ test_email.py and test_webhooks.py).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -34,10 +35,11 @@ from guestgate.notifications.models import Delivery, DeliveryAttempt, Notificati
 from guestgate.orgs.models import Org
 from guestgate.runtime import Runtime
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
-from tests.conftest import make_settings
+from tests.conftest import fake_resolver, make_settings
 
 ORG = "org-a"
 SECRET = "webhook-signing-secret-0123456789"
+LOOPBACK = "127.0.0.0/8"
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
@@ -48,13 +50,19 @@ RuntimeFactory = Callable[..., Runtime]
 
 @pytest.fixture
 def make_runtime(db_url: str, tmp_path: Path) -> Iterator[RuntimeFactory]:
-    """`make_runtime(**settings)`: a runtime on the test's database with settings overridden."""
+    """`make_runtime(**settings)`: a runtime on the test's database with settings overridden.
+
+    The receivers listen on loopback, which the outbound policy refuses: these runtimes allow it
+    the way a deployment would, with GUESTGATE_OUTBOUND_ALLOW_NETWORKS.
+    """
     built: list[Runtime] = []
 
     def make(**overrides: object) -> Runtime:
         data_dir = overrides.pop("data_dir", tmp_path / "var")
         assert isinstance(data_dir, Path)
+        overrides.setdefault("outbound_allow_networks", LOOPBACK)
         runtime = Runtime.build(make_settings(db_url, data_dir, **overrides))
+        runtime.outbound = dataclasses.replace(runtime.outbound, resolver=fake_resolver)
         built.append(runtime)
         return runtime
 

@@ -80,7 +80,8 @@ def test_receiver_failing_twice_then_succeeding_gets_three_recorded_attempts(
     assert delivery.deliver_due_sync(runtime=runtime, now=T0) == DeliveryReport(retried=1)
     [row] = deliveries(runtime, batch.run_id)
     assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 1, T0 + timedelta(seconds=30))
-    assert row.last_error == 'HTTP 500 Internal Server Error: {"error": "receiver says no"}'
+    # Our words: the receiver's body ("receiver says no") is never stored.
+    assert row.last_error == "the receiver answered HTTP 500"
     assert delivery.deliver_due_sync(runtime=runtime, now=T0 + timedelta(seconds=29)) == DeliveryReport()
     assert delivery.deliver_due_sync(runtime=runtime, now=T0 + timedelta(seconds=30)) == DeliveryReport(
         retried=1
@@ -114,7 +115,7 @@ def test_slow_receiver_is_a_timed_out_attempt(make_runtime: RuntimeFactory, rece
     [attempt] = attempts(runtime, row.id)
     assert not attempt.ok
     assert attempt.status_code is None
-    assert attempt.error == "timed out after 0.3 s (ReadTimeout)"
+    assert attempt.error == "timed out after 0.3 s"
     assert 250 <= attempt.duration_ms < 1500
 
 
@@ -129,7 +130,7 @@ def test_unreachable_receiver_is_a_failed_attempt_without_the_secret_in_the_log(
     [attempt] = attempts(runtime, row.id)
     assert attempt.status_code is None
     assert attempt.error is not None
-    assert attempt.error.startswith("ConnectError")
+    assert attempt.error.startswith("could not connect")
     assert SECRET not in attempt.error
     assert row.last_error == attempt.error
 
@@ -164,7 +165,7 @@ def test_delivery_fails_for_good_after_the_maximum_attempts(
     [row] = deliveries(runtime, batch.run_id)
     assert (row.status, row.attempts) == ("failed", 3)
     assert row.last_error is not None
-    assert row.last_error.startswith("HTTP 503")
+    assert row.last_error.startswith("the receiver answered HTTP 503")
     assert [(a.attempt, a.ok, a.status_code) for a in attempts(runtime, row.id)] == [
         (1, False, 503),
         (2, False, 503),
@@ -189,6 +190,6 @@ def test_post_returns_the_status_and_raises_with_the_status_on_failure(receiver:
     with pytest.raises(webhooks.WebhookFailed) as failed:
         asyncio.run(post())
     assert failed.value.status_code == 404
-    assert str(failed.value).startswith("HTTP 404 Not Found")
+    assert str(failed.value) == "the receiver answered HTTP 404"
     assert [r.body for r in receiver.received] == [body, body]
     assert all(r.signature_ok for r in receiver.received)

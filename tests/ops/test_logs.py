@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import structlog
 from fastapi.testclient import TestClient
@@ -18,10 +21,11 @@ from guestgate import logs
 from guestgate.app import create_app
 from guestgate.db import utcnow
 from guestgate.gateways import reconcile
-from guestgate.notifications import delivery
+from guestgate.notifications import delivery, webhooks
 from guestgate.runtime import Runtime
 from guestgate.security import mint_token
 from tests.conftest import TEST_KEYS, make_settings
+from tests.notifications.test_delivery import SECRET, Receiver, receiver  # noqa: F401  (fixture)
 from tests.notifications.test_email import SmtpFactory, smtp_server  # noqa: F401  (fixture)
 
 GUEST_IP = "10.30.1.5"
@@ -88,6 +92,8 @@ def test_no_secret_reaches_the_logs(
         smtp_password=SecretStr(SMTP_PASSWORD),
         webhook_timeout_seconds=2,
         metrics_token=SecretStr("metrics-token-that-is-at-least-32-bytes"),
+        # The router and the webhook are on loopback (port 9, nothing listens), allowed explicitly.
+        outbound_allow_networks="127.0.0.0/8",
     )
     logs.configure_for(settings.model_copy(update={"log_level": "debug", "log_json": True}), stream=captured)
     secrets = [
@@ -237,3 +243,38 @@ def test_uvicorn_lines_carry_no_color_message(
     if as_json:
         (line,) = (json.loads(raw) for raw in output.splitlines() if "Uvicorn running" in raw)
         assert line["logger"] == "uvicorn.error" and line["level"] == "info"
+
+
+QUERY_SECRET = "hook-token-5150-do-not-log"
+
+
+def test_outbound_request_urls_reach_no_log_with_their_query_string(
+    db_url: str,
+    tmp_path: Path,
+    captured: io.StringIO,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    # At debug level the HTTP clients would log every request's URL (httpx2 at INFO, httpcore2 traces).
+    settings = make_settings(db_url, tmp_path / "var", outbound_allow_networks="127.0.0.0/8")
+    logs.configure_for(settings.model_copy(update={"log_level": "debug", "log_json": True}), stream=captured)
+    runtime = Runtime.build(settings)
+    url = f"{receiver.url}?token={QUERY_SECRET}&sig={QUERY_SECRET}"
+    body = webhooks.body_of({"count": 0})
+
+    async def post() -> int:
+        transport = runtime.outbound.async_transport("webhook")
+        async with httpx2.AsyncClient(transport=transport) as client:
+            return await webhooks.post(url, body, secret=SECRET, delivery_id="d-1", timeout=5, client=client)
+
+    try:
+        assert asyncio.run(post()) == 204
+        with httpx2.Client(transport=runtime.outbound.transport("webhook")) as client:
+            assert client.post(url, content=body).status_code == 204
+        # A library that logs a URL anyway (here by hand, at WARNING) loses its query string.
+        logging.getLogger("some.library").warning("fetched %s", url)
+    finally:
+        runtime.close()
+    output = captured.getvalue()
+    assert len(receiver.received) == 2
+    assert QUERY_SECRET not in output
+    assert f"fetched {receiver.url}?[redacted]" in output

@@ -51,7 +51,11 @@ def session(runtime: Runtime) -> Iterator[Session]:
 @pytest.fixture
 def site_id(session: Session, runtime: Runtime) -> str:
     site = site_service.create(
-        SiteIn(name="HQ", subnets=["10.0.0.0/24"]), org_id="org-a", box=runtime.box, session=session
+        SiteIn(name="HQ", subnets=["10.0.0.0/24"]),
+        org_id="org-a",
+        box=runtime.box,
+        rules=runtime.gateway_rules,
+        session=session,
     )
     return site.id
 

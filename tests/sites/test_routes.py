@@ -70,7 +70,12 @@ def test_routeros_gateway_needs_host_and_username(client: TestClient, headers: d
 def test_gateway_password_is_write_only_and_sealed(
     client: TestClient, headers: dict[str, str], runtime: Runtime
 ) -> None:
-    gateway = {"driver": "routeros", "host": "192.0.2.1", "username": "guestgate", "password": "s3cret-pass"}
+    gateway = {
+        "driver": "routeros",
+        "host": "router.example.com",
+        "username": "guestgate",
+        "password": "s3cret-pass",
+    }
     site = create_site(client, headers, gateway=gateway)
     assert "password" not in site["gateway"]  # type: ignore[operator]
     assert site["gateway"]["password_set"] is True  # type: ignore[index]

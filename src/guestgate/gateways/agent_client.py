@@ -9,7 +9,10 @@ its table, so a flushed ruleset is repaired within one poll interval.
 
 Times come as seconds left, turned into local deadlines on receipt, so the agent's clock need not
 agree with the controller's. Settings the controller sends (interface, portal address and port,
-table) are overridden by the agent's own options.
+table) are overridden by the agent's own options. The table is the site's own
+(`guestgate_<site id>`, never a tenant's choice); a site made before that keeps `guestgate` until
+it is edited. When the table (or namespace) changes, the agent installs the new one and then
+deletes the one it used before, and nothing else.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import structlog
 from guestgate.db import utcnow
 from guestgate.gateways.agent_routes import DEFAULT_WAIT_SECONDS, ERROR_HEADER
 from guestgate.gateways.base import GardenEntry, Gateway, GatewayError, GatewayMisconfigured, GuestAccess
-from guestgate.gateways.nftables import DEFAULT_TABLE, NftablesGateway
+from guestgate.gateways.nftables import LEGACY_TABLE, NftablesGateway
 
 log = structlog.get_logger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
@@ -77,7 +80,7 @@ def nftables_gateway(options: AgentOptions, sent: dict[str, Any]) -> Gateway:
         portal_port=int(options.portal_port or sent.get("portal_port") or 80),
         portal_address=options.portal_address or sent.get("portal_address"),
         netns=options.netns,
-        table=str(options.table or sent.get("table") or DEFAULT_TABLE),
+        table=str(options.table or sent.get("table") or LEGACY_TABLE),
     )
 
 
@@ -103,6 +106,8 @@ class Agent:
         self.applied = ""
         self.error: str | None = None
         self._gateway: tuple[str, Gateway] | None = None
+        # Drivers replaced by a change of settings, whose tables go once the new one is in place.
+        self._left: list[Gateway] = []
 
     def poll(self) -> bool:
         """One long-poll; True when it brought a new state (kept in `state`, not applied yet)."""
@@ -141,6 +146,7 @@ class Agent:
             raise
         self.error = None
         self.applied = state.version
+        self._retire_left(gateway)
 
     def run(self, stop: threading.Event) -> None:
         """Poll and apply until `stop` is set; network and gateway errors are retried with back-off."""
@@ -168,8 +174,10 @@ class Agent:
                 log.info("agent.applied", version=self.state.version, guests=len(self.state.guests))
 
     def close(self) -> None:
-        """Close the HTTP connection and the local driver."""
+        """Close the HTTP connection and the local drivers."""
         self.http.close()
+        for gateway in self._left:
+            gateway.close()
         if self._gateway is not None:
             self._gateway[1].close()
 
@@ -177,9 +185,25 @@ class Agent:
         key = repr(sorted(sent.items()))
         if self._gateway is None or self._gateway[0] != key:
             if self._gateway is not None:
-                self._gateway[1].close()
+                self._left.append(self._gateway[1])
             self._gateway = (key, self.gateway_factory(self.options, sent))
         return self._gateway[1]
+
+    def _retire_left(self, current: Gateway) -> None:
+        for old in self._left:
+            if (
+                isinstance(old, NftablesGateway)
+                and isinstance(current, NftablesGateway)
+                and (old.table, old.netns) != (current.table, current.netns)
+            ):
+                try:
+                    old.remove()
+                except GatewayError as exc:
+                    log.warning("agent.table_remove_failed", table=old.table, error=str(exc))
+                else:
+                    log.info("agent.table_removed", table=old.table, netns=old.netns)
+            old.close()
+        self._left.clear()
 
 
 def run_agent(options: AgentOptions, stop: threading.Event | None = None) -> None:

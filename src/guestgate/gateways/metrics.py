@@ -103,7 +103,7 @@ class MetricsApp:
             body = ops_metrics.process_metrics() + generate_latest(registry)
             return Response(body, media_type=CONTENT_TYPE_LATEST)
         try:
-            principal = self.runtime.verifier.verify(authorization)
+            principal = await self.runtime.verifier.authenticate(authorization)
             principal.require(SCOPE_READ)
         except GuestgateError as error:
             return error_response(error, self.runtime.settings.public_url)

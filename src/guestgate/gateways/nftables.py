@@ -1,6 +1,12 @@
 """The `nftables` driver: a Linux gateway that guestgate runs on (optionally in a network namespace).
 
-Everything lives in one table (default `inet guestgate`), so nothing else on the host is touched:
+Everything of one site lives in one table of its own, `inet guestgate_<site id without dashes>`
+(`table_name`), and every script this driver writes creates, changes or deletes only that
+table, so nothing else on the host is touched: not the host's own tables, not another site's.
+The table name is never a tenant's choice; which org may use the driver at all, and on which
+interfaces and namespaces, is the deployment's (`GUESTGATE_NFTABLES_ALLOW`, checked by
+`guestgate.gateways.policy`). Sites made before tables were per site keep the table they have
+(`inet guestgate`, or the name they gave) until they are edited.
 
     sets    allowed4/6      guests let through (flags timeout; comment "guestgate:<session id>")
             auth_window4/6  guests in their OAuth auth window (flags timeout)
@@ -56,7 +62,9 @@ from guestgate.gateways.base import (
     split_garden,
 )
 
-DEFAULT_TABLE = "guestgate"
+# The one table of a site made before tables were per site (and the agent's default for such sites).
+LEGACY_TABLE = "guestgate"
+SITE_TABLE_PREFIX = "guestgate_"
 NFT_TIMEOUT_SECONDS = 30.0
 # Names end up inside nft scripts; anything outside these shapes is refused, not quoted.
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
@@ -103,7 +111,7 @@ class NftablesGateway(Gateway):
         portal_port: int,
         portal_address: str | None = None,
         netns: str | None = None,
-        table: str = DEFAULT_TABLE,
+        table: str = LEGACY_TABLE,
         nft: str = "nft",
         ip: str = "ip",
     ) -> None:
@@ -125,6 +133,7 @@ class NftablesGateway(Gateway):
         self.portal_address = portal_address
         self.netns = netns
         self.table = table
+        self._nft, self._ip = nft, ip
         self._command = [ip, "netns", "exec", netns, nft] if netns else [nft]
 
     # -- the interface ---------------------------------------------------------------------
@@ -282,6 +291,10 @@ class NftablesGateway(Gateway):
         out.append("}")
         return "\n".join(out) + "\n"
 
+    def remove(self) -> None:
+        """Delete this driver's table, if it exists (the site is gone, or moved to another table)."""
+        remove_table(self.table, netns=self.netns, nft=self._nft, ip=self._ip)
+
     # -- the shape of the table ----------------------------------------------------------
 
     def _sets(self) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -434,31 +447,52 @@ class NftablesGateway(Gateway):
         self._exec(["-f", "-"], stdin=script)
 
     def _exec(self, args: list[str], *, stdin: str | None) -> str:
-        command = [*self._command, *args]
-        try:
-            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                command,
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=NFT_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise GatewayMisconfigured(f"'{command[0]}' is not installed on this host") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise GatewayUnreachable(f"nft did not answer within {NFT_TIMEOUT_SECONDS:.0f}s") from exc
-        if done.returncode == 0:
-            return done.stdout
-        error = done.stderr.strip() or f"exit status {done.returncode}"
-        # Checked before the table-missing case: these messages also end in "No such file or directory".
-        if self.netns and "network namespace" in error:
-            raise GatewayMisconfigured(f"network namespace '{self.netns}': {_first_lines(error)}")
-        if "exec of" in error:
-            raise GatewayMisconfigured(f"nft is not installed in the namespace: {_first_lines(error)}")
-        if "Operation not permitted" in error or "Permission denied" in error:
-            raise GatewayMisconfigured(f"nft needs CAP_NET_ADMIN: {_first_lines(error)}")
-        raise GatewayRejected(f"nft refused the change: {_first_lines(error)}")
+        return _run_nft([*self._command, *args], stdin=stdin, netns=self.netns)
+
+
+def remove_table(table: str, *, netns: str | None = None, nft: str = "nft", ip: str = "ip") -> None:
+    """Delete `inet <table>` (in `netns`) if it exists; nothing else is touched."""
+    if not _TABLE.match(table):
+        raise GatewayMisconfigured(f"'{table}' is not a usable nft table name")
+    if netns is not None and not _NETNS.match(netns):
+        raise GatewayMisconfigured(f"'{netns}' is not a usable network namespace name")
+    command = [ip, "netns", "exec", netns, nft] if netns else [nft]
+    # Declaring it first makes the deletion succeed whether or not the table exists.
+    _run_nft(
+        [*command, "-f", "-"], stdin=f"table inet {table} {{}}\ndelete table inet {table}\n", netns=netns
+    )
+
+
+def _run_nft(command: list[str], *, stdin: str | None, netns: str | None) -> str:
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=NFT_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise GatewayMisconfigured(f"'{command[0]}' is not installed on this host") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise GatewayUnreachable(f"nft did not answer within {NFT_TIMEOUT_SECONDS:.0f}s") from exc
+    if done.returncode == 0:
+        return done.stdout
+    error = done.stderr.strip() or f"exit status {done.returncode}"
+    # Checked before the table-missing case: these messages also end in "No such file or directory".
+    if netns and "network namespace" in error:
+        raise GatewayMisconfigured(f"network namespace '{netns}': {_first_lines(error)}")
+    if "exec of" in error:
+        raise GatewayMisconfigured(f"nft is not installed in the namespace: {_first_lines(error)}")
+    if "Operation not permitted" in error or "Permission denied" in error:
+        raise GatewayMisconfigured(f"nft needs CAP_NET_ADMIN: {_first_lines(error)}")
+    raise GatewayRejected(f"nft refused the change: {_first_lines(error)}")
+
+
+def table_name(site_id: str) -> str:
+    """The nft table of a site: `guestgate_` and the site id's 32 hex digits (a valid nft identifier)."""
+    return SITE_TABLE_PREFIX + site_id.replace("-", "").lower()
 
 
 def _family(value: str) -> int:

@@ -107,7 +107,9 @@ def reconcile_all(
     if not sites:
         return []
     own_pool = pool is None
-    gateways = pool or registry.GatewayPool(box=runtime.box, default_portal_port=runtime.settings.port)
+    gateways = pool or registry.GatewayPool(
+        box=runtime.box, outbound=runtime.outbound, default_portal_port=runtime.settings.port
+    )
     try:
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(sites))) as executor:
             done = list(

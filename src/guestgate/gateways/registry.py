@@ -18,9 +18,10 @@ from typing import Any
 
 from guestgate.gateways.agent import AGENT_DRIVER, AgentFeed, AgentGateway
 from guestgate.gateways.base import Gateway, GatewayMisconfigured
-from guestgate.gateways.nftables import DEFAULT_TABLE, NftablesGateway
+from guestgate.gateways.nftables import LEGACY_TABLE, NftablesGateway
 from guestgate.gateways.none import NoneGateway
 from guestgate.gateways.routeros import RouterOSGateway
+from guestgate.outbound import OutboundPolicy
 from guestgate.security import SecretBox
 from guestgate.sites import service as site_service
 from guestgate.sites.models import Site
@@ -29,14 +30,18 @@ DEFAULT_PORTAL_PORT = 8000
 # Drivers guestgate pushes changes to; `agent` sites pull theirs, `none` enforces nothing.
 PUSHED_DRIVERS = frozenset({"nftables", "routeros"})
 
-Factory = Callable[[dict[str, Any], dict[str, str], int], Gateway]
+Factory = Callable[[dict[str, Any], dict[str, str], int, OutboundPolicy], Gateway]
 
 
-def _none(config: dict[str, Any], secrets: dict[str, str], portal_port: int) -> Gateway:
+def _none(
+    config: dict[str, Any], secrets: dict[str, str], portal_port: int, outbound: OutboundPolicy
+) -> Gateway:
     return NoneGateway()
 
 
-def _nftables(config: dict[str, Any], secrets: dict[str, str], portal_port: int) -> Gateway:
+def _nftables(
+    config: dict[str, Any], secrets: dict[str, str], portal_port: int, outbound: OutboundPolicy
+) -> Gateway:
     if not config.get("interface"):
         raise GatewayMisconfigured("the nftables driver needs the guest 'interface'")
     return NftablesGateway(
@@ -44,11 +49,15 @@ def _nftables(config: dict[str, Any], secrets: dict[str, str], portal_port: int)
         portal_port=int(config.get("portal_port") or portal_port),
         portal_address=config.get("portal_address"),
         netns=config.get("netns"),
-        table=str(config.get("table") or DEFAULT_TABLE),
+        # Sites store their own table (`guestgate_<site id>`); one made before that has none and
+        # keeps the table it always had until it is edited.
+        table=str(config.get("table") or LEGACY_TABLE),
     )
 
 
-def _routeros(config: dict[str, Any], secrets: dict[str, str], portal_port: int) -> Gateway:
+def _routeros(
+    config: dict[str, Any], secrets: dict[str, str], portal_port: int, outbound: OutboundPolicy
+) -> Gateway:
     if not config.get("host") or not config.get("username"):
         raise GatewayMisconfigured("the routeros driver needs 'host' and 'username'")
     if not secrets.get("password"):
@@ -58,6 +67,7 @@ def _routeros(config: dict[str, Any], secrets: dict[str, str], portal_port: int)
         port=int(config.get("port") or 443),
         username=str(config["username"]),
         password=secrets["password"],
+        outbound=outbound,
         tls_verify=bool(config.get("tls_verify", True)),
         ca_pem=config.get("ca_pem"),
         pinned_sha256=config.get("pinned_sha256"),
@@ -75,6 +85,7 @@ def build(
     site: Site,
     *,
     box: SecretBox,
+    outbound: OutboundPolicy,
     default_portal_port: int = DEFAULT_PORTAL_PORT,
     agents: AgentFeed | None = None,
 ) -> Gateway:
@@ -86,7 +97,7 @@ def build(
     if factory is None:
         raise GatewayMisconfigured(f"unknown gateway driver '{site.gateway_driver}'")
     secrets = site_service.gateway_secrets(site, box=box)
-    return factory(dict(site.gateway_config or {}), secrets, default_portal_port)
+    return factory(dict(site.gateway_config or {}), secrets, default_portal_port, outbound)
 
 
 class GatewayPool:
@@ -96,10 +107,12 @@ class GatewayPool:
         self,
         *,
         box: SecretBox,
+        outbound: OutboundPolicy,
         default_portal_port: int = DEFAULT_PORTAL_PORT,
         builder: Callable[..., Gateway] = build,
     ) -> None:
         self._box = box
+        self._outbound = outbound
         self._portal_port = default_portal_port
         self._builder = builder
         self._built: dict[str, tuple[str, Gateway]] = {}
@@ -115,7 +128,11 @@ class GatewayPool:
             if held is not None and held[0] == key:
                 return held[1]
             gateway = self._builder(
-                site, box=self._box, default_portal_port=self._portal_port, agents=self.agents
+                site,
+                box=self._box,
+                outbound=self._outbound,
+                default_portal_port=self._portal_port,
+                agents=self.agents,
             )
             self._built[site.id] = (key, gateway)
         if held is not None:

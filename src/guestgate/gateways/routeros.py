@@ -17,6 +17,13 @@ TLS is verified by default (system CAs, or the site's CA PEM). With a pinned SHA
 chain is not checked; instead the handshake itself compares the peer certificate with the pin (a
 custom SSLSocket class on the SSL context), so no request, and no credential, is sent to a router
 that does not present the pinned certificate.
+
+The router's address is a tenant's setting: connections go through the outbound policy
+(`guestgate.outbound`), which resolves the host when the connection opens and connects only to
+an allowed address. Errors name what failed in our words (`the router answered HTTP 401: check
+username and password`); the router's own answer is never copied into them, since
+`gateway_status.last_error` is shown to the tenant and a host that is not a router would
+otherwise read its page back through it. The router's text goes to the log, shortened.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import re
 import ssl
 import time
@@ -54,6 +60,7 @@ from guestgate.gateways.base import (
     session_tag,
     split_garden,
 )
+from guestgate.outbound import OutboundPolicy, OutboundRefused, canonical_host, describe_failure
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +75,8 @@ _PROPLIST = ".id,list,address,timeout,comment"
 _DUPLICATE = "already have such entry"
 _DURATION_PART = re.compile(r"(\d+)(ms|w|d|h|m|s)")
 _CLOCK = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(\d+):(\d{2}):(\d{2})")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
+# How much of a router's refusal is logged (never stored or shown through the API).
+_LOGGED_DETAIL_CHARS = 200
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -91,6 +99,7 @@ class RouterOSGateway(Gateway):
         host: str,
         username: str,
         password: str,
+        outbound: OutboundPolicy,
         port: int = 443,
         tls_verify: bool = True,
         ca_pem: str | None = None,
@@ -107,18 +116,20 @@ class RouterOSGateway(Gateway):
         self.backoff = backoff
         self._sleep = sleep
         try:
-            literal = ipaddress.ip_address(host)
-            netloc = f"[{literal}]" if literal.version == 6 else str(literal)
-        except ValueError:
-            if not _HOSTNAME.match(host):
-                raise GatewayMisconfigured(f"'{host}' is not a usable router host name or address") from None
-            netloc = host
+            name = canonical_host(host)
+        except OutboundRefused as exc:
+            raise GatewayMisconfigured(f"the router host is not usable: {exc}") from exc
+        netloc = f"[{name}]" if ":" in name else name
+        self.timeout = timeout
         self._client = httpx2.Client(
             base_url=f"https://{netloc}:{port}/rest",
             auth=httpx2.BasicAuth(username, password),
-            verify=tls_context(tls_verify=tls_verify, ca_pem=ca_pem, pinned_sha256=pinned_sha256),
             timeout=httpx2.Timeout(timeout, connect=connect_timeout),
-            limits=httpx2.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30.0),
+            transport=outbound.transport(
+                "gateway",
+                verify=tls_context(tls_verify=tls_verify, ca_pem=ca_pem, pinned_sha256=pinned_sha256),
+                limits=httpx2.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=30.0),
+            ),
             headers={"Accept": "application/json"},
             # The router is reached directly: a proxy from the environment would see the credentials.
             trust_env=False,
@@ -292,16 +303,21 @@ class RouterOSGateway(Gateway):
                 self._sleep(self.backoff * 2 ** (attempt - 1))
             try:
                 response = self._client.request(method, "/" + path, params=params, json=json)
+            except OutboundRefused as exc:
+                raise GatewayMisconfigured(
+                    f"the router at {self.host}:{self.port} is {describe_failure(exc)}"
+                ) from exc
             except httpx2.TransportError as exc:
                 tls = _tls_error(exc)
                 if tls is not None:
                     raise GatewayMisconfigured(
                         f"TLS verification of {self.host}:{self.port} failed: {tls}"
                     ) from exc
-                failure = f"{type(exc).__name__}: {exc}"
+                failure = describe_failure(exc, timeout=self.timeout)
                 continue
             if response.status_code >= 500:
-                failure = f"HTTP {response.status_code}: {_detail(response)}"
+                self._log_refusal(response, method, path)
+                failure = f"the router answered HTTP {response.status_code}"
                 continue
             return self._answer(response, method, path)
         raise GatewayUnreachable(
@@ -311,16 +327,24 @@ class RouterOSGateway(Gateway):
 
     def _answer(self, response: httpx2.Response, method: str, path: str) -> Any:
         status = response.status_code
-        if status in (401, 403):
-            what = "rejected the credentials" if status == 401 else "refused the user (policy)"
-            raise GatewayMisconfigured(f"RouterOS at {self.host} {what}: HTTP {status} {_detail(response)}")
+        if status == 401:
+            raise GatewayMisconfigured(
+                f"the router at {self.host} answered HTTP 401: check username and password"
+            )
+        if status == 403:
+            raise GatewayMisconfigured(
+                f"the router at {self.host} answered HTTP 403: the user needs the read, write, api and "
+                "rest-api policies"
+            )
         if status == 404:
-            raise _NotFound(f"RouterOS has no {path}: {_detail(response)}")
+            raise _NotFound(f"the router has no /{path} (HTTP 404)")
         if status >= 400:
-            detail = _detail(response)
-            if _DUPLICATE in detail:
-                raise _Duplicate(detail)
-            raise GatewayRejected(f"RouterOS refused {method} /{path}: HTTP {status} {detail}")
+            if _DUPLICATE in _detail(response):
+                raise _Duplicate(f"the router already holds that entry ({method} /{path})")
+            self._log_refusal(response, method, path)
+            raise GatewayRejected(
+                f"the router refused {method} /{path} with HTTP {status}; the log has its reason"
+            )
         if not response.content:
             return None
         try:
@@ -329,6 +353,18 @@ class RouterOSGateway(Gateway):
             raise GatewayMisconfigured(
                 f"{self.host}:{self.port} did not answer with JSON; is it the RouterOS REST API?"
             ) from exc
+
+    def _log_refusal(self, response: httpx2.Response, method: str, path: str) -> None:
+        # The router's words go to the deployment's log only, shortened and on one line.
+        detail = " ".join(_detail(response)[:_LOGGED_DETAIL_CHARS].split())
+        log.warning(
+            "gateway.routeros.refused",
+            host=self.host,
+            method=method,
+            path=path,
+            status=response.status_code,
+            detail=detail,
+        )
 
 
 def tls_context(*, tls_verify: bool, ca_pem: str | None, pinned_sha256: str | None) -> ssl.SSLContext:

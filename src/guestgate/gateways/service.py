@@ -17,6 +17,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from guestgate.db import utcnow
 from guestgate.errors import NotFound
 from guestgate.gateways.agent import AGENT_STALE_SECONDS, AgentState, desired_state
 from guestgate.gateways.base import (
@@ -27,7 +28,8 @@ from guestgate.gateways.base import (
     GuestAccess,
 )
 from guestgate.gateways.locks import gateway_lock
-from guestgate.gateways.nftables import NftablesGateway
+from guestgate.gateways.nftables import NftablesGateway, remove_table
+from guestgate.gateways.policy import LOCAL_DRIVER, LocalTable, local_table
 from guestgate.gateways.reconcile import ERROR_CHARS, mark_applied, status_of
 from guestgate.gateways.rsc import render_script
 from guestgate.runtime import Runtime
@@ -209,6 +211,42 @@ def apply_table(runtime: Runtime, site_id: str, *, now: datetime) -> Applied:
         session.commit()
     _set_status(site.id, "ok", None, runtime=runtime, now=now)
     return Applied(table=gateway.table, netns=gateway.netns, guests=len(guests), walled_garden=len(garden))
+
+
+def move_table(runtime: Runtime, site_id: str | None, left: LocalTable) -> bool:
+    """After a site left an nft table on this host (edited, deleted): remove it; True if removed.
+
+    A site that is still an nftables site gets its new table first, so its guests are never
+    without one. The old table stays if another site still uses it (two sites made before tables
+    were per site can share `guestgate`). Failures are logged; the reconciler installs the new table.
+    """
+    now = utcnow()
+    with runtime.sessions() as session:
+        if site_id is not None:
+            site = session.get(Site, site_id)
+            moved = site is not None and site.gateway_driver == LOCAL_DRIVER
+        else:
+            moved = False
+        users = [
+            row[0]
+            for row in session.execute(select(Site.id, Site.gateway_driver, Site.gateway_config))
+            if local_table(row[1], row[2] or {}) == left
+        ]
+    if moved and site_id is not None:
+        try:
+            apply_table(runtime, site_id, now=now)
+        except GatewayError as exc:
+            log.warning("gateway.table_move_failed", site_id=site_id, error=str(exc))
+    if users:
+        log.info("gateway.table_kept", table=left.table, netns=left.netns, used_by=users)
+        return False
+    try:
+        remove_table(left.table, netns=left.netns)
+    except GatewayError as exc:
+        log.warning("gateway.table_remove_failed", table=left.table, netns=left.netns, error=str(exc))
+        return False
+    log.info("gateway.table_removed", table=left.table, netns=left.netns, site_id=site_id)
+    return True
 
 
 def apply_local_tables(runtime: Runtime, *, now: datetime) -> dict[str, str | None]:

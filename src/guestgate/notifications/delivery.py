@@ -242,7 +242,7 @@ async def deliver_due(*, runtime: Runtime, now: datetime, limit: int = 50) -> De
             remaining -= len(jobs)
             works = await asyncio.to_thread(_prepare, runtime, jobs, at)
             if client is None and any(w.job.channel == WEBHOOK for w in works):
-                client = httpx2.AsyncClient()
+                client = httpx2.AsyncClient(transport=runtime.outbound.async_transport("webhook"))
             outcomes = await asyncio.gather(*(_send(w, runtime.settings, client, at) for w in works))
             settled = await asyncio.to_thread(_settle, runtime, list(zip(works, outcomes, strict=True)), at)
             report += settled

@@ -48,7 +48,10 @@ def create_notification_group(
     body: NotificationGroupIn, who: Writer, session: SessionDep, runtime: RuntimeDep
 ) -> NotificationGroup:
     """Creates a group of e-mail addresses and webhooks that coupon schedules deliver batches to."""
-    return service.to_out(service.create(body, org_id=who.org_id, box=runtime.box, session=session))
+    group = service.create(
+        body, org_id=who.org_id, box=runtime.box, outbound=runtime.outbound, session=session
+    )
+    return service.to_out(group)
 
 
 @router.get(
@@ -72,7 +75,9 @@ def update_notification_group(
     group_id: GroupId, body: NotificationGroupIn, who: Writer, session: SessionDep, runtime: RuntimeDep
 ) -> NotificationGroup:
     """Replaces a notification group; an omitted webhook secret keeps the stored one of that URL."""
-    group = service.replace(group_id, body, org_id=who.org_id, box=runtime.box, session=session)
+    group = service.replace(
+        group_id, body, org_id=who.org_id, box=runtime.box, outbound=runtime.outbound, session=session
+    )
     return service.to_out(group)
 
 

@@ -76,7 +76,8 @@ WebhookUrl = Annotated[
     str,
     AfterValidator(_check_url),
     Field(
-        description="Absolute http or https URL the batch is POSTed to.",
+        description="Absolute http or https URL the batch is POSTed to. Loopback, private, link-local and "
+        "other internal hosts are refused unless the deployment allows them (GUESTGATE_OUTBOUND_ALLOW_NETWORKS).",
         examples=["https://example.com/hook"],
     ),
 ]

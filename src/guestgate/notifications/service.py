@@ -1,4 +1,9 @@
-"""Notification groups [extension]: CRUD with webhook secrets sealed at rest."""
+"""Notification groups [extension]: CRUD with webhook secrets sealed at rest.
+
+Webhook URLs are tenant-aimed outbound destinations: each must pass the outbound policy
+(`guestgate.outbound`, purpose `webhook`) when it is saved, and again when a delivery connects.
+A secret follows its URL: an omitted secret keeps the stored one of that same URL only.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,18 @@ from sqlalchemy.orm import Session
 
 from guestgate import references
 from guestgate.audit import service as audit_service
-from guestgate.errors import NotFound, ParameterMissing
+from guestgate.errors import NotFound
 from guestgate.notifications.models import NotificationGroup
 from guestgate.notifications.schemas import NotificationGroup as NotificationGroupOut
 from guestgate.notifications.schemas import NotificationGroupIn, Webhook, WebhookIn
 from guestgate.orgs import service as org_service
+from guestgate.outbound import OutboundPolicy, secret_for_destination
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.schedules.models import CouponSchedule
 from guestgate.security import SecretBox
 
 GROUP_ID = re.compile(r"ng_[0-9a-f]{12}")
-# How many schedules a 409 message names before summarising the rest.
+URL_CHANGED = "a stored secret is only used for the URL it was given with"
 
 
 def new_group_id() -> str:
@@ -43,9 +49,11 @@ def list_groups(*, org_id: str, page: PageRequest, session: Session) -> Page[Not
     return fetch_page(session, stmt, page, NotificationGroup.created_at, NotificationGroup.id)
 
 
-def create(data: NotificationGroupIn, *, org_id: str, box: SecretBox, session: Session) -> NotificationGroup:
-    """Create a group; every webhook needs a secret, stored sealed."""
-    webhooks = _seal_webhooks(data.webhooks or [], stored={}, box=box)
+def create(
+    data: NotificationGroupIn, *, org_id: str, box: SecretBox, outbound: OutboundPolicy, session: Session
+) -> NotificationGroup:
+    """Create a group; every webhook needs a secret, stored sealed, and a URL the policy allows."""
+    webhooks = _seal_webhooks(data.webhooks or [], stored={}, box=box, outbound=outbound)
     org_service.ensure(org_id, session=session)
     group_id = new_group_id()
     # 48 random bits make a clash all but impossible; checking keeps it from ever being a 500.
@@ -61,13 +69,19 @@ def create(data: NotificationGroupIn, *, org_id: str, box: SecretBox, session: S
 
 
 def replace(
-    group_id: str, data: NotificationGroupIn, *, org_id: str, box: SecretBox, session: Session
+    group_id: str,
+    data: NotificationGroupIn,
+    *,
+    org_id: str,
+    box: SecretBox,
+    outbound: OutboundPolicy,
+    session: Session,
 ) -> NotificationGroup:
     """Replace a group; omitted lists are kept, an omitted secret keeps the stored one of the same URL."""
     group = get(group_id, org_id=org_id, session=session)
     if data.webhooks is not None:
         stored = {hook["url"]: hook["secret_sealed"] for hook in group.webhooks or []}
-        group.webhooks = _seal_webhooks(data.webhooks, stored=stored, box=box)
+        group.webhooks = _seal_webhooks(data.webhooks, stored=stored, box=box, outbound=outbound)
     if data.emails is not None:
         group.emails = list(data.emails)
     group.name = data.name
@@ -122,14 +136,18 @@ def to_out(group: NotificationGroup) -> NotificationGroupOut:
     )
 
 
-def _seal_webhooks(hooks: list[WebhookIn], *, stored: dict[str, str], box: SecretBox) -> list[dict[str, Any]]:
+def _seal_webhooks(
+    hooks: list[WebhookIn], *, stored: dict[str, str], box: SecretBox, outbound: OutboundPolicy
+) -> list[dict[str, Any]]:
     sealed: list[dict[str, Any]] = []
     for i, hook in enumerate(hooks):
-        if hook.secret is not None:
-            secret_sealed = box.seal(hook.secret.get_secret_value())
-        elif hook.url in stored:
-            secret_sealed = stored[hook.url]
-        else:
-            raise ParameterMissing(f"webhooks[{i}].secret")
+        outbound.check_url(hook.url, purpose="webhook", parameter=f"webhooks[{i}].url")
+        secret_sealed = secret_for_destination(
+            hook.url,
+            given=box.seal(hook.secret.get_secret_value()) if hook.secret is not None else None,
+            stored=stored,
+            parameter=f"webhooks[{i}].secret",
+            reason=URL_CHANGED,
+        )
         sealed.append({"url": hook.url, "secret_sealed": secret_sealed})
     return sealed

@@ -4,6 +4,10 @@ Headers: `X-Guestgate-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes
 verifies the bytes it got before parsing them, and `X-Guestgate-Delivery: <delivery id>`, the
 same on every retry of one delivery, so a receiver can drop repeats. Any 2xx is success; another
 status, a redirect, a timeout or a connection error is a failed attempt (retried by delivery).
+
+The client's transport comes from the outbound policy, so a URL whose host now resolves to a
+refused address (DNS rebinding) is not connected to. A failure is recorded in our words (the
+status, or what failed): the receiver's body is never stored.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from typing import Any
 
 import httpx2
 
+from guestgate.outbound import OutboundRefused, describe_failure
+
 SIGNATURE_HEADER = "X-Guestgate-Signature"
 DELIVERY_HEADER = "X-Guestgate-Delivery"
 EVENT_HEADER = "X-Guestgate-Event"
 EVENT = "coupons.batch_generated"
-# How much of a failing receiver's answer is kept in the delivery log.
-RESPONSE_EXCERPT_CHARS = 200
 
 
 def _version() -> str:
@@ -82,12 +86,11 @@ async def post(
             follow_redirects=False,
         )
     except httpx2.TimeoutException as exc:
-        raise WebhookFailed(f"timed out after {timeout:g} s ({type(exc).__name__})") from exc
-    except httpx2.HTTPError as exc:
-        detail = str(exc)
-        raise WebhookFailed(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__) from exc
-    if not 200 <= response.status_code < 300:
-        excerpt = " ".join(response.text[:RESPONSE_EXCERPT_CHARS].split())
-        reason = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
-        raise WebhookFailed(f"{reason}: {excerpt}" if excerpt else reason, status_code=response.status_code)
-    return response.status_code
+        raise WebhookFailed(f"timed out after {timeout:g} s") from exc
+    except (OutboundRefused, httpx2.HTTPError) as exc:
+        raise WebhookFailed(describe_failure(exc, timeout=timeout)) from exc
+    status = response.status_code
+    if not 200 <= status < 300:
+        hint = " (redirects are not followed)" if 300 <= status < 400 else ""
+        raise WebhookFailed(f"the receiver answered HTTP {status}{hint}", status_code=status)
+    return status

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, SiteId, Writer, set_next_link
+from guestgate.gateways import service as gateway_service
 from guestgate.openapi import errors
 from guestgate.sites import service
 from guestgate.sites.schemas import Site, SiteIn
@@ -27,7 +28,10 @@ def list_sites(
 )
 def create_site(body: SiteIn, who: Writer, session: SessionDep, runtime: RuntimeDep) -> Site:
     """Registers a site: its guest subnets and the gateway that enforces access there."""
-    return service.to_out(service.create(body, org_id=who.org_id, box=runtime.box, session=session))
+    site = service.create(
+        body, org_id=who.org_id, box=runtime.box, rules=runtime.gateway_rules, session=session
+    )
+    return service.to_out(site)
 
 
 @router.get("/{siteId}", operation_id="getSite", summary="Retrieve a site", responses=errors(401, 403, 404))
@@ -39,10 +43,22 @@ def get_site(site_id: SiteId, who: Reader, session: SessionDep) -> Site:
 @router.put(
     "/{siteId}", operation_id="updateSite", summary="Update a site", responses=errors(400, 401, 403, 404, 409)
 )
-def update_site(site_id: SiteId, body: SiteIn, who: Writer, session: SessionDep, runtime: RuntimeDep) -> Site:
-    """Replaces a site; an omitted gateway password keeps the stored one."""
-    site = service.replace(site_id, body, org_id=who.org_id, box=runtime.box, session=session)
-    return service.to_out(site)
+def update_site(
+    site_id: SiteId,
+    body: SiteIn,
+    who: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+) -> Site:
+    """Replaces a site; an omitted gateway password keeps the stored one while the router stays the same."""
+    done = service.replace(
+        site_id, body, org_id=who.org_id, box=runtime.box, rules=runtime.gateway_rules, session=session
+    )
+    if done.left_table is not None:
+        # After the response: the site's new table goes in first, then the one it left comes out.
+        background.add_task(gateway_service.move_table, runtime, done.site.id, done.left_table)
+    return service.to_out(done.site)
 
 
 @router.delete(
@@ -52,7 +68,11 @@ def update_site(site_id: SiteId, body: SiteIn, who: Writer, session: SessionDep,
     summary="Delete a site",
     responses=errors(401, 403, 404, 409),
 )
-def delete_site(site_id: SiteId, who: Writer, session: SessionDep) -> Response:
+def delete_site(
+    site_id: SiteId, who: Writer, session: SessionDep, runtime: RuntimeDep, background: BackgroundTasks
+) -> Response:
     """Deletes a site, its walled garden and its session history; refused while an instance uses it."""
-    service.delete(site_id, org_id=who.org_id, session=session)
+    left = service.delete(site_id, org_id=who.org_id, session=session)
+    if left is not None:
+        background.add_task(gateway_service.move_table, runtime, None, left)
     return Response(status_code=204)

@@ -15,10 +15,14 @@ class GatewayIn(BaseModel):
     """The gateway that enforces access at a site; which fields apply depends on `driver`."""
 
     driver: Driver = Field(
-        "none", description="`none` records only; `nftables`, `routeros` or `agent` enforce."
+        "none",
+        description="`none` records only; `nftables` (only where the deployment allows it), `routeros` or "
+        "`agent` enforce.",
     )
     interface: str | None = Field(
-        None, description="nftables/agent: the guest-facing interface (e.g. `wlan0`)."
+        None,
+        description="nftables/agent: the guest-facing interface (e.g. `wlan0`). nftables: one the deployment "
+        "allows the organisation (GUESTGATE_NFTABLES_ALLOW), used by no other site.",
     )
     portal_address: str | None = Field(
         None, description="nftables/agent: address unauthenticated web traffic is redirected to."
@@ -27,11 +31,23 @@ class GatewayIn(BaseModel):
         None, description="nftables/agent: portal port."
     )
     netns: str | None = Field(None, description="nftables: network namespace to apply the rules in.")
-    table: str | None = Field(None, description="nftables/agent: nft table name (default `guestgate`).")
-    host: str | None = Field(None, description="routeros: router address or name.")
+    table: str | None = Field(
+        None,
+        description="nftables/agent: read-only. guestgate names each site's table `guestgate_<site id without "
+        "dashes>`; omit it, or send back the value read.",
+    )
+    host: str | None = Field(
+        None,
+        description="routeros: router address or name; loopback, private, link-local and other internal "
+        "addresses are refused unless the deployment allows them (GUESTGATE_OUTBOUND_GATEWAY_NETWORKS).",
+    )
     port: Annotated[int, Between(1, 65535)] | None = Field(None, description="routeros: REST API port (443).")
     username: str | None = Field(None, description="routeros: API user.")
-    password: str | None = Field(None, description="routeros: API password (write-only; omitted keeps it).")
+    password: str | None = Field(
+        None,
+        description="routeros: API password (write-only). Omitted, the stored one is kept unless `host`, "
+        "`port`, `tls_verify`, `ca_pem` or `pinned_sha256` change: then it must be given again.",
+    )
     tls_verify: bool = Field(True, description="routeros: verify the router's certificate.")
     ca_pem: str | None = Field(None, description="routeros: CA certificate (PEM) to verify the router with.")
     pinned_sha256: str | None = Field(
@@ -65,7 +81,7 @@ class GatewayOut(BaseModel):
     portal_address: str | None = None
     portal_port: int | None = None
     netns: str | None = None
-    table: str | None = None
+    table: str | None = Field(None, description="nftables/agent: the site's nft table (named by guestgate).")
     host: str | None = None
     port: int | None = None
     username: str | None = None

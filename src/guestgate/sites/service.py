@@ -1,8 +1,15 @@
-"""Sites registry: create, read, replace, delete; secrets of the gateway sealed at rest."""
+"""Sites registry: create, read, replace, delete; secrets of the gateway sealed at rest.
+
+A site's gateway settings follow the deployment's rules (`gateways.policy`: who may use the
+nftables driver and where, the table name, the outbound policy for a router's host). A RouterOS
+password follows its router: a change of host, port or TLS trust needs the password again, as a
+webhook's secret needs to be given again for a new URL (`outbound.secret_for_destination`).
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -10,9 +17,13 @@ from sqlalchemy.orm import Session
 
 from guestgate import networks
 from guestgate.audit import service as audit_service
+from guestgate.db import new_id
 from guestgate.errors import Conflict, NotFound, ParameterInvalid
+from guestgate.gateways.nftables import table_name
+from guestgate.gateways.policy import TABLE_DRIVERS, GatewayRules, LocalTable, effective_table, local_table
 from guestgate.instances.models import InstanceSubnet
 from guestgate.orgs import service as org_service
+from guestgate.outbound import secret_for_destination
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.security import SecretBox
 from guestgate.sites.models import Site
@@ -23,6 +34,19 @@ from guestgate.sites.schemas import Site as SiteOut
 AUDITED_FIELDS = ("name", "subnets", "gateway_driver", "gateway_config")
 
 SECRET_FIELDS = ("password",)
+# Why a RouterOS password must be given again (the router it is bound to: `_router_identity`).
+ROUTER_CHANGED = (
+    "the router's host, port or TLS settings changed, and the stored password is only ever sent to "
+    "the router it was given for"
+)
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A replaced site, and the nft table on this host it no longer uses (to remove), if any."""
+
+    site: Site
+    left_table: LocalTable | None
 
 
 def get(site_id: str, *, org_id: str, session: Session) -> Site:
@@ -39,11 +63,11 @@ def list_sites(*, org_id: str, page: PageRequest, session: Session) -> Page[Site
     return fetch_page(session, stmt, page, Site.created_at, Site.id)
 
 
-def create(data: SiteIn, *, org_id: str, box: SecretBox, session: Session) -> Site:
+def create(data: SiteIn, *, org_id: str, box: SecretBox, rules: GatewayRules, session: Session) -> Site:
     """Register a site."""
     org_service.ensure(org_id, session=session)
-    site = Site(org_id=org_id, name=data.name, subnets=_dedupe(data.subnets))
-    _apply_gateway(site, data.gateway, box=box)
+    site = Site(id=new_id(), org_id=org_id, name=data.name, subnets=_dedupe(data.subnets))
+    _apply_gateway(site, data.gateway, box=box, rules=rules, session=session)
     session.add(site)
     session.flush()
     audit_service.record(
@@ -58,7 +82,9 @@ def create(data: SiteIn, *, org_id: str, box: SecretBox, session: Session) -> Si
     return site
 
 
-def replace(site_id: str, data: SiteIn, *, org_id: str, box: SecretBox, session: Session) -> Site:
+def replace(
+    site_id: str, data: SiteIn, *, org_id: str, box: SecretBox, rules: GatewayRules, session: Session
+) -> Replaced:
     """Replace a site; its subnets must still contain every instance subnet assigned from it."""
     site = get(site_id, org_id=org_id, session=session)
     subnets = _dedupe(data.subnets)
@@ -71,9 +97,10 @@ def replace(site_id: str, data: SiteIn, *, org_id: str, box: SecretBox, session:
                 code="resource_in_use",
             )
     before = audit_service.snapshot(site, AUDITED_FIELDS)
+    previous = local_table(site.gateway_driver, site.gateway_config or {})
+    _apply_gateway(site, data.gateway, box=box, rules=rules, session=session)
     site.name = data.name
     site.subnets = subnets
-    _apply_gateway(site, data.gateway, box=box)
     changed = audit_service.changed(before, site, AUDITED_FIELDS)
     # That a gateway secret was given, never its value.
     changed += [f"gateway.{name}" for name in SECRET_FIELDS if getattr(data.gateway, name) is not None]
@@ -86,11 +113,15 @@ def replace(site_id: str, data: SiteIn, *, org_id: str, box: SecretBox, session:
         detail={"name": site.name, "driver": site.gateway_driver, "changed": changed},
     )
     session.commit()
-    return site
+    now_local = local_table(site.gateway_driver, site.gateway_config or {})
+    return Replaced(site=site, left_table=previous if previous != now_local else None)
 
 
-def delete(site_id: str, *, org_id: str, session: Session) -> None:
-    """Delete a site with its walled garden and sessions; refused while an instance uses it."""
+def delete(site_id: str, *, org_id: str, session: Session) -> LocalTable | None:
+    """Delete a site with its walled garden and sessions; refused while an instance uses it.
+
+    Returns the nft table the site kept on this host, which the caller removes.
+    """
     site = get(site_id, org_id=org_id, session=session)
     used_by = session.scalar(
         select(InstanceSubnet.instance_id).where(InstanceSubnet.site_id == site.id).limit(1)
@@ -105,8 +136,10 @@ def delete(site_id: str, *, org_id: str, session: Session) -> None:
         target_id=site.id,
         detail={"name": site.name, "driver": site.gateway_driver},
     )
+    left = local_table(site.gateway_driver, site.gateway_config or {})
     session.delete(site)
     session.commit()
+    return left
 
 
 def gateway_secrets(site: Site, *, box: SecretBox) -> dict[str, str]:
@@ -125,6 +158,9 @@ def reported_state(driver: str, status: str) -> str:
 def to_out(site: Site) -> SiteOut:
     """The API representation of a site."""
     config: dict[str, Any] = dict(site.gateway_config or {})
+    table = effective_table(site.gateway_driver, config)
+    if table is not None:
+        config["table"] = table
     state = reported_state(site.gateway_driver, site.gateway_status)
     return SiteOut(
         id=site.id,
@@ -140,11 +176,31 @@ def to_out(site: Site) -> SiteOut:
     )
 
 
-def _apply_gateway(site: Site, gateway: GatewayIn, *, box: SecretBox) -> None:
+def _apply_gateway(
+    site: Site, gateway: GatewayIn, *, box: SecretBox, rules: GatewayRules, session: Session
+) -> None:
     settings = gateway.model_dump(exclude={"driver", *SECRET_FIELDS}, exclude_none=True)
-    secrets: dict[str, str] = {}
+    if gateway.driver in TABLE_DRIVERS:
+        # Given, it is checked (a client may send back what it read); stored, it is always the site's own.
+        settings.setdefault("table", table_name(site.id))
+    else:
+        settings.pop("table", None)
+    rules.check(site.id, site.org_id, gateway.driver, settings, session=session)
+    if gateway.driver in TABLE_DRIVERS:
+        settings["table"] = table_name(site.id)
+    stored: dict[str, str] = {}
     if site.gateway_secrets_sealed and site.gateway_driver == gateway.driver:
-        secrets = json.loads(box.open(site.gateway_secrets_sealed))
+        stored = json.loads(box.open(site.gateway_secrets_sealed))
+    secrets = dict(stored)
+    if gateway.driver == "routeros" and "password" in stored:
+        before = _router_identity(site.gateway_config or {})
+        secrets["password"] = secret_for_destination(
+            _router_identity(settings),
+            given=gateway.password,
+            stored={before: stored["password"]},
+            parameter="gateway.password",
+            reason=ROUTER_CHANGED,
+        )
     for name in SECRET_FIELDS:
         value = getattr(gateway, name)
         if value is not None:
@@ -156,6 +212,17 @@ def _apply_gateway(site: Site, gateway: GatewayIn, *, box: SecretBox) -> None:
     site.gateway_driver = gateway.driver
     site.gateway_config = settings
     site.gateway_secrets_sealed = box.seal(json.dumps(secrets)) if secrets else None
+
+
+def _router_identity(config: dict[str, Any]) -> tuple[str, int, bool, str, str]:
+    """What a RouterOS password is bound to, with the defaults filled in."""
+    return (
+        str(config.get("host") or "").strip().lower(),
+        int(config.get("port") or 443),
+        bool(config.get("tls_verify", True)),
+        str(config.get("ca_pem") or "").strip(),
+        str(config.get("pinned_sha256") or "").replace(":", "").replace(" ", "").lower(),
+    )
 
 
 def _dedupe(subnets: list[str]) -> list[str]:
