@@ -54,10 +54,13 @@ def test_create_returns_the_full_instance(client: TestClient, headers: dict[str,
         "terms_text",
         "locale",
         "sites",
+        "network_name",
+        "timezone",
         "created_at",
         "preview_url",
     }
     assert instance["name"] == "Lobby Wi-Fi" and instance["strategy"] == "coupon"
+    assert instance["network_name"] is None and instance["timezone"] is None
     assert instance["auth_integration_id"] is None and instance["session_ttl"] == 3600
     assert instance["auth_window_ttl"] == 300 and instance["locale"] == "en" and instance["sites"] == []
     assert instance["theme"] == {"logo": None, "icon": None, **DEFAULT_COLOURS}

@@ -189,14 +189,16 @@ def test_batch_email_has_subject_bodies_attachments_and_a_link_that_works(
         assert expected in html
 
     files = attachments(message)
-    stem = f"guest-coupons-{now:%Y%m%d-%H%M}"
+    # Named after the schedule and the batch's local date and time (the schedule's zone: UTC here).
+    stem = f"daily-guest-passes-{now:%Y-%m-%d-%H%M}"
     assert sorted(files) == [f"{stem}.csv", f"{stem}.pdf"]
     csv_type, csv_bytes = files[f"{stem}.csv"]
     assert csv_type == "text/csv"
     assert b"\r\n" in csv_bytes
     rows = list(csv.DictReader(io.StringIO(csv_bytes.decode("utf-8"), newline="")))
     assert sorted(r["code"] for r in rows) == batch.codes
-    assert list(rows[0]) == ["code", "expires_at", "created_at", "id"]
+    assert list(rows[0]) == ["code", "expires_at", "created_at", "id", "valid_until"]
+    assert {r["valid_until"] for r in rows} == {expiry}
     assert {r["expires_at"] for r in rows} == {f"{now + timedelta(hours=8):%Y-%m-%dT%H:%M:%SZ}"}
     pdf_type, pdf_bytes = files[f"{stem}.pdf"]
     assert pdf_type == "application/pdf"
@@ -428,10 +430,10 @@ def test_message_headers_identify_the_delivery_and_keep_the_csv_bytes() -> None:
         (1, "1 minute"),
         (45, "45 minutes"),
         (60, "1 hour"),
-        (90, "1 hour 30 minutes"),
+        (90, "1 hour and 30 minutes"),
         (480, "8 hours"),
         (1440, "1 day"),
-        (1501, "1 day 1 hour 1 minute"),
+        (1501, "1 day, 1 hour and 1 minute"),
         (525_600, "365 days"),
     ],
 )

@@ -25,7 +25,7 @@ def test_the_status_link_shows_the_time_remaining(world: World, guest: ClientFac
     response = client.get(status_url)
     assert response.status_code == 200
     assert "Your connection" in response.text
-    assert ">30 min<" in response.text
+    assert ">30 minutes<" in response.text
 
 
 def test_the_status_link_works_from_another_address(world: World, guest: ClientFactory) -> None:

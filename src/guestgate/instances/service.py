@@ -42,6 +42,8 @@ AUDITED_FIELDS = (
     "theme",
     "terms_text",
     "locale",
+    "network_name",
+    "timezone",
 )
 
 
@@ -121,6 +123,10 @@ def replace(instance_id: str, data: InstanceUpdate, *, org_id: str, session: Ses
         instance.terms_text = data.terms_text
     if data.locale is not None:
         instance.locale = data.locale
+    if "network_name" in given:
+        instance.network_name = data.network_name
+    if "timezone" in given:
+        instance.timezone = data.timezone
     if data.sites is not None:
         _assign_sites(instance, data.sites, session=session)
     changed = audit_service.changed(before, instance, AUDITED_FIELDS)
@@ -181,6 +187,8 @@ def to_out(
         terms_text=instance.terms_text,
         locale=instance.locale,
         sites=[SiteSubnets(id=site_id, subnets=subnets) for site_id, subnets in item.sites.items()],
+        network_name=instance.network_name,
+        timezone=instance.timezone,
         created_at=instance.created_at,
         preview_url=urls.preview_url(instance.id, signer=signer, public_url=public_url, now=moment),
     )
