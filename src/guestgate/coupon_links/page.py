@@ -108,10 +108,10 @@ def render_page(contents: LinkContents, links: PageLinks, *, now: datetime) -> R
         facts.append((words("redeemable_until"), local_time.date_time(ends, zone)))
     name = contents.branding.name or words("default_name")
     context: dict[str, Any] = {
-        "heading": words.counted("codes", len(coupons)) + (" +" if links.next_url else ""),
+        "heading": words.counted("codes", len(coupons)),
         "facts": facts,
         "times_in": words("times_in", zone=_zone_name(zone, now)),
-        "actions_label": words("print"),
+        "actions_label": words("actions"),
         "print_label": words("print"),
         "pdf_label": words("download_pdf"),
         "csv_label": words("download_csv"),
@@ -121,7 +121,6 @@ def render_page(contents: LinkContents, links: PageLinks, *, now: datetime) -> R
         "codes": [
             {
                 "code": coupon.code,
-                "spelled": " ".join(coupon.code),
                 "until": words("card_valid_until", time=local_time.date_time(coupon.expires_at, zone)),
             }
             for coupon in coupons
