@@ -299,7 +299,8 @@ def _logo(data: bytes | None) -> ImageReader | None:
     try:
         with PILImage.open(io.BytesIO(data)) as opened:
             opened.load()
-            picture = opened.convert("RGBA")
+            transparent = "A" in opened.getbands() or "transparency" in opened.info
+            picture = opened.convert("RGBA" if transparent else "RGB")
         return ImageReader(picture)
     except (OSError, ValueError, SyntaxError):
         return None
