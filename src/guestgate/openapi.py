@@ -54,7 +54,11 @@ TAGS = [
         "description": "View and manage users who have authenticated through the "
         "captive portal at a specific site.",
     },
-    {"name": "Public Coupon URLs", "description": "Signed public URLs for coupon schedule exports."},
+    {
+        "name": "Public Coupon URLs",
+        "description": "Signed public URLs of a coupon schedule's or a batch's valid coupons: JSON, CSV, "
+        "printable PDF cards or a printable page.",
+    },
     {"name": "Sites", "description": "[extension] The sites where gateways enforce guest access."},
     {
         "name": "Notification Groups",
@@ -127,6 +131,8 @@ ERROR_SCHEMA = {
         },
     },
 }
+# Paths whose errors a browser gets as an HTML page (the printable page of a signed coupon link).
+HTML_ERROR_PATHS = frozenset({"/captive/coupons"})
 # Every operation can answer these, whatever it declares: malformed input, crashes, overload.
 ALWAYS = ("400", "413", "500", "503")
 OPERATOR_ALWAYS = ("401", "403", "429")
@@ -174,12 +180,26 @@ def build(app: FastAPI) -> dict[str, Any]:
             wanted |= {code for code in responses if code in ERROR_RESPONSES}
             for code in sorted(wanted):
                 responses[code] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"}
+                if path in HTML_ERROR_PATHS:
+                    responses[code] = _with_html_page(code)
             if operator:
                 operation["security"] = [{"bearerAuth": []}]
             else:
                 operation["security"] = []
     app.openapi_schema = schema
     return schema
+
+
+def _with_html_page(code: str) -> dict[str, Any]:
+    """An error response that a browser (`Accept: text/html`) gets as a page instead of the JSON body."""
+    text = ERROR_RESPONSES[code][1]
+    return {
+        "description": text + " A browser asking for `text/html` gets the same error as a page.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
 
 
 def _is_public(path: str) -> bool:
