@@ -205,13 +205,16 @@ def to_pdf(
         network=_fit(words("card_network", name=network), BOLD_FONT, 8.0, text_width) if network else None,
         howto=tuple(_wrap(words("card_howto"), TEXT_FONT, 7.0, text_width, lines=3)),
     )
+    # A batch's coupons share their expiry: each distinct one is formatted and wrapped once.
+    untils: dict[datetime, list[str]] = {}
     for start in range(0, max(len(coupons), 1), CARDS_PER_PAGE):
         page = coupons[start : start + CARDS_PER_PAGE]
         _cut_lines(canvas, grid, len(page))
         for slot, coupon in enumerate(page):
-            until = _wrap(
-                valid_until(coupon.expires_at, zone=zone, words=words), BOLD_FONT, 8.5, text_width, lines=2
-            )
+            until = untils.get(coupon.expires_at)
+            if until is None:
+                text_until = valid_until(coupon.expires_at, zone=zone, words=words)
+                until = untils[coupon.expires_at] = _wrap(text_until, BOLD_FONT, 8.5, text_width, lines=2)
             _card(canvas, grid, slot, coupon, text, until, words=words, band=band, band_text=band_text)
             if image is not None:
                 _draw_logo(canvas, grid, slot, image, logo_width)
