@@ -116,6 +116,8 @@ def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
         # Off unless a test asks for it (tests/ops/test_rate_limit.py): a test's burst of requests
         # with one token must not trip it.
         "rate_limit_per_minute": 0,
+        # The same for the public coupon links (tests/hostile/test_public_coupon_urls.py turns it on).
+        "public_link_rate_per_minute": 0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

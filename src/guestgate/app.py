@@ -18,6 +18,8 @@ from guestgate import docs, doctor, error_handlers, openapi, pages
 from guestgate.audit import routes as audit_routes
 from guestgate.auth_integrations import routes as auth_integration_routes
 from guestgate.config import Settings, get_settings
+from guestgate.coupon_links import limits as coupon_link_limits
+from guestgate.coupon_links import routes as coupon_link_routes
 from guestgate.coupons import routes as coupon_routes
 from guestgate.db import utcnow
 from guestgate.gateways import service as gateway_service
@@ -45,6 +47,7 @@ OPERATOR_ROUTERS = (
     auth_integration_routes.router,
     coupon_routes.router,
     schedule_routes.router,
+    coupon_link_routes.router,
     walled_garden_routes.router,
     site_user_routes.router,
     site_routes.router,
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         runtime = Runtime.build(settings or get_settings())
     settings = runtime.settings
     limiter = ratelimit.build(settings)
+    public_limits = coupon_link_limits.build(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 await jobs
             if limiter is not None:
                 await limiter.close()
+            await public_limits.close()
             runtime.close()
 
     app = GuestgateApp(
@@ -129,6 +134,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         redoc_url=None,
     )
     app.state.runtime = runtime
+    app.state.public_limits = public_limits
     error_handlers.install(app, settings.public_url)
     portal = portal_routes.build(runtime, notifier=PoolNotifier(runtime))
     app.mount(GUEST_PREFIX, portal)

@@ -233,6 +233,28 @@ class Settings(BaseSettings):
     rate_limit_redis_prefix: str = Field(
         "guestgate:ratelimit:", description="Key prefix of the operator rate-limit counters in Redis."
     )
+    public_link_rate_per_minute: int = Field(
+        60,
+        description="Requests a minute to the public coupon links (`/captive/coupons`), per client "
+        "address (IPv6: per /64) and per link; a PDF counts as 10 (0 turns the limit off); 429 above.",
+    )
+    public_link_rate_burst: int = Field(
+        20,
+        description="Public coupon link requests a client address or a link may make at once before "
+        "the per-minute rate applies.",
+    )
+    public_link_pdf_max_codes: int = Field(
+        500,
+        ge=1,
+        description="Most codes in one PDF or printable page of a public coupon link (default and "
+        'largest `limit`); the rest are on the next page (`Link: rel="next"`).',
+    )
+    public_link_csv_max_codes: int = Field(
+        5000,
+        ge=1,
+        description="Most codes in one CSV of a public coupon link (default and largest `limit`); the "
+        "rest are on the next page.",
+    )
 
     # Which secrets came from `<data_dir>/secrets.env`, and which of them were generated just now.
     _secrets_from_file: frozenset[str] = PrivateAttr(default=frozenset())

@@ -42,14 +42,19 @@ def get_session(request: Request) -> Iterator[Session]:
     with runtime.sessions(bind=bind) as session:
         principal = request.scope.get("state", {}).get("principal")
         if isinstance(principal, Principal):
-            peer = request.client.host if request.client else None
-            ip = client_address(
-                peer,
-                request.headers.get("x-forwarded-for"),
-                _trusted_proxies(runtime.settings.portal_trusted_proxies),
-            )
+            ip = request_address(request, runtime)
             audit_service.act_as(session, audit_service.Actor(principal.subject, ip))
         yield session
+
+
+def request_address(request: Request, runtime: Runtime) -> str | None:
+    """The client's address: the peer, or behind a trusted proxy the address it forwards."""
+    peer = request.client.host if request.client else None
+    return client_address(
+        peer,
+        request.headers.get("x-forwarded-for"),
+        _trusted_proxies(runtime.settings.portal_trusted_proxies),
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -97,10 +102,15 @@ def set_next_link(request: Request, response: Response, next_cursor: str | None)
     """Add `Link: <...>; rel="next"` when there is another page."""
     if next_cursor is None:
         return
+    response.headers["Link"] = f'<{next_page_url(request, next_cursor)}>; rel="next"'
+
+
+def next_page_url(request: Request, next_cursor: str) -> str:
+    """The absolute URL of the next page: this request's, with `cursor` set."""
     url = get_runtime(request).settings.public_url + request.url.path
     query = dict(request.query_params)
     query["cursor"] = next_cursor
-    response.headers["Link"] = f'<{url}?{urlencode(query)}>; rel="next"'
+    return f"{url}?{urlencode(query)}"
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

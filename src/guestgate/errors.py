@@ -11,7 +11,8 @@
     ├── PermissionDenied          403 permission_error
     │   ├── InsufficientScope         insufficient_scope
     │   ├── SignatureInvalid          signature_invalid
-    │   └── UrlExpired                url_expired
+    │   ├── UrlExpired                url_expired
+    │   └── UrlRevoked                url_revoked
     ├── NotFound                  404 not_found_error (resource_not_found, route_not_found)
     ├── MethodNotAllowed          405 invalid_request_error method_not_allowed
     ├── Conflict                  409 conflict_error (resource_in_use, subnet_in_use)
@@ -128,6 +129,17 @@ class UrlExpired(PermissionDenied):
 
     def __init__(self) -> None:
         super().__init__("The URL has expired.")
+
+
+class UrlRevoked(PermissionDenied):
+    """A signed URL was signed before its operator revoked the links of its schedule or batch."""
+
+    code = "url_revoked"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The URL was revoked: its links were withdrawn after it was signed. Ask for a new one."
+        )
 
 
 class NotFound(GuestgateError):
@@ -271,6 +283,11 @@ ERROR_CODES: dict[str, tuple[type[GuestgateError], str]] = {
         "The signed URL was changed after it was issued, or was signed with another key.",
     ),
     "url_expired": (UrlExpired, "The signed URL is past its expiry time. Ask for a new one."),
+    "url_revoked": (
+        UrlRevoked,
+        "The signed URL was signed before an operator revoked the public links of its coupon schedule "
+        "or batch (`POST .../revoke_urls`). Ask for a new one.",
+    ),
     "resource_not_found": (NotFound, "No resource with that id exists in your organisation."),
     "route_not_found": (RouteNotFound, "No endpoint exists at that path."),
     "method_not_allowed": (MethodNotAllowed, "The endpoint exists but does not accept that HTTP method."),

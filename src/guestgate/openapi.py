@@ -62,7 +62,11 @@ TAGS = [
         "description": "View and manage users who have authenticated through the "
         "captive portal at a specific site.",
     },
-    {"name": "Public Coupon URLs", "description": "Signed public URLs for coupon schedule exports."},
+    {
+        "name": "Public Coupon URLs",
+        "description": "Signed public URLs of a coupon schedule's or a batch's valid coupons: JSON, CSV, "
+        "printable PDF cards or a printable page.",
+    },
     {"name": "Sites", "description": "[extension] The sites where gateways enforce guest access."},
     {
         "name": "Notification Groups",
@@ -143,6 +147,7 @@ EXAMPLE_ERRORS: tuple[domain.GuestgateError, ...] = (
     domain.InsufficientScope("captive:write"),
     domain.SignatureInvalid(),
     domain.UrlExpired(),
+    domain.UrlRevoked(),
     domain.NotFound("instance", "7c9e6679-7425-40de-944b-e07fc1f90ae7"),
     domain.RouteNotFound("/captive/instance"),
     domain.MethodNotAllowed("PATCH", "/captive/instances"),
@@ -164,6 +169,8 @@ EXAMPLE_ERRORS: tuple[domain.GuestgateError, ...] = (
     domain.DatabaseUnavailable(),
     domain.InsufficientStorage(),
 )
+# Paths whose errors a browser gets as an HTML page (the printable page of a signed coupon link).
+HTML_ERROR_PATHS = frozenset({"/captive/coupons"})
 # Every operation can answer these, whatever it declares: malformed input, crashes, overload.
 ALWAYS = ("400", "413", "500", "503")
 OPERATOR_ALWAYS = ("401", "403", "429")
@@ -218,6 +225,8 @@ def build(app: FastAPI) -> dict[str, Any]:
             wanted |= {code for code in responses if code in ERROR_RESPONSES}
             for code in sorted(wanted):
                 responses[code] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"}
+                if path in HTML_ERROR_PATHS:
+                    responses[code] = _with_html_page(code)
             if operator:
                 operation["security"] = [{"bearerAuth": []}]
             else:
@@ -233,6 +242,18 @@ def error_examples(public_url: str) -> dict[str, dict[str, dict[str, Any]]]:
         status = str(domain.kind_of(error).status)
         by_status[status][error.code] = {"summary": error.code, "value": error_body(error, public_url)}
     return by_status
+
+
+def _with_html_page(code: str) -> dict[str, Any]:
+    """An error response that a browser (`Accept: text/html`) gets as a page instead of the JSON body."""
+    text = ERROR_RESPONSES[code][1]
+    return {
+        "description": text + " A browser asking for `text/html` gets the same error as a page.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
 
 
 def _is_public(path: str) -> bool:

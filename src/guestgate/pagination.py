@@ -26,12 +26,14 @@ class PageRequest:
     after: tuple[datetime, str] | None = None
 
     @classmethod
-    def parse(cls, limit: int | None, cursor: str | None) -> PageRequest:
-        """Validate `limit` (1..1000) and decode `cursor`."""
+    def parse(
+        cls, limit: int | None, cursor: str | None, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT
+    ) -> PageRequest:
+        """Validate `limit` (1..`maximum`, 1..1000 unless told) and decode `cursor`."""
         if limit is None:
-            limit = DEFAULT_LIMIT
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ParameterInvalid("limit", f"must be between 1 and {MAX_LIMIT}")
+            limit = default
+        if not 1 <= limit <= maximum:
+            raise ParameterInvalid("limit", f"must be between 1 and {maximum}")
         return cls(limit=limit, after=decode_cursor(cursor) if cursor else None)
 
 

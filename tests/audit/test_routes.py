@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -137,14 +138,12 @@ def _every_change(client: TestClient, runtime: Runtime, headers: dict[str, str])
         ),
         202,
     )
-    _ok(
-        client.post(
-            f"{api}/instances/{instance['id']}/coupons",
-            headers=headers,
-            json={"count": 3, "minutes_valid": 60},
-        ),
-        201,
+    made = client.post(
+        f"{api}/instances/{instance['id']}/coupons", headers=headers, json={"count": 3, "minutes_valid": 60}
     )
+    _ok(made, 201)
+    batch = urlsplit(made.headers["location"]).path
+    _ok(client.post(f"{batch}/revoke_urls", headers=headers), 200)
     group = _ok(
         client.post(
             f"{api}/notification-groups",
@@ -173,6 +172,7 @@ def _every_change(client: TestClient, runtime: Runtime, headers: dict[str, str])
     schedule = _ok(client.post(schedules, headers=headers, json=schedule_body), 201)
     _ok(client.put(f"{schedules}/{schedule['id']}", headers=headers, json={**schedule_body, "count": 4}), 200)
     _ok(client.post(f"{schedules}/{schedule['id']}/run", headers=headers), 200)
+    _ok(client.post(f"{schedules}/{schedule['id']}/revoke_urls", headers=headers), 200)
     _ok(client.delete(f"{schedules}/{schedule['id']}", headers=headers), 204)
     garden = f"{api}/walled-garden/{site['id']}"
     entry = _ok(client.post(garden, headers=headers, json={"name": "IdP", "ip_address": "192.0.2.10"}), 201)
@@ -211,6 +211,7 @@ def _every_change(client: TestClient, runtime: Runtime, headers: dict[str, str])
         "group": group["id"],
         "entry": entry["id"],
         "user": user_id,
+        "batch": batch.rsplit("/", 1)[1],
     }
 
 
@@ -232,6 +233,8 @@ def test_every_operator_change_is_audited_with_actor_ip_target_and_no_secret(
         ("instance.update", ids["instance"]),
         ("instance.image_upload", ids["instance"]),
         ("coupon_batch.create", ids["instance"]),
+        ("coupon_batch.revoke_urls", ids["batch"]),
+        ("coupon_schedule.revoke_urls", ids["schedule"]),
         ("instance.delete", ids["instance"]),
         ("notification_group.create", ids["group"]),
         ("notification_group.update", ids["group"]),
@@ -254,7 +257,7 @@ def test_every_operator_change_is_audited_with_actor_ip_target_and_no_secret(
     assert [e["id"] for e in events] == sorted((e["id"] for e in events), reverse=True)
     details = {e["action"]: e["detail"] for e in events}
     assert details["instance.update"]["changed"] == ["session_ttl", "sites"]
-    assert details["coupon_batch.create"] == {"count": 3, "minutes_valid": 60}
+    assert details["coupon_batch.create"] == {"count": 3, "minutes_valid": 60, "batch_id": ids["batch"]}
     assert "client_secret" in details["auth_integration.update"]["changed"]
     assert "gateway.password" not in details["site.update"]["changed"]
     assert details["site.update"]["driver"] == "none"

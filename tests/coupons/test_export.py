@@ -16,7 +16,9 @@ import segno
 from PIL import Image
 from pypdf import PdfReader
 
+from guestgate import local_time
 from guestgate.coupons import codes, export
+from guestgate.coupons.words import Words
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -61,7 +63,7 @@ def test_csv_is_rfc4180_with_a_header_and_one_row_per_coupon() -> None:
     rows = coupons(3)
     text = export.to_csv(rows)
     lines = text.split("\r\n")
-    assert lines[0] == "code,expires_at,created_at,id"
+    assert lines[0] == "code,expires_at,created_at,id,valid_until"
     assert lines[-1] == ""  # every record ends with CRLF
     assert len(lines) == 5
     parsed = list(csv.DictReader(io.StringIO(text, newline="")))
@@ -73,7 +75,10 @@ def test_csv_is_rfc4180_with_a_header_and_one_row_per_coupon() -> None:
 def test_csv_quotes_values_that_need_it_and_reads_naive_times_as_utc() -> None:
     row = Row('id,"1"', "8B7W3D", datetime(2026, 11, 25, 18, 0), T0.astimezone(timezone(timedelta(hours=11))))
     text = export.to_csv([row])
-    assert text.splitlines()[1] == '8B7W3D,2026-11-25T18:00:00Z,2026-11-25T10:00:00Z,"id,""1"""'
+    assert (
+        text.splitlines()[1]
+        == '8B7W3D,2026-11-25T18:00:00Z,2026-11-25T10:00:00Z,"id,""1""",2026-11-25 18:00 UTC'
+    )
     [parsed] = list(csv.DictReader(io.StringIO(text, newline="")))
     assert parsed["id"] == 'id,"1"'
 
@@ -84,7 +89,7 @@ def test_csv_columns_can_be_chosen() -> None:
 
 
 def test_csv_of_no_coupons_is_the_header_only() -> None:
-    assert export.to_csv([]) == "code,expires_at,created_at,id\r\n"
+    assert export.to_csv([]) == "code,expires_at,created_at,id,valid_until\r\n"
 
 
 # --- PDF: read back ---------------------------------------------------------------------------------------
@@ -138,9 +143,10 @@ def test_entry_url_fills_in_the_code() -> None:
     assert export.entry_url(f"{PORTAL}?site=s1", "8B7W3D") == f"{PORTAL}?site=s1&code=8B7W3D"
 
 
-def test_valid_until_is_printed_in_utc() -> None:
+def test_valid_until_is_printed_in_utc_without_a_zone() -> None:
     local = datetime(2026, 11, 26, 5, 0, tzinfo=timezone(timedelta(hours=11)))
     assert export.valid_until(local) == "Valid until 2026-11-25 18:00 UTC"
+    assert export.valid_until(local, zone=SYDNEY) == "Valid until 2026-11-26 05:00 AEDT"
 
 
 def test_pdf_of_500_codes_has_50_pages_with_every_code() -> None:
@@ -279,3 +285,80 @@ def test_band_text_contrasts_with_the_accent_colour(accent: str, text_is_dark: b
     else:
         assert dark == 0
         assert white > 20
+
+
+# --- local time, language, network name and logo (issues 14 and 15) -----------------------------------
+
+SYDNEY = local_time.zone("Australia/Sydney")
+
+
+def pdftotext(pdf: bytes) -> str:
+    """The text of a PDF as poppler's pdftotext reads it (what a person or a screen reader gets)."""
+    tool = shutil.which("pdftotext")
+    assert tool is not None, "pdftotext (poppler-utils) is needed: scripts/system-deps.sh installs it"
+    return subprocess.run([tool, "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+
+
+def at(*moments: datetime) -> list[Row]:
+    drawn = sorted({codes.generate() for _ in range(len(moments) * 3)})[: len(moments)]
+    return [
+        Row(f"id-{i}", code, moment, T0) for i, (code, moment) in enumerate(zip(drawn, moments, strict=True))
+    ]
+
+
+def test_cards_print_sydney_time_across_the_april_change_back_to_standard_time() -> None:
+    # 4-5 April 2026: at 03:00 AEDT the clocks go back to 02:00 AEST, so 02:30 happens twice.
+    rows = at(
+        datetime(2026, 4, 4, 15, 30, tzinfo=UTC),
+        datetime(2026, 4, 4, 16, 30, tzinfo=UTC),
+        datetime(2026, 4, 5, 2, 0, tzinfo=UTC),
+    )
+    text = " ".join(pdftotext(pdf_of(rows, zone=SYDNEY)).split())
+    assert "Valid until 2026-04-05 02:30 AEDT" in text
+    assert "Valid until 2026-04-05 02:30 AEST" in text
+    assert "Valid until 2026-04-05 12:00 AEST" in text
+    assert "UTC" not in text
+
+
+def test_cards_print_sydney_time_across_the_october_change_to_daylight_time() -> None:
+    # 4 October 2026: at 02:00 AEST the clocks go forward to 03:00 AEDT.
+    rows = at(datetime(2026, 10, 3, 15, 59, tzinfo=UTC), datetime(2026, 10, 3, 16, 0, tzinfo=UTC))
+    text = " ".join(pdftotext(pdf_of(rows, zone=SYDNEY)).split())
+    assert "Valid until 2026-10-04 01:59 AEST" in text
+    assert "Valid until 2026-10-04 03:00 AEDT" in text
+
+
+def test_cards_are_in_the_portals_language_with_the_network_name() -> None:
+    rows = at(datetime(2026, 7, 1, 8, 0, tzinfo=UTC))
+    text = " ".join(
+        pdftotext(pdf_of(rows, words=Words("de"), zone=SYDNEY, network_name="Hafen-Gäste")).split()
+    )
+    for expected in (
+        "WLAN-Zugangscode",
+        "Netz: Hafen-Gäste",
+        "Gültig bis 2026-07-01 18:00 AEST",
+        "Einmal einlösbar",
+    ):
+        assert expected in text, text
+    english = " ".join(pdftotext(pdf_of(rows)).split())
+    assert "Wi-Fi access code" in english and "Network:" not in english
+
+
+def test_the_logo_is_drawn_on_every_card_and_stored_once() -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (240, 120), (220, 20, 60)).save(picture, "PNG")
+    rows = coupons(12)
+    pdf = pdf_of(rows, logo=picture.getvalue())
+    assert pdf.count(b"/Subtype /Image") == 1  # one image object, drawn by every card
+    page = render_first_page(pdf, "cards-logo", 60)
+    x, y = 220, 41  # the middle of the first card's logo: the right end of its band (60 dpi)
+    assert all(abs(a - b) <= 3 for a, b in zip(page.getpixel((x, y))[:3], (220, 20, 60), strict=True))
+    # An unreadable logo is left out; the sheet still renders.
+    assert page_texts(pdf_of(rows, logo=b"not an image"))[0]
+
+
+def test_the_csv_adds_valid_until_in_local_time() -> None:
+    rows = at(datetime(2026, 4, 4, 15, 30, tzinfo=UTC))
+    lines = export.to_csv(rows, zone=SYDNEY).splitlines()
+    assert lines[0] == "code,expires_at,created_at,id,valid_until"
+    assert lines[1].endswith(",2026-04-04T15:30:00Z,2026-11-25T10:00:00Z,id-0,2026-04-05 02:30 AEDT")

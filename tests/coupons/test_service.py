@@ -20,6 +20,7 @@ from guestgate.instances.schemas import InstanceCreate
 from guestgate.orgs import service as org_service
 from guestgate.pagination import PageRequest
 from guestgate.runtime import Runtime
+from guestgate.schedules.models import ScheduleRun
 
 NOW = datetime(2025, 10, 29, 8, 0, tzinfo=UTC)
 
@@ -201,13 +202,17 @@ def test_generate_batch_records_schedule_and_run(session: Session, instance_id: 
 
 
 def test_create_batch_commits_the_coupons(session: Session, instance_id: str, runtime: Runtime) -> None:
-    batch = service.create_batch(
+    made = service.create_batch(
         instance_id, CouponCreate(minutes_valid=30, count=4), org_id="org-a", now=NOW, session=session
     )
-    assert len(batch) == 4
-    assert {c.expires_at for c in batch} == {NOW + timedelta(minutes=30)}
+    assert len(made.coupons) == 4
+    assert {c.expires_at for c in made.coupons} == {NOW + timedelta(minutes=30)}
+    assert {c.run_id for c in made.coupons} == {made.batch.id}
+    assert (made.batch.kind, made.batch.schedule_id, made.batch.count) == ("api", None, 4)
+    assert (made.batch.valid_for_in_minutes, made.batch.ran_at) == (30, NOW)
     with runtime.sessions() as other:
         assert len(other.scalars(select(Coupon)).all()) == 4
+        assert other.get(ScheduleRun, made.batch.id) is not None
 
 
 def test_create_batch_rejects_an_oauth2_instance(session: Session, runtime: Runtime) -> None:

@@ -76,7 +76,7 @@ def test_the_coupon_journey(server: Server, phone: PhoneFactory) -> None:
     page.get_by_role("button", name="Connect").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You're connected")
     expect(page.get_by_text("Time remaining")).to_be_visible()
-    expect(page.locator(".remaining strong")).to_have_text(re.compile(r"^(2 h|1 h 59 min)$"))
+    expect(page.locator(".remaining strong")).to_have_text(re.compile(r"^(2 hours|1 hour and 59 minutes)$"))
     [session] = server.sessions(site_id)
     assert session.strategy == "coupon" and session.ip_address == "127.0.0.1"
 

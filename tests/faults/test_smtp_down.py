@@ -7,6 +7,8 @@ while mail is down, and once the server is back each batch arrives exactly once.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import threading
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
@@ -54,7 +56,8 @@ class Inbox:
             [csv_part] = [p for p in message.iter_attachments() if p.get_content_type() == "text/csv"]
             payload = csv_part.get_payload(decode=True)
             assert isinstance(payload, bytes)
-            found.append(sorted(line.split(",")[0] for line in payload.decode().split()[1:]))
+            rows = list(csv.reader(io.StringIO(payload.decode(), newline="")))
+            found.append(sorted(row[0] for row in rows[1:]))
         return found
 
 

@@ -125,12 +125,10 @@ def build_tenant(client: TestClient, auth: TokenFactory, runtime: Runtime, org: 
         ),
         202,
     )
-    coupons = ok(
-        client.post(
-            f"/captive/instances/{instance['id']}/coupons", headers=h, json={"minutes_valid": 60, "count": 3}
-        ),
-        201,
+    made = client.post(
+        f"/captive/instances/{instance['id']}/coupons", headers=h, json={"minutes_valid": 60, "count": 3}
     )
+    coupons = ok(made, 201)
     schedule = ok(
         client.post(
             f"/captive/instances/{instance['id']}/coupon-schedules",
@@ -191,12 +189,14 @@ def build_tenant(client: TestClient, auth: TokenFactory, runtime: Runtime, org: 
         "walledGardenEntryId": entry["id"],
         "userId": user_id,
         "couponId": coupons[0]["id"],
+        "batchId": made.headers["location"].rsplit("/", 1)[1],
         "assetId": urlsplit(logo).path.rsplit("/", 1)[1],
     }
     tenant.urls = {
         "logo": logo,
         "preview": uploaded["preview_url"],
         "coupons": signed["signed_url"],
+        "batch": made.headers["link"].split(">", 1)[0].lstrip("<"),
         "test": integration["test_url"],
     }
     return tenant

@@ -31,7 +31,18 @@ from tests.hostile.conftest import local, ok
 
 
 def payload(field: str) -> str:
+    if field in SHORT:
+        return SHORT[field]
     return f'"><script>alert("{field}")</script><img src=x onerror=alert(1)>\'<b>{field}</b>&amp;'
+
+
+# Fields with a small length limit get a payload that fits it (a network name is at most 32 bytes).
+SHORT = {"Instance.network_name": '"><script>alert(1)</script>'}
+# The one script the printable coupon page has (its Print button), allowed by its CSP nonce.
+PRINT_SCRIPT = re.compile(
+    r'<script nonce="([^"]+)">\n\(function \(\) \{\n  var button = document\.getElementById\("print"\);.*?</script>',
+    re.S,
+)
 
 
 # Where each operator string can end up. `pages` are the HTML pages (and the PDF) that show it.
@@ -47,9 +58,12 @@ SHOWN = {
         "locked",
         "email",
         "pdf",
+        "coupons-page",
+        "batch-page",
     ),
     "Instance.terms_text": ("signin", "signin-error", "preview"),
-    "CouponSchedule.name": ("email",),
+    "Instance.network_name": ("email", "pdf", "coupons-page", "batch-page"),
+    "CouponSchedule.name": ("email", "coupons-page"),
     "AuthIntegration.config.client_id": ("oauth-redirect",),  # inside the provider URL
 }
 # Formats that cannot carry markup: a payload is refused with 400.
@@ -57,6 +71,7 @@ VALIDATED = {
     "Instance.strategy",
     "Instance.auth_integration_id",
     "Instance.locale",
+    "Instance.timezone",
     "Instance.sites[].id",
     "Instance.sites[].subnets[]",
     "Instance.theme.accent_color",
@@ -226,6 +241,7 @@ def _set_up(client: TestClient, auth: TokenFactory) -> dict[str, Any]:
                 **base,
                 "strategy": "coupon",
                 "terms_text": payload("Instance.terms_text"),
+                "network_name": payload("Instance.network_name"),
                 "sites": [{"id": site["id"], "subnets": ["10.30.1.0/24"]}],
             },
         ),
@@ -279,12 +295,10 @@ def _set_up(client: TestClient, auth: TokenFactory) -> dict[str, Any]:
         client.post(f"/captive/instances/{coupon['id']}/coupon-schedules/{schedule['id']}/run", headers=h),
         200,
     )
-    codes = ok(
-        client.post(
-            f"/captive/instances/{coupon['id']}/coupons", headers=h, json={"minutes_valid": 60, "count": 1}
-        ),
-        201,
+    made = client.post(
+        f"/captive/instances/{coupon['id']}/coupons", headers=h, json={"minutes_valid": 60, "count": 1}
     )
+    codes = ok(made, 201)
     signed = ok(
         client.get(
             f"/captive/instances/{coupon['id']}/coupon-schedules/{schedule['id']}/generate_url", headers=h
@@ -298,6 +312,9 @@ def _set_up(client: TestClient, auth: TokenFactory) -> dict[str, Any]:
         "oauth": oauth,
         "code": codes[0]["code"],
         "coupons_url": signed["signed_url"],
+        "batch_url": re.findall(r'<([^>]+)>; rel="alternate"; type="application/json"', made.headers["link"])[
+            0
+        ],
     }
 
 
@@ -345,6 +362,14 @@ def _pages(runtime: Runtime, client: TestClient, world: dict[str, Any]) -> dict[
         started = guest.post("/guest/oauth/start", data={"t": _token(entry.text), "accept": "yes"})
         assert started.status_code == 200, started.text
         pages["oauth-redirect"] = started.text
+    for name, key in (("coupons-page", "coupons_url"), ("batch-page", "batch_url")):
+        shown = client.get(local(world[key]), headers={"Accept": "text/html"})
+        assert shown.status_code == 200, shown.text
+        assert shown.headers["content-type"] == "text/html; charset=utf-8"
+        nonce = shown.headers["content-security-policy"].split("script-src 'nonce-", 1)[1].split("'", 1)[0]
+        found = PRINT_SCRIPT.search(shown.text)
+        assert found is not None and found.group(1) == nonce, "the page's own script carries the CSP nonce"
+        pages[name] = PRINT_SCRIPT.sub("", shown.text, count=1)
     for kind in ("coupon", "oauth"):
         preview = client.get(local(world[kind]["preview_url"]))
         assert preview.status_code == 200

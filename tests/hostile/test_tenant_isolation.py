@@ -63,6 +63,11 @@ OPERATIONS: dict[str, Body] = {
     "deleteCouponSchedule": _nothing,
     "generateCouponScheduleUrl": _nothing,
     "runCouponSchedule": _nothing,
+    "revokeCouponScheduleUrls": _nothing,
+    "listCouponBatches": _nothing,
+    "getCouponBatch": _nothing,
+    "generateCouponBatchUrl": _nothing,
+    "revokeCouponBatchUrls": _nothing,
     "listWalledGardenEntries": _nothing,
     "createWalledGardenEntry": lambda a: {"name": "Hijacked", "ip_address": "198.51.100.0/24"},
     "getWalledGardenEntry": _nothing,
@@ -203,6 +208,9 @@ def test_org_a_signatures_do_not_open_org_b_urls(client: TestClient, org_a: Tena
     assert_error(client.get(forged_asset), 403, "permission_error", "signature_invalid")
     forged_coupons = _with_query(org_a.urls["coupons"], sid=org_b.ids["scheduleId"])
     assert_error(client.get(forged_coupons), 403, "permission_error", "signature_invalid")
+    assert client.get(local(org_b.urls["batch"])).status_code == 200
+    forged_batch = _with_query(org_a.urls["batch"], batch=org_b.ids["batchId"])
+    assert_error(client.get(forged_batch), 403, "permission_error", "signature_invalid")
     a_preview = urlsplit(org_a.urls["preview"])
     forged_preview = f"/guest/preview/{org_b.ids['instanceId']}?{a_preview.query}"
     response = client.get(forged_preview)

@@ -54,10 +54,13 @@ def test_create_returns_the_full_instance(client: TestClient, headers: dict[str,
         "terms_text",
         "locale",
         "sites",
+        "network_name",
+        "timezone",
         "created_at",
         "preview_url",
     }
     assert instance["name"] == "Lobby Wi-Fi" and instance["strategy"] == "coupon"
+    assert instance["network_name"] is None and instance["timezone"] is None
     assert instance["auth_integration_id"] is None and instance["session_ttl"] == 3600
     assert instance["auth_window_ttl"] == 300 and instance["locale"] == "en" and instance["sites"] == []
     assert instance["theme"] == {"logo": None, "icon": None, **DEFAULT_COLOURS}
@@ -398,3 +401,52 @@ def test_read_scope_cannot_update_or_delete(
     for method in ("PUT", "DELETE"):
         response = client.request(method, f"/captive/instances/{instance['id']}", headers=reader, json=CREATE)
         assert_error(response, 403, "permission_error", "insufficient_scope")
+
+
+# --- network_name and timezone (extensions: cards, local times) ------------------------------------
+
+
+def test_network_name_and_timezone_are_set_kept_when_omitted_and_cleared_with_null(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    instance = create(client, headers)
+    url = f"/captive/instances/{instance['id']}"
+    given = {**CREATE, "network_name": "  Lobby-Guest ", "timezone": "Australia/Sydney"}
+    updated = client.put(url, headers=headers, json=given).json()
+    assert (updated["network_name"], updated["timezone"]) == ("Lobby-Guest", "Australia/Sydney")
+    kept = client.put(url, headers=headers, json=CREATE).json()
+    assert (kept["network_name"], kept["timezone"]) == ("Lobby-Guest", "Australia/Sydney")
+    cleared = client.put(url, headers=headers, json={**CREATE, "network_name": None, "timezone": None}).json()
+    assert (cleared["network_name"], cleared["timezone"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("network_name", "x" * 33, "must be at most 32 bytes"),
+        ("network_name", "Café-" + "é" * 14, "must be at most 32 bytes"),  # 19 characters, 34 bytes
+        ("network_name", "   ", "must not be empty"),
+        ("network_name", "Lobby\nGuest", "must not contain control characters"),
+        ("network_name", 42, "must be a string"),
+        ("timezone", "Mars/Olympus", "must be a valid IANA time zone"),
+        ("timezone", "UTC\n", "must be a valid IANA time zone"),
+    ],
+)
+def test_invalid_network_name_or_timezone_is_400_naming_it(
+    client: TestClient, headers: dict[str, str], field: str, value: object, reason: str
+) -> None:
+    instance = create(client, headers)
+    response = client.put(
+        f"/captive/instances/{instance['id']}", headers=headers, json={**CREATE, field: value}
+    )
+    error = assert_error(response, 400, "invalid_request_error", "parameter_invalid")
+    assert error["message"].startswith(f"The '{field}' parameter {reason}")
+
+
+def test_a_32_byte_network_name_is_accepted(client: TestClient, headers: dict[str, str]) -> None:
+    instance = create(client, headers)
+    name = "Café-" + "é" * 13  # 18 characters, 32 bytes
+    response = client.put(
+        f"/captive/instances/{instance['id']}", headers=headers, json={**CREATE, "network_name": name}
+    )
+    assert response.status_code == 200 and response.json()["network_name"] == name

@@ -340,7 +340,9 @@ def test_lease_outlasts_the_send_deadline() -> None:
 # --- the batch payload -------------------------------------------------------------------------------
 
 
-def test_batch_payload_has_names_counts_coupons_and_a_signed_24h_link(make_runtime: RuntimeFactory) -> None:
+def test_batch_payload_has_names_counts_coupons_and_the_batchs_signed_24h_link(
+    make_runtime: RuntimeFactory,
+) -> None:
     runtime = make_runtime()
     batch = make_batch(runtime, now=T0, count=3, valid_minutes=480)
     send_at = T0 + timedelta(minutes=7)
@@ -367,12 +369,14 @@ def test_batch_payload_has_names_counts_coupons_and_a_signed_24h_link(make_runti
     link = urlsplit(body["coupons_url"])
     assert f"{link.scheme}://{link.netloc}{link.path}" == "http://testserver/captive/coupons"
     query = {k: v[0] for k, v in parse_qs(link.query).items()}
-    assert query["sid"] == batch.schedule_id
+    # The batch's own link: it shows this batch, not whatever the schedule makes later.
+    assert set(query) == {"batch", "expires", "signature"}
+    assert query["batch"] == batch.run_id
     assert query["expires"] == str(expires)
-    assert query["signature"] == runtime.signer.sign("coupons", batch.schedule_id, str(expires))
+    assert query["signature"] == runtime.signer.sign("coupon-batch", batch.run_id, str(expires))
 
 
-def test_batch_payload_of_a_deleted_schedule_has_no_link(make_runtime: RuntimeFactory) -> None:
+def test_batch_payload_of_a_deleted_schedule_keeps_the_batchs_link(make_runtime: RuntimeFactory) -> None:
     runtime = make_runtime()
     batch = make_batch(runtime, now=T0, count=2)
     with runtime.sessions() as session:
@@ -383,8 +387,8 @@ def test_batch_payload_of_a_deleted_schedule_has_no_link(make_runtime: RuntimeFa
     body = payload.to_json()
     assert body["schedule_id"] is None
     assert body["schedule_name"] is None
-    assert "coupons_url" not in body
-    assert "coupons_url_expires_at" not in body
+    assert parse_qs(urlsplit(body["coupons_url"]).query)["batch"] == [batch.run_id]
+    assert body["coupons_url_expires_at"] == "2026-11-26T10:00:00Z"
     assert [c["code"] for c in body["coupons"]] == batch.codes
 
 
@@ -599,5 +603,5 @@ def test_webhook_of_a_deleted_schedule_is_still_signed_with_its_groups_secret(
     assert got.signature_ok
     body = json.loads(got.body)
     assert body["schedule_id"] is None
-    assert "coupons_url" not in body
+    assert "batch=" in body["coupons_url"]
     assert [c["code"] for c in body["coupons"]] == batch.codes

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import time_machine
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 from cryptography import x509
@@ -30,8 +31,11 @@ from pypdf import PdfReader
 from structlog.testing import capture_logs
 
 from guestgate.db import utcnow
+from guestgate.instances.models import Instance
 from guestgate.notifications import delivery, email
 from guestgate.notifications.delivery import BatchCoupon, BatchPayload, DeliveryReport
+from guestgate.schedules.models import CouponSchedule
+from tests.coupons.test_export import pdftotext
 from tests.notifications.test_delivery import (
     T0,
     RuntimeFactory,
@@ -189,14 +193,16 @@ def test_batch_email_has_subject_bodies_attachments_and_a_link_that_works(
         assert expected in html
 
     files = attachments(message)
-    stem = f"guest-coupons-{now:%Y%m%d-%H%M}"
+    # Named after the schedule and the batch's local date and time (the schedule's zone: UTC here).
+    stem = f"daily-guest-passes-{now:%Y-%m-%d-%H%M}"
     assert sorted(files) == [f"{stem}.csv", f"{stem}.pdf"]
     csv_type, csv_bytes = files[f"{stem}.csv"]
     assert csv_type == "text/csv"
     assert b"\r\n" in csv_bytes
     rows = list(csv.DictReader(io.StringIO(csv_bytes.decode("utf-8"), newline="")))
     assert sorted(r["code"] for r in rows) == batch.codes
-    assert list(rows[0]) == ["code", "expires_at", "created_at", "id"]
+    assert list(rows[0]) == ["code", "expires_at", "created_at", "id", "valid_until"]
+    assert {r["valid_until"] for r in rows} == {expiry}
     assert {r["expires_at"] for r in rows} == {f"{now + timedelta(hours=8):%Y-%m-%dT%H:%M:%SZ}"}
     pdf_type, pdf_bytes = files[f"{stem}.pdf"]
     assert pdf_type == "application/pdf"
@@ -215,6 +221,71 @@ def test_batch_email_has_subject_bodies_attachments_and_a_link_that_works(
 
     [attempt] = attempts(runtime, row.id)
     assert (attempt.attempt, attempt.ok, attempt.status_code, attempt.error) == (1, True, 250, None)
+
+
+def test_the_email_and_its_files_read_in_sydney_time_across_the_april_change(
+    make_runtime: RuntimeFactory, smtp_server: SmtpFactory, client: TestClient
+) -> None:
+    # Generated at 01:00 AEDT on 5 April 2026, valid 8 hours: the clocks go back at 03:00 AEDT,
+    # so the codes stop at 08:00 AEST (22:00 UTC), not 09:00.
+    inbox, port = smtp_server()
+    runtime = make_runtime(**smtp_settings(port))
+    generated = datetime(2026, 4, 4, 14, 0, tzinfo=UTC)
+    batch = make_batch(runtime, now=generated, emails=("desk@hotel.example",), count=3, valid_minutes=480)
+    with runtime.sessions() as session:
+        schedule = session.get(CouponSchedule, batch.schedule_id)
+        instance = session.get(Instance, batch.instance_id)
+        assert schedule is not None and instance is not None
+        schedule.timezone = "Australia/Sydney"
+        instance.network_name = "Harbour-Guest"
+        instance.theme = {**instance.theme, "accent_color": "#7a3e9d"}
+        session.commit()
+    assert delivery.deliver_due_sync(runtime=runtime, now=generated) == DeliveryReport(sent=1)
+    message = inbox.message()
+    text, page = body_text(message, "plain"), body_text(message, "html")
+    for part in (text, page):
+        assert "2026-04-05 01:00 AEDT" in part  # generated at
+        assert "2026-04-05 08:00 AEST" in part  # redeemable until
+        assert "2026-04-06 00:00 AEST" in part  # the link works until: 24 h later, an hour earlier by the clock
+        assert "Harbour-Guest" in part and "8 hours" in part and " UTC" not in part
+    assert "background:#7a3e9d" in page  # the instance's accent colour
+    assert message.get_body(preferencelist=("plain",)) is not None
+    files = attachments(message)
+    assert sorted(files) == [
+        "daily-guest-passes-2026-04-05-0100.csv",
+        "daily-guest-passes-2026-04-05-0100.pdf",
+    ]
+    rows = list(csv.DictReader(io.StringIO(files["daily-guest-passes-2026-04-05-0100.csv"][1].decode())))
+    assert {r["valid_until"] for r in rows} == {"2026-04-05 08:00 AEST"}
+    assert {r["expires_at"] for r in rows} == {"2026-04-04T22:00:00Z"}  # the API's UTC stays
+    pdf_text = " ".join(pdftotext(files["daily-guest-passes-2026-04-05-0100.pdf"][1]).split())
+    assert "Valid until 2026-04-05 08:00 AEST" in pdf_text and "Network: Harbour-Guest" in pdf_text
+    # The link is the batch's signed URL: JSON for an API client, the printable page for a browser.
+    [link] = re.findall(r"http://testserver/captive/coupons\?\S+", text)
+    path = urlsplit(link)
+    with time_machine.travel(generated, tick=False):
+        as_json = client.get(f"{path.path}?{path.query}", headers={"Accept": "application/json"})
+        as_page = client.get(f"{path.path}?{path.query}", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert sorted(c["code"] for c in as_json.json()) == batch.codes
+    assert as_page.headers["content-type"] == "text/html; charset=utf-8"
+    assert all(code in as_page.text for code in batch.codes)
+
+
+def test_the_email_is_in_the_portals_language(make_runtime: RuntimeFactory, smtp_server: SmtpFactory) -> None:
+    inbox, port = smtp_server()
+    runtime = make_runtime(**smtp_settings(port))
+    batch = make_batch(runtime, now=T0, emails=("desk@hotel.example",), count=2, valid_minutes=90)
+    with runtime.sessions() as session:
+        instance = session.get(Instance, batch.instance_id)
+        assert instance is not None
+        instance.locale = "es"
+        session.commit()
+    assert delivery.deliver_due_sync(runtime=runtime, now=T0) == DeliveryReport(sent=1)
+    message = inbox.message()
+    assert message["Subject"] == "2 cupones de wifi para invitados: Daily Guest Passes (Lobby Wi-Fi)"
+    text = body_text(message, "plain")
+    assert "1 hora y 30 minutos" in text and "Canjeables hasta" in text
+    assert 'lang="es"' in body_text(message, "html")
 
 
 def test_starttls_with_login_sends_the_mail(
@@ -428,10 +499,10 @@ def test_message_headers_identify_the_delivery_and_keep_the_csv_bytes() -> None:
         (1, "1 minute"),
         (45, "45 minutes"),
         (60, "1 hour"),
-        (90, "1 hour 30 minutes"),
+        (90, "1 hour and 30 minutes"),
         (480, "8 hours"),
         (1440, "1 day"),
-        (1501, "1 day 1 hour 1 minute"),
+        (1501, "1 day, 1 hour and 1 minute"),
         (525_600, "365 days"),
     ],
 )

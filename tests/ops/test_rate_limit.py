@@ -57,6 +57,29 @@ def test_a_burst_passes_then_one_request_per_interval(kind: str, redis_prefix: s
     assert asyncio.run(run()) == [None, None, None, 1, None, 1, None, 1, None, None]
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_request_costing_more_takes_as_many_single_requests(kind: str, redis_prefix: str) -> None:
+    limiter = _limiters(kind, Limit(per_minute=60, burst=10), redis_prefix)
+
+    async def run() -> list[float | None]:
+        t0 = 2_000_000.0
+        seen = [
+            await limiter.retry_after("k", t0, 4),  # 4 of the burst of 10
+            await limiter.retry_after("k", t0, 4),  # 8
+            await limiter.retry_after("k", t0, 4),  # 12 > 10: refused, nothing counted
+            await limiter.retry_after("k", t0, 2),  # 10: still fits
+            await limiter.retry_after("k", t0, 1),  # refused: the burst is spent
+            await limiter.retry_after("k", t0 + 3, 3),  # three intervals later, three fit again
+        ]
+        await limiter.close()
+        return seen
+
+    seen = asyncio.run(run())
+    assert [wait is None for wait in seen] == [True, True, False, True, False, True]
+    assert seen[2] == pytest.approx(2.0)  # two more intervals were needed for a cost of 4
+    assert seen[4] == pytest.approx(1.0)
+
+
 def test_retry_after_is_the_wait_rounded_up(redis_prefix: str) -> None:
     limiter = MemoryLimiter(Limit(per_minute=2, burst=1))
 

@@ -30,7 +30,7 @@ def test_a_valid_code_creates_an_active_session_for_session_ttl(world: World, cl
     response = sign_in(client, fresh_token(client, world), "ABC234")
     assert response.status_code == 200
     assert "You&#39;re connected" in response.text
-    assert "Time remaining" in response.text and ">1 h<" in response.text
+    assert "Time remaining" in response.text and ">1 hour<" in response.text
     [session] = world.sessions()
     now = world.clock()
     assert session.strategy == "coupon"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from starlette.testclient import TestClient
 
@@ -25,7 +25,7 @@ def test_the_status_link_shows_the_time_remaining(world: World, guest: ClientFac
     response = client.get(status_url)
     assert response.status_code == 200
     assert "Your connection" in response.text
-    assert ">30 min<" in response.text
+    assert ">30 minutes<" in response.text
 
 
 def test_the_status_link_works_from_another_address(world: World, guest: ClientFactory) -> None:
@@ -167,3 +167,28 @@ def test_sessions_last_the_instance_session_ttl(world: World, guest: ClientFacto
     assert "Your connection" in enter(client, world.site_id).text
     world.clock.advance(1)
     assert 'name="code"' in enter(client, world.site_id).text
+
+
+def test_the_status_page_shows_the_end_in_the_instances_local_time_and_the_time_left_in_words(
+    world: World, guest: ClientFactory
+) -> None:
+    # 02:00 AEDT on 5 April 2026 in Sydney; a 3-hour session ends at 04:00 AEST, after the clocks go back.
+    world.clock.now = datetime(2026, 4, 4, 15, 0, tzinfo=UTC)
+    world.update_instance(timezone="Australia/Sydney", session_ttl=3 * 3600)
+    client, status_url = _signed_in(world, guest)
+    world.clock.advance(1800)
+    page = client.get(status_url).text
+    assert ">2 hours and 30 minutes<" in page
+    assert "until 04:00 AEST" in page
+    assert 'datetime="2026-04-04T18:00:00Z"' in page  # the machine-readable time stays UTC
+    german = client.get(status_url, headers={"Accept-Language": "de-DE"}).text
+    assert ">2 Stunden und 30 Minuten<" in german and "bis 04:00 AEST" in german
+
+
+def test_without_an_instance_zone_the_status_page_says_utc_and_names_another_day(
+    world: World, guest: ClientFactory
+) -> None:
+    world.clock.now = datetime(2026, 4, 4, 23, 30, tzinfo=UTC)
+    client, status_url = _signed_in(world, guest)
+    page = client.get(status_url).text
+    assert "until 2026-04-05 00:30 UTC" in page and ">1 hour<" in page

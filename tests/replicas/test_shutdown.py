@@ -17,11 +17,12 @@ import httpx2
 import pytest
 from sqlalchemy import func, select
 
+from guestgate.coupon_links import signing
 from guestgate.coupons.models import Coupon
 from guestgate.gateways.agent import agent_key
 from guestgate.notifications.models import Delivery
 from guestgate.runtime import Runtime
-from guestgate.schedules import jobs, public_urls
+from guestgate.schedules import jobs
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.sites.models import Site
 from tests.conftest import TEST_KEYS
@@ -65,8 +66,9 @@ def test_sigterm_lets_a_big_pdf_export_in_flight_finish_refuses_new_connections_
     db_url: str, runtime: Runtime, tmp_path: Path
 ) -> None:
     schedule_id = schedule_with_codes(runtime, PDF_CODES)
-    process = serve(db_url, tmp_path)
-    url = public_urls.coupons_url(
+    # One PDF of every code, above the default cap (500 codes), so that the export takes seconds.
+    process = serve(db_url, tmp_path, public_link_pdf_max_codes=str(PDF_CODES))
+    url = signing.coupons_url(
         schedule_id, signer=runtime.signer, public_url=process.url, now=datetime.now(UTC)
     )
     answers: list[httpx2.Response] = []

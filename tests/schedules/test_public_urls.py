@@ -258,11 +258,17 @@ def test_format_csv_is_a_download_of_the_same_coupons(
     response = fetch(client, signed_url + "&format=csv")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
-    assert response.headers["content-disposition"] == f'attachment; filename="coupons-{schedule_id}.csv"'
+    # Named after the schedule and the local day it was downloaded (Sydney: 22:00 on 1 June).
+    assert (
+        response.headers["content-disposition"] == 'attachment; filename="daily-guest-passes-2025-06-01.csv"'
+    )
     assert response.headers["cache-control"] == "no-store"
     rows = list(csv.reader(io.StringIO(response.text)))
-    assert rows[0] == ["code", "expires_at", "created_at", "id"]
-    assert rows[1:] == [[c["code"], c["expires_at"], c["created_at"], c["id"]] for c in as_json]
+    assert rows[0] == ["code", "expires_at", "created_at", "id", "valid_until"]
+    # valid_until: the expiry in the schedule's zone (Australia/Sydney, AEST in June).
+    assert rows[1:] == [
+        [c["code"], c["expires_at"], c["created_at"], c["id"], "2025-06-02 21:55 AEST"] for c in as_json
+    ]
     assert len(rows) == 4
 
 
@@ -280,7 +286,10 @@ def test_format_pdf_is_printable_cards_of_the_same_coupons(
         response = fetch(client, signed_url + f"&format=pdf&paper={paper}")
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/pdf"
-        assert response.headers["content-disposition"] == f'attachment; filename="coupons-{schedule_id}.pdf"'
+        assert (
+            response.headers["content-disposition"]
+            == 'attachment; filename="daily-guest-passes-2025-06-01.pdf"'
+        )
         assert response.headers["cache-control"] == "no-store"
         pdf = PdfReader(io.BytesIO(response.content))
         assert len(pdf.pages) == 2  # 12 cards, 10 to a page
@@ -299,7 +308,10 @@ def test_format_pdf_still_checks_the_signature(client: TestClient, signed_url: s
 def test_unsupported_format_is_400(client: TestClient, signed_url: str, fmt: str) -> None:
     response = fetch(client, signed_url + f"&format={fmt}")
     assert_error(
-        response, 400, "parameter_invalid", "The 'format' parameter must be one of 'json', 'csv' or 'pdf'."
+        response,
+        400,
+        "parameter_invalid",
+        "The 'format' parameter must be one of 'json', 'csv', 'pdf' or 'html'.",
     )
 
 

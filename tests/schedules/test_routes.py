@@ -858,10 +858,11 @@ def test_openapi_operations_of_the_domain(openapi: dict[str, Any]) -> None:
         (base + "/{scheduleId}", "delete"): ("deleteCouponSchedule", schedules),
         (base + "/{scheduleId}/generate_url", "get"): ("generateCouponScheduleUrl", schedules),
         (base + "/{scheduleId}/run", "post"): ("runCouponSchedule", schedules),
+        (base + "/{scheduleId}/revoke_urls", "post"): ("revokeCouponScheduleUrls", schedules),
         ("/captive/coupons", "get"): ("getPublicCoupons", ["Public Coupon URLs"]),
     }
     assert {key: found[key] for key in expected} == expected
     public = paths["/captive/coupons"]["get"]
     assert public["security"] == []
     format_param = next(p for p in public["parameters"] if p["name"] == "format")
-    assert format_param["schema"]["enum"] == ["json", "csv", "pdf"]
+    assert format_param["schema"]["anyOf"][0]["enum"] == ["json", "csv", "pdf", "html"]

@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from guestgate.coupon_links import service as link_service
+from guestgate.coupon_links.signing import URL_TTL_SECONDS, LinkScope
 from guestgate.coupons.models import Coupon
 from guestgate.errors import NotFound, ParameterMissing, ReferenceMissing
 from guestgate.pagination import PageRequest
@@ -416,7 +418,11 @@ def test_delete_of_another_orgs_schedule_is_not_found_and_keeps_it(
     assert reload(session, schedule_id).id == schedule_id
 
 
-def test_valid_coupons_lists_unredeemed_unexpired_coupons_of_every_run_newest_first(
+def _signed_now(schedule_id: str) -> LinkScope:
+    return LinkScope("schedule", schedule_id, int(NOW.timestamp()) + URL_TTL_SECONDS)
+
+
+def test_schedule_link_lists_unredeemed_unexpired_coupons_of_its_runs_newest_first(
     runtime: Runtime, session: Session, instance_id: str, group_id: str
 ) -> None:
     schedule_id = create(session, instance_id, group_id)
@@ -424,13 +430,14 @@ def test_valid_coupons_lists_unredeemed_unexpired_coupons_of_every_run_newest_fi
     add_run(runtime, schedule_id, ran_at=NOW - timedelta(hours=2), valid=2, redeemed=1, expired=1)
     add_run(runtime, schedule_id, ran_at=NOW - timedelta(hours=1), valid=2, redeemed=1)
     add_run(runtime, other_id, ran_at=NOW, valid=5)
-    coupons = service.valid_coupons(schedule_id, session=session, now=NOW)
+    contents = link_service.open_link(_signed_now(schedule_id), page=PageRequest(), now=NOW, session=session)
+    coupons = contents.page.items
     assert len(coupons) == 4
     assert all(c.schedule_id == schedule_id and c.redeemed_at is None and c.expires_at > NOW for c in coupons)
     stamps = [c.created_at for c in coupons]
     assert stamps == sorted(stamps, reverse=True)
 
 
-def test_valid_coupons_of_a_deleted_schedule_is_not_found(session: Session) -> None:
+def test_schedule_link_of_a_deleted_schedule_is_not_found(session: Session) -> None:
     with pytest.raises(NotFound):
-        service.valid_coupons(UNKNOWN_ID, session=session, now=NOW)
+        link_service.open_link(_signed_now(UNKNOWN_ID), page=PageRequest(), now=NOW, session=session)

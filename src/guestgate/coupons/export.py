@@ -1,8 +1,11 @@
 """Printable exports of coupons: CSV for spreadsheets and mail merges, a PDF sheet of cut-out cards.
 
 The PDF has 10 cards per page (2 columns x 5 rows, A4 or Letter). Each card shows the instance's
-name on a band of its accent colour, the code in a large monospace face, when it stops being
-redeemable, and a QR code that opens the portal with the code filled in.
+name (and logo) on a band of its accent colour, the code in a large monospace face, the network's
+name, when it stops being redeemable in local time with the zone (`guestgate.local_time`), and a
+QR code that opens the portal with the code filled in; its words are in the portal's language
+(`guestgate.coupons.words`). The CSV keeps the API's UTC timestamps and adds `valid_until` in
+local time.
 
 Speed: a QR code is drawn as one filled path of rectangles (one per run of dark modules in a row),
 written straight into the page as PDF operators and cached per URL, so a sheet of 500 cards takes a
@@ -18,27 +21,34 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from typing import Literal, Protocol
 
 import segno
+from PIL import Image as PILImage
 from reportlab import rl_config
 from reportlab.lib.colors import Color, HexColor
 from reportlab.lib.pagesizes import A4, LETTER
+from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from segno import encoder as qr_encoder
 
+from guestgate import local_time
+from guestgate.coupons.words import Words
+
 PageSize = Literal["A4", "Letter"]
 PAGE_SIZES: dict[str, tuple[float, float]] = {"A4": A4, "Letter": LETTER}
-CSV_COLUMNS = ("code", "expires_at", "created_at", "id")
+# `valid_until` (local time with the zone) comes last: the first four columns are as they always were.
+CSV_COLUMNS = ("code", "expires_at", "created_at", "id", "valid_until")
 COLUMNS = 2
 ROWS = 5
 CARDS_PER_PAGE = COLUMNS * ROWS
 MARGIN = 28.0
 PADDING = 12.0
 BAND_HEIGHT = 24.0
+LOGO_MAX_WIDTH = 64.0
 QR_ERROR = "m"
 # Light modules around the symbol that must stay clear (ISO/IEC 18004 asks for 4).
 QR_QUIET_ZONE = 4
@@ -79,13 +89,21 @@ class CouponLike(Protocol):
 PORTAL_PATH = "/guest/entry"
 
 
-def to_csv(coupons: Iterable[CouponLike], *, columns: Sequence[str] = CSV_COLUMNS) -> str:
-    """The coupons as RFC 4180 CSV (CRLF lines, header row, RFC 3339 UTC timestamps)."""
+def to_csv(coupons: Iterable[CouponLike], *, columns: Sequence[str] = CSV_COLUMNS, zone: tzinfo = UTC) -> str:
+    """The coupons as RFC 4180 CSV (CRLF lines, header row, RFC 3339 UTC timestamps; `valid_until`
+    is the expiry in `zone`, `2026-12-02 21:11 AEDT`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for coupon in coupons:
-        writer.writerow([_csv_value(getattr(coupon, column)) for column in columns])
+        writer.writerow(
+            [
+                local_time.date_time(coupon.expires_at, zone)
+                if column == "valid_until"
+                else _csv_value(getattr(coupon, column))
+                for column in columns
+            ]
+        )
     return out.getvalue()
 
 
@@ -94,9 +112,9 @@ def timestamp(value: datetime) -> str:
     return _utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def valid_until(value: datetime) -> str:
-    """The expiry as printed on a card: `Valid until 2026-11-25 18:00 UTC`."""
-    return f"Valid until {_utc(value):%Y-%m-%d %H:%M} UTC"
+def valid_until(value: datetime, *, zone: tzinfo = UTC, words: Words | None = None) -> str:
+    """The expiry as printed on a card: `Valid until 2026-11-25 18:00 UTC`, `... 21:11 AEDT`."""
+    return (words or Words(None))("card_valid_until", time=local_time.date_time(value, zone))
 
 
 def entry_url(portal_url: str, code: str) -> str:
@@ -137,6 +155,15 @@ def layout(page_size: PageSize = "A4") -> CardLayout:
     return CardLayout(width, height, card_width, card_height, qr_size)
 
 
+@dataclass(frozen=True)
+class CardText:
+    """What every card of a sheet says besides its code and expiry."""
+
+    title: str
+    network: str | None
+    howto: tuple[str, ...]
+
+
 def to_pdf(
     coupons: Sequence[CouponLike],
     *,
@@ -144,24 +171,53 @@ def to_pdf(
     accent_color: str,
     portal_url: str,
     page_size: PageSize = "A4",
+    words: Words | None = None,
+    zone: tzinfo = UTC,
+    network_name: str | None = None,
+    logo: bytes | None = None,
 ) -> bytes:
-    """A printable sheet of cut-out cards, 10 per page; an empty list gives one empty page."""
+    """A printable sheet of cut-out cards, 10 per page; an empty list gives one empty page.
+
+    `words` is the language of the cards (English by default), `zone` the time zone of their
+    expiry, `logo` the instance's logo image (drawn in the band; an image that cannot be read
+    is left out).
+    """
+    words = words or Words(None)
     grid = layout(page_size)
-    name = _one_line(instance_name) or "Guest Wi-Fi"
+    name = _one_line(instance_name) or words("default_name")
     band = _color(accent_color)
     band_text = _text_on(band)
     mask = _best_mask(portal_url)
+    image = _logo(logo)
+    logo_width = 0.0
+    if image is not None:
+        width, height = image.getSize()
+        logo_width = min(LOGO_MAX_WIDTH, (BAND_HEIGHT - 6) * width / max(height, 1))
     out = io.BytesIO()
     canvas = Canvas(out, pagesize=(grid.page_width, grid.page_height), pageCompression=1)
-    canvas.setTitle(f"Guest Wi-Fi coupons - {name}")
+    canvas.setTitle(words("document_title", name=name))
     canvas.setAuthor("guestgate")
     canvas.setCreator("guestgate")
-    title = _fit(name, BOLD_FONT, 11.0, grid.card_width - 2 * PADDING - 16)
+    text_width = grid.card_width - 2 * PADDING - grid.qr_size - 4
+    network = _one_line(network_name or "")
+    text = CardText(
+        title=_fit(name, BOLD_FONT, 11.0, grid.card_width - 2 * PADDING - 16 - logo_width),
+        network=_fit(words("card_network", name=network), BOLD_FONT, 8.0, text_width) if network else None,
+        howto=tuple(_wrap(words("card_howto"), TEXT_FONT, 7.0, text_width, lines=3)),
+    )
+    # A batch's coupons share their expiry: each distinct one is formatted and wrapped once.
+    untils: dict[datetime, list[str]] = {}
     for start in range(0, max(len(coupons), 1), CARDS_PER_PAGE):
         page = coupons[start : start + CARDS_PER_PAGE]
         _cut_lines(canvas, grid, len(page))
         for slot, coupon in enumerate(page):
-            _card(canvas, grid, slot, coupon, title=title, band=band, band_text=band_text)
+            until = untils.get(coupon.expires_at)
+            if until is None:
+                text_until = valid_until(coupon.expires_at, zone=zone, words=words)
+                until = untils[coupon.expires_at] = _wrap(text_until, BOLD_FONT, 8.5, text_width, lines=2)
+            _card(canvas, grid, slot, coupon, text, until, words=words, band=band, band_text=band_text)
+            if image is not None:
+                _draw_logo(canvas, grid, slot, image, logo_width)
             qr_x, qr_y = grid.qr_origin(slot)
             _qr(canvas, entry_url(portal_url, coupon.code), mask, x=qr_x, y=qr_y, size=grid.qr_size)
         canvas.showPage()
@@ -179,8 +235,10 @@ def _card(
     grid: CardLayout,
     slot: int,
     coupon: CouponLike,
+    text: CardText,
+    until: list[str],
     *,
-    title: str,
+    words: Words,
     band: Color,
     band_text: Color,
 ) -> None:
@@ -191,20 +249,64 @@ def _card(
     canvas.rect(left, top - BAND_HEIGHT, grid.card_width - 2 * PADDING, BAND_HEIGHT, stroke=0, fill=1)
     canvas.setFillColor(band_text)
     canvas.setFont(BOLD_FONT, 11.0)
-    canvas.drawString(left + 8, top - BAND_HEIGHT + 8, title)
-    text_top = top - BAND_HEIGHT
+    canvas.drawString(left + 8, top - BAND_HEIGHT + 8, text.title)
+    line = top - BAND_HEIGHT - 16
     canvas.setFillColor(MUTED)
-    canvas.setFont(TEXT_FONT, 8.0)
-    canvas.drawString(left, text_top - 18, "Wi-Fi access code")
+    canvas.setFont(TEXT_FONT, 7.5)
+    canvas.drawString(left, line, words("card_label"))
     canvas.setFillColor(INK)
     canvas.setFont(CODE_FONT, CODE_SIZE)
-    canvas.drawString(left - 1, text_top - 50, coupon.code, charSpace=CODE_TRACKING)
+    line -= 30
+    canvas.drawString(left - 1, line, coupon.code, charSpace=CODE_TRACKING)
+    line -= 14
+    canvas.setFont(BOLD_FONT, 8.0)
+    if text.network:
+        canvas.drawString(left, line, text.network)
+        line -= 11
     canvas.setFont(BOLD_FONT, 8.5)
-    canvas.drawString(left, text_top - 72, valid_until(coupon.expires_at))
+    for part in until:
+        canvas.drawString(left, line, part)
+        line -= 10
     canvas.setFillColor(MUTED)
     canvas.setFont(TEXT_FONT, 7.0)
-    canvas.drawString(left, text_top - 84, "Redeem once, before then, on the")
-    canvas.drawString(left, text_top - 93, "sign-in page: type the code or scan.")
+    line -= 1
+    for part in text.howto:
+        if line < y + PADDING * 0.5:
+            break
+        canvas.drawString(left, line, part)
+        line -= 8.5
+
+
+def _draw_logo(canvas: Canvas, grid: CardLayout, slot: int, image: ImageReader, width: float) -> None:
+    # reportlab stores an image drawn many times once in the file: every card refers to it.
+    x, y = grid.card_origin(slot)
+    top = y + grid.card_height - PADDING * 0.75
+    right = x + grid.card_width - PADDING - 4
+    height = BAND_HEIGHT - 6
+    canvas.drawImage(
+        image,
+        right - width,
+        top - BAND_HEIGHT + 3,
+        width=width,
+        height=height,
+        preserveAspectRatio=True,
+        anchor="e",
+        mask="auto",
+    )
+
+
+def _logo(data: bytes | None) -> ImageReader | None:
+    """The logo as reportlab reads it (decoded once per sheet), or None without one or if unreadable."""
+    if not data:
+        return None
+    try:
+        with PILImage.open(io.BytesIO(data)) as opened:
+            opened.load()
+            transparent = "A" in opened.getbands() or "transparency" in opened.info
+            picture = opened.convert("RGBA" if transparent else "RGB")
+        return ImageReader(picture)
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def _cut_lines(canvas: Canvas, grid: CardLayout, cards: int) -> None:
@@ -298,6 +400,24 @@ def _fit(text: str, font: str, size: float, width: float) -> str:
     while text and stringWidth(text + "...", font, size) > width:
         text = text[:-1]
     return text.rstrip() + "..."
+
+
+def _wrap(text: str, font: str, size: float, width: float, *, lines: int) -> list[str]:
+    """`text` broken at spaces into at most `lines` lines of `width`; the last one shortened if need be."""
+    out: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if current and stringWidth(candidate, font, size) > width:
+            out.append(current)
+            current = word
+        else:
+            current = candidate
+    if current:
+        out.append(current)
+    if len(out) > lines:
+        out = [*out[: lines - 1], " ".join(out[lines - 1 :])]
+    return [_fit(part, font, size, width) for part in out]
 
 
 def _one_line(text: str) -> str:

@@ -27,6 +27,14 @@ class Coupon(Base):
             postgresql_where=text("redeemed_at IS NULL"),
         ),
         Index(None, "expires_at"),
+        # A schedule link's valid coupons, newest first (guestgate.coupon_links).
+        Index(
+            "ix_coupons_schedule_unredeemed",
+            "schedule_id",
+            "created_at",
+            sqlite_where=text("redeemed_at IS NULL"),
+            postgresql_where=text("redeemed_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,3 +37,49 @@ class Coupon(BaseModel):
         description="The timestamp when the coupon was redeemed, or null if it has not been used."
     )
     created_at: Timestamp = Field(description="The timestamp when the coupon was created.")
+
+
+BatchKind = Literal["api", "scheduled", "manual"]
+
+
+class CouponBatch(BaseModel):
+    """[extension] One generated batch of coupons and what became of them."""
+
+    id: str = Field(description="The batch id (a schedule's run id; the `run_id` of its webhook).")
+    instance_id: str = Field(description="The instance the coupons belong to.")
+    schedule_id: str | None = Field(
+        description="The schedule that made the batch, or null (`POST .../coupons`, or a deleted schedule)."
+    )
+    kind: BatchKind = Field(
+        description="`api` (`POST .../coupons`), `scheduled` (a schedule's slot) or `manual` (a "
+        "schedule's run-now)."
+    )
+    count: int = Field(description="The number of coupons generated.")
+    minutes_valid: int = Field(description="Minutes from creation the coupons could be redeemed in.")
+    created_at: Timestamp = Field(description="When the batch was generated.")
+    expires_at: Timestamp = Field(description="When the batch's coupons stop being redeemable.")
+    tokens_used: int = Field(description="Coupons of the batch that have been redeemed.")
+    tokens_available: int = Field(description="Coupons of the batch still valid (unredeemed, unexpired).")
+    urls_revoked_at: Timestamp | None = Field(
+        description="When the batch's public links were last revoked (links signed up to then are "
+        "refused), or null."
+    )
+
+
+class SignedBatchUrl(BaseModel):
+    """[extension] A signed public URL of one batch."""
+
+    signed_url: str = Field(
+        description="A signed URL, valid for 24 hours, of the batch's valid coupons without "
+        "authentication: JSON by default, `&format=html|pdf|csv` (or `Accept: text/html`) for the "
+        "printable page, cards and spreadsheet."
+    )
+    expires_at: Timestamp = Field(description="When the URL stops working.")
+
+
+class RevokedUrls(BaseModel):
+    """[extension] The outcome of revoking public links."""
+
+    urls_revoked_at: Timestamp = Field(
+        description="Links signed up to this second now answer 403 `url_revoked`; new ones work."
+    )

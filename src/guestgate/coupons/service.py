@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
-from guestgate.coupons import codes
+from guestgate.coupons import batches, codes
 from guestgate.coupons.models import Coupon
 from guestgate.coupons.schemas import Coupon as CouponOut
 from guestgate.coupons.schemas import CouponCreate
@@ -19,6 +20,7 @@ from guestgate.errors import InternalError, InvalidRequest
 from guestgate.instances import service as instance_service
 from guestgate.ops import metrics
 from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.schedules.models import ScheduleRun
 
 # With 31^6 possible codes a second round is already rare; running out of rounds means the
 # instance holds a sizeable share of the whole code space.
@@ -70,13 +72,31 @@ def generate_batch(
     raise InternalError("Could not draw enough unused coupon codes for this instance.")
 
 
+@dataclass(frozen=True)
+class CreatedBatch:
+    """A batch made through the API: its record and its coupons."""
+
+    batch: ScheduleRun
+    coupons: list[Coupon]
+
+
 def create_batch(
     instance_id: str, data: CouponCreate, *, org_id: str, now: datetime, session: Session
-) -> list[Coupon]:
-    """Generate a batch of coupons for one of the org's coupon instances, and commit it."""
+) -> CreatedBatch:
+    """Generate a batch of coupons (with its batch record) for one of the org's coupon instances, and
+    commit it."""
     instance = instance_service.get(instance_id, org_id=org_id, session=session)
     if instance.strategy != "coupon":
         raise InvalidRequest("Coupons can only be created for instances whose strategy is 'coupon'.")
+    batch = batches.record(
+        org_id=org_id,
+        instance_id=instance.id,
+        kind=batches.API,
+        count=data.count,
+        minutes_valid=data.minutes_valid,
+        now=now,
+        session=session,
+    )
     coupons = generate_batch(
         org_id=org_id,
         instance_id=instance.id,
@@ -84,6 +104,7 @@ def create_batch(
         valid_minutes=data.minutes_valid,
         now=now,
         session=session,
+        run_id=batch.id,
     )
     audit_service.record(
         session,
@@ -91,11 +112,11 @@ def create_batch(
         action="coupon_batch.create",
         target_type="instance",
         target_id=instance.id,
-        detail={"count": len(coupons), "minutes_valid": data.minutes_valid},
+        detail={"count": len(coupons), "minutes_valid": data.minutes_valid, "batch_id": batch.id},
     )
     session.commit()
     metrics.batch_created(len(coupons))
-    return coupons
+    return CreatedBatch(batch, coupons)
 
 
 def list_valid(

@@ -30,6 +30,10 @@ class Instance(Base):
     theme: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
     terms_text: Mapped[str | None] = mapped_column(Text, default=None)
     locale: Mapped[str] = mapped_column(String(16), default="en")
+    # [extension] The guest network's name (SSID), printed on the cards.
+    network_name: Mapped[str | None] = mapped_column(String(128), default=None)
+    # [extension] IANA zone of times shown without a schedule's zone (guestgate.local_time).
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -6,9 +6,10 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
+from pydantic.json_schema import WithJsonSchema
 
 from guestgate.portal.i18n import LOCALES
-from guestgate.schemas import CIDR, Between, HexColor, Name, Timestamp, invalid
+from guestgate.schemas import CIDR, Between, HexColor, Name, Timestamp, TimeZoneName, invalid
 
 Strategy = Literal["oauth2", "coupon"]
 SessionTTL = Annotated[int, Between(1200, 604800)]
@@ -24,6 +25,16 @@ DEFAULT_THEME = {
 }
 DEFAULT_AUTH_WINDOW_TTL = 300
 MAX_TERMS_CHARS = 20_000
+# An SSID is at most 32 octets (IEEE 802.11).
+MAX_NETWORK_NAME_BYTES = 32
+NETWORK_NAME_DOC = (
+    "[extension] The guest Wi-Fi network's name (SSID, at most 32 bytes), printed on the coupon cards "
+    "and the printable page."
+)
+TIMEZONE_DOC = (
+    "[extension] The IANA time zone of times people read without a schedule's zone: cards, CSV and "
+    "pages of `POST .../coupons` batches, and the portal's status page. Null: UTC."
+)
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
@@ -44,7 +55,25 @@ def _check_terms(value: str | None) -> str | None:
     return value
 
 
+def _check_network_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    stripped = value.strip()
+    if not stripped:
+        raise invalid("must not be empty (send null to remove it)")
+    if len(stripped.encode()) > MAX_NETWORK_NAME_BYTES:
+        raise invalid(f"must be at most {MAX_NETWORK_NAME_BYTES} bytes (a Wi-Fi network name, SSID)")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
+        raise invalid("must not contain control characters")
+    return stripped
+
+
 Locale = Annotated[str, AfterValidator(_check_locale)]
+NetworkName = Annotated[
+    str | None,
+    AfterValidator(_check_network_name),
+    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1, "maxLength": 32}, {"type": "null"}]}),
+]
 TermsText = Annotated[str | None, AfterValidator(_check_terms)]
 
 
@@ -114,6 +143,16 @@ class InstanceCreate(BaseModel):
         description="A list of sites and their subnets where this captive portal instance is active; "
         "`[]` removes every site.",
     )
+    network_name: NetworkName = Field(
+        None,
+        description=NETWORK_NAME_DOC + " Omitted: kept; null: removed.",
+        examples=["Lobby-Guest"],
+    )
+    timezone: TimeZoneName | None = Field(
+        None,
+        description=TIMEZONE_DOC + " Omitted: kept; null: removed (UTC).",
+        examples=["Australia/Sydney"],
+    )
 
 
 class InstanceUpdate(InstanceCreate):
@@ -142,6 +181,8 @@ class Instance(BaseModel):
     sites: list[SiteSubnets] = Field(
         description="A list of sites and their subnets where this captive portal instance is active."
     )
+    network_name: str | None = Field(description=NETWORK_NAME_DOC)
+    timezone: str | None = Field(description=TIMEZONE_DOC)
     created_at: Timestamp
     preview_url: str = Field(
         description="A temporary, signed URL to preview the captive portal's appearance."

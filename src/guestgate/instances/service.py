@@ -42,6 +42,8 @@ AUDITED_FIELDS = (
     "theme",
     "terms_text",
     "locale",
+    "network_name",
+    "timezone",
 )
 
 
@@ -139,6 +141,10 @@ def _apply_optional(instance: Instance, data: InstanceCreate, *, session: Sessio
         instance.terms_text = data.terms_text
     if data.locale is not None:
         instance.locale = data.locale
+    if "network_name" in data.model_fields_set:
+        instance.network_name = data.network_name
+    if "timezone" in data.model_fields_set:
+        instance.timezone = data.timezone
     if data.sites is not None:
         _assign_sites(instance, data.sites, session=session)
 
@@ -186,6 +192,8 @@ def to_out(
         terms_text=instance.terms_text,
         locale=instance.locale,
         sites=[SiteSubnets(id=site_id, subnets=subnets) for site_id, subnets in item.sites.items()],
+        network_name=instance.network_name,
+        timezone=instance.timezone,
         created_at=instance.created_at,
         preview_url=urls.preview_url(instance.id, signer=signer, public_url=public_url, now=moment),
     )

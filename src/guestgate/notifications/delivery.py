@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 from email.message import EmailMessage
 from typing import Any
 
@@ -31,9 +31,12 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from guestgate import local_time
 from guestgate.config import Settings
-from guestgate.coupons import export
+from guestgate.coupon_links import service as link_service
+from guestgate.coupons import batches, export
 from guestgate.coupons.models import Coupon
+from guestgate.coupons.words import Words
 from guestgate.db import utcnow
 from guestgate.errors import NotFound
 from guestgate.instances.models import Instance
@@ -42,7 +45,6 @@ from guestgate.notifications import email, webhooks
 from guestgate.notifications.models import Delivery, DeliveryAttempt, NotificationGroup
 from guestgate.ops import metrics
 from guestgate.runtime import Runtime
-from guestgate.schedules import public_urls
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
 
 log = structlog.get_logger(__name__)
@@ -106,6 +108,12 @@ class BatchPayload:
     coupons: tuple[BatchCoupon, ...]
     link: str | None
     link_expires_at: datetime | None
+    # How the front desk reads it: the zone of its times, the portal's language, the network's name
+    # and the logo on the cards (guestgate.local_time, guestgate.coupons.words).
+    timezone: str = "UTC"
+    locale: str = "en"
+    network_name: str | None = None
+    logo: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The webhook body."""
@@ -131,9 +139,15 @@ class BatchPayload:
         return body
 
     @property
+    def zone(self) -> tzinfo:
+        """The time zone its times are shown in (the schedule's, else the instance's, else UTC)."""
+        return local_time.zone(self.timezone)
+
+    @property
     def file_stem(self) -> str:
-        """The attachment name without extension: `guest-coupons-20261125-1000`."""
-        return f"guest-coupons-{self.generated_at.astimezone(UTC):%Y%m%d-%H%M}"
+        """The attachment name without extension: the schedule and the local date and time,
+        `daily-guest-passes-2026-11-25-2100`."""
+        return link_service.file_stem(self.schedule_name, self.generated_at, self.zone, with_time=True)
 
 
 def enqueue(run_id: str, group: NotificationGroup, *, now: datetime, session: Session) -> list[Delivery]:
@@ -177,35 +191,41 @@ def lease_duration(settings: Settings) -> timedelta:
 def batch_payload(
     run_id: str, *, runtime: Runtime, session: Session, now: datetime | None = None
 ) -> BatchPayload:
-    """The batch of run `run_id` with its coupons and a signed 24 h link (if the schedule still exists)."""
+    """The batch of run `run_id` with its coupons, the instance's branding and the batch's signed 24 h
+    link (`guestgate.coupon_links`)."""
     run = session.get(ScheduleRun, run_id)
     if run is None:
         raise NotFound("schedule run", run_id)
     instance = session.get(Instance, run.instance_id)
     schedule = session.get(CouponSchedule, run.schedule_id) if run.schedule_id else None
     coupons = session.scalars(select(Coupon).where(Coupon.run_id == run_id).order_by(Coupon.code)).all()
-    link = link_expires_at = None
-    if schedule is not None:
-        at = now or utcnow()
-        link = public_urls.coupons_url(
-            schedule.id, signer=runtime.signer, public_url=runtime.settings.public_url, now=at
-        )
-        link_expires_at = datetime.fromtimestamp(int(at.timestamp()) + public_urls.URL_TTL_SECONDS, tz=UTC)
-    theme = {**DEFAULT_THEME, **((instance.theme if instance else None) or {})}
+    link = batches.link(
+        run,
+        signer=runtime.signer,
+        public_url=runtime.settings.public_url,
+        now=now or utcnow(),
+        session=session,
+    )
+    brand = link_service.branding(instance, session=session, with_logo=True) if instance else None
+    zone_name = (schedule.timezone if schedule else None) or (brand.timezone if brand else None) or "UTC"
     return BatchPayload(
         run_id=run.id,
         schedule_id=schedule.id if schedule else None,
         schedule_name=schedule.name if schedule else None,
         instance_id=run.instance_id,
         instance_name=instance.name if instance else "",
-        accent_color=str(theme["accent_color"]),
+        accent_color=brand.accent_color if brand else DEFAULT_THEME["accent_color"],
         count=run.count,
         valid_for_in_minutes=run.valid_for_in_minutes,
         generated_at=run.ran_at,
         expires_at=run.ran_at + timedelta(minutes=run.valid_for_in_minutes),
         coupons=tuple(BatchCoupon(c.id, c.code, c.expires_at, c.created_at) for c in coupons),
-        link=link,
-        link_expires_at=link_expires_at,
+        link=link.url,
+        link_expires_at=link.expires_at,
+        timezone=zone_name,
+        locale=brand.locale if brand else "en",
+        network_name=brand.network_name if brand else None,
+        logo=brand.logo if brand else None,
     )
 
 
@@ -216,6 +236,10 @@ def render_pdf(batch: BatchPayload, *, public_url: str) -> bytes:
         instance_name=batch.instance_name,
         accent_color=batch.accent_color,
         portal_url=f"{public_url}{export.PORTAL_PATH}",
+        words=Words(batch.locale),
+        zone=batch.zone,
+        network_name=batch.network_name,
+        logo=batch.logo,
     )
 
 
@@ -384,7 +408,7 @@ def _prepare(runtime: Runtime, jobs: Iterable[_Job], now: datetime) -> list[_Wor
                 if job.channel == EMAIL:
                     if job.run_id not in files:
                         files[job.run_id] = (
-                            export.to_csv(batch.coupons),
+                            export.to_csv(batch.coupons, zone=batch.zone),
                             render_pdf(batch, public_url=runtime.settings.public_url),
                         )
                     csv_text, pdf = files[job.run_id]

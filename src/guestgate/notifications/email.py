@@ -1,5 +1,9 @@
 """E-mail of a coupon batch: the message (text, HTML, CSV and PDF attachments) and how it is sent.
 
+The message is in the portal's language (the instance's locale) with its times in the batch's
+local zone (`guestgate.local_time`), the instance's name and accent colour, and a link to the
+batch's printable page (the batch's signed URL: a browser gets the page, an API client JSON).
+
 With an SMTP host configured the message goes out through aiosmtplib (STARTTLS, implicit TLS or
 plain, with a login when a user is set). Without one (the embedded default) it is written as an
 `.eml` file to the outbox folder, atomically, and the log says where.
@@ -21,14 +25,16 @@ from typing import TYPE_CHECKING
 import aiosmtplib
 import structlog
 
+from guestgate import local_time
 from guestgate.config import Settings
+from guestgate.coupons.words import Words
+from guestgate.portal import theme
 
 if TYPE_CHECKING:
     from guestgate.notifications.delivery import BatchPayload
 
 log = structlog.get_logger(__name__)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-DELETED_SCHEDULE = "a deleted schedule"
 
 
 class EmailFailed(Exception):
@@ -40,22 +46,15 @@ class EmailFailed(Exception):
 
 
 def subject(batch: BatchPayload) -> str:
-    """`50 guest Wi-Fi coupons: Daily Guest Passes (Lobby Wi-Fi)`, on one line."""
-    noun = "coupon" if batch.count == 1 else "coupons"
-    schedule = _one_line(batch.schedule_name or DELETED_SCHEDULE)
-    return f"{batch.count} guest Wi-Fi {noun}: {schedule} ({_one_line(batch.instance_name)})"
+    """`50 guest Wi-Fi coupons: Daily Guest Passes (Lobby Wi-Fi)`, on one line, in the portal's language."""
+    words = Words(batch.locale)
+    schedule = _one_line(batch.schedule_name or words("deleted_schedule"))
+    return f"{words.counted('coupons', batch.count)}: {schedule} ({_one_line(batch.instance_name)})"
 
 
-def duration(minutes: int) -> str:
-    """A validity in words: `8 hours`, `1 day 2 hours`, `90 minutes` stays `1 hour 30 minutes`."""
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    parts = [
-        f"{value} {unit}{'' if value == 1 else 's'}"
-        for value, unit in ((days, "day"), (hours, "hour"), (mins, "minute"))
-        if value
-    ]
-    return " ".join(parts) or "0 minutes"
+def duration(minutes: int, locale: str | None = None) -> str:
+    """A validity in words: `8 hours`, `1 day and 2 hours`, `1 hour and 30 minutes`."""
+    return Words(locale).duration(minutes)
 
 
 def build_message(
@@ -145,27 +144,44 @@ def write_outbox(message: EmailMessage, *, outbox: Path, delivery_id: str, now: 
     return path
 
 
-def _text_body(batch: BatchPayload) -> str:
-    schedule = _one_line(batch.schedule_name or DELETED_SCHEDULE)
-    lines = [
-        f"{batch.count} guest Wi-Fi {'coupon' if batch.count == 1 else 'coupons'} for "
-        f"{_one_line(batch.instance_name)}, from the schedule {schedule}.",
-        "",
-        f"Instance:          {_one_line(batch.instance_name)}",
-        f"Schedule:          {schedule}",
-        f"Coupons:           {batch.count}",
-        f"Valid for:         {duration(batch.valid_for_in_minutes)} (each code can be redeemed once)",
-        f"Redeemable until:  {_human(batch.expires_at)}",
-        f"Generated at:      {_human(batch.generated_at)}",
-        "",
-        "Attached: the printable cards (PDF, one per code, with a QR code) and the codes (CSV).",
+def _facts(batch: BatchPayload, words: Words) -> list[tuple[str, str]]:
+    """The batch's facts as (label, value), times in the batch's local zone."""
+    zone = batch.zone
+    facts = [(words("instance"), _one_line(batch.instance_name))]
+    if batch.network_name:
+        facts.append((words("network"), _one_line(batch.network_name)))
+    facts += [
+        (words("schedule"), _one_line(batch.schedule_name or words("deleted_schedule"))),
+        (words("count"), str(batch.count)),
+        (words("valid_for"), words("valid_for_value", duration=words.duration(batch.valid_for_in_minutes))),
+        (words("redeemable_until"), local_time.date_time(batch.expires_at, zone)),
+        (words("generated_at"), local_time.date_time(batch.generated_at, zone)),
     ]
+    return facts
+
+
+def _intro(batch: BatchPayload, words: Words) -> str:
+    return words(
+        "email_intro",
+        coupons=words.counted("coupons", batch.count),
+        instance=_one_line(batch.instance_name),
+        schedule=_one_line(batch.schedule_name or words("deleted_schedule")),
+    )
+
+
+def _text_body(batch: BatchPayload) -> str:
+    words = Words(batch.locale)
+    facts = _facts(batch, words)
+    width = max(len(label) for label, _ in facts) + 2
+    lines = [_intro(batch, words), ""]
+    lines += [f"{label + ':':<{width}} {value}" for label, value in facts]
+    lines += ["", words("email_attached")]
     if batch.link is not None and batch.link_expires_at is not None:
         lines += [
             "",
-            f"The schedule's currently valid coupons, at this link until {_human(batch.link_expires_at)}:",
+            f"{words('email_open_page')}:",
             batch.link,
-            "(append &format=csv for a spreadsheet)",
+            words("email_link_until", time=local_time.date_time(batch.link_expires_at, batch.zone)),
         ]
     lines += ["", "-- ", "guestgate"]
     return "\n".join(lines) + "\n"
@@ -173,39 +189,36 @@ def _text_body(batch: BatchPayload) -> str:
 
 def _html_body(batch: BatchPayload) -> str:
     e = html.escape
-    schedule = e(_one_line(batch.schedule_name or DELETED_SCHEDULE))
-    instance = e(_one_line(batch.instance_name))
-    noun = "coupon" if batch.count == 1 else "coupons"
+    words = Words(batch.locale)
+    accent = theme.colours({"accent_color": batch.accent_color})["accent_color"]
+    on_accent = theme.readable("#ffffff", accent, theme.LARGE_TEXT_CONTRAST)
     rows = "".join(
-        f'<tr><th align="left" style="padding:2px 12px 2px 0">{e(label)}</th><td>{e(value)}</td></tr>'
-        for label, value in (
-            ("Instance", _one_line(batch.instance_name)),
-            ("Schedule", _one_line(batch.schedule_name or DELETED_SCHEDULE)),
-            ("Coupons", str(batch.count)),
-            ("Valid for", f"{duration(batch.valid_for_in_minutes)} (each code can be redeemed once)"),
-            ("Redeemable until", _human(batch.expires_at)),
-            ("Generated at", _human(batch.generated_at)),
-        )
+        f'<tr><th align="left" style="padding:2px 12px 2px 0;vertical-align:top">{e(label)}</th>'
+        f"<td>{e(value)}</td></tr>"
+        for label, value in _facts(batch, words)
     )
     link = ""
     if batch.link is not None and batch.link_expires_at is not None:
+        until = local_time.date_time(batch.link_expires_at, batch.zone)
         link = (
-            f'<p><a href="{e(batch.link, quote=True)}">Open the schedule\'s currently valid coupons</a>'
-            f" (the link works until {e(_human(batch.link_expires_at))}).</p>"
+            f'<p style="margin:20px 0 4px"><a href="{e(batch.link, quote=True)}" style="display:inline-block;'
+            f"background:{accent};color:{on_accent};padding:10px 16px;border-radius:6px;"
+            f'font-weight:bold;text-decoration:none">{e(words("email_open_page"))}</a></p>'
+            f'<p style="margin:4px 0;color:#666;font-size:13px">{e(words("email_link_until", time=until))}</p>'
         )
     return (
-        '<!doctype html><html><body style="font-family:Helvetica,Arial,sans-serif;color:#333">'
-        f'<h2 style="margin:0 0 12px">{batch.count} guest Wi-Fi {noun}</h2>'
-        f"<p>For <strong>{instance}</strong>, from the schedule <strong>{schedule}</strong>.</p>"
+        f'<!doctype html><html lang="{e(words.language)}"><body style="margin:0;font-family:Helvetica,Arial,'
+        'sans-serif;color:#333">'
+        f'<div style="background:{accent};color:{on_accent};padding:14px 20px;font-size:18px;'
+        f'font-weight:bold">{e(_one_line(batch.instance_name) or words("default_name"))}</div>'
+        '<div style="padding:16px 20px">'
+        f'<h2 style="margin:0 0 12px">{e(words.counted("coupons", batch.count))}</h2>'
+        f"<p>{e(_intro(batch, words))}</p>"
         f'<table cellspacing="0" cellpadding="0">{rows}</table>'
-        "<p>Attached: the printable cards (PDF, one per code, with a QR code) and the codes (CSV).</p>"
+        f"<p>{e(words('email_attached'))}</p>"
         f"{link}"
-        "</body></html>\n"
+        "</div></body></html>\n"
     )
-
-
-def _human(value: datetime) -> str:
-    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _one_line(text: str) -> str:

@@ -1,9 +1,11 @@
-"""Rate limits of the operator API, per bearer token: a steady rate with a burst on top.
+"""Rate limits: a steady rate with a burst on top, per key (an operator's bearer token; a public
+coupon link and the address asking for it, `guestgate.coupon_links.limits`).
 
 The limit is a GCRA (the "generic cell rate algorithm", a token bucket kept as one timestamp):
 each token has a theoretical arrival time `tat`; a request at `now` is allowed while
 `tat - now <= (burst - 1) * interval`, and moves `tat` on by one `interval` (60 s / rate). So a
-token may send `burst` requests at once, then one every `interval`. A refused
+token may send `burst` requests at once, then one every `interval`. A request may cost more than
+one (`cost`: a PDF export counts as several), moving `tat` on by `cost` intervals. A refused
 request learns exactly when the next one will pass, which becomes `Retry-After`.
 
 Counters live in process (`MemoryLimiter`) or, with several replicas, in Redis
@@ -56,7 +58,7 @@ class Limit:
 class Limiter(Protocol):
     """Decides whether a token may make a request now."""
 
-    async def retry_after(self, key: str, now: float) -> float | None:
+    async def retry_after(self, key: str, now: float, cost: int = 1) -> float | None:
         """None if the request may go ahead (and count it), else the seconds until one would pass."""
 
     async def close(self) -> None:
@@ -68,13 +70,16 @@ def token_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
-def gcra(tat: float, now: float, limit: Limit) -> tuple[float, float | None]:
-    """The new arrival time and None if allowed, or the unchanged one and the seconds to wait."""
+def gcra(tat: float, now: float, limit: Limit, cost: int = 1) -> tuple[float, float | None]:
+    """The new arrival time and None if allowed, or the unchanged one and the seconds to wait.
+
+    A request of `cost` passes when `cost` single requests in a row would.
+    """
     tat = max(tat, now)
-    wait = tat - now - limit.tolerance
+    wait = tat + (cost - 1) * limit.interval - now - limit.tolerance
     if wait > 0:
         return tat, wait
-    return tat + limit.interval, None
+    return tat + cost * limit.interval, None
 
 
 class MemoryLimiter:
@@ -85,10 +90,10 @@ class MemoryLimiter:
         self._tat: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    async def retry_after(self, key: str, now: float) -> float | None:
+    async def retry_after(self, key: str, now: float, cost: int = 1) -> float | None:
         """None if the request may go ahead (and count it), else the seconds until one would pass."""
         with self._lock:
-            tat, wait = gcra(self._tat.get(key, now), now, self.limit)
+            tat, wait = gcra(self._tat.get(key, now), now, self.limit, cost)
             self._tat[key] = tat
             if len(self._tat) > _SWEEP_THRESHOLD:
                 for stale in [k for k, v in self._tat.items() if v <= now]:
@@ -104,13 +109,14 @@ _GCRA_LUA = """
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local tolerance = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4]) or 1
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local wait = tat - now - tolerance
+local wait = tat + (cost - 1) * interval - now - tolerance
 if wait > 0 then
   return string.format('%.0f', wait)
 end
-tat = tat + interval
+tat = tat + cost * interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 return '0'
 """
@@ -136,12 +142,12 @@ class RedisLimiter:
             self._loop = loop
         return self._script
 
-    async def retry_after(self, key: str, now: float) -> float | None:
+    async def retry_after(self, key: str, now: float, cost: int = 1) -> float | None:
         """None if the request may go ahead (and count it), else the seconds until one would pass."""
         try:
             reply: Any = await self._gcra()(
                 keys=[self._prefix + key],
-                args=[_us(now), _us(self.limit.interval), _us(self.limit.tolerance)],
+                args=[_us(now), _us(self.limit.interval), _us(self.limit.tolerance), cost],
             )
         except RedisError as exc:
             log.warning("ratelimit.unavailable", error=str(exc))
@@ -162,10 +168,15 @@ def _us(seconds: float) -> int:
 
 
 def build(settings: Settings) -> Limiter | None:
-    """The limiter the settings ask for, or None when the limit is off."""
-    if settings.rate_limit_per_minute <= 0:
+    """The operator API's limiter the settings ask for, or None when the limit is off."""
+    return limiter_for(settings.rate_limit_per_minute, settings.rate_limit_burst, settings)
+
+
+def limiter_for(per_minute: int, burst: int, settings: Settings) -> Limiter | None:
+    """A limiter of `per_minute` with `burst`, in Redis when the settings name one; None when off."""
+    if per_minute <= 0:
         return None
-    limit = Limit(settings.rate_limit_per_minute, max(settings.rate_limit_burst, 0))
+    limit = Limit(per_minute, max(burst, 0))
     if settings.redis_url:
         return RedisLimiter(settings.redis_url, limit, prefix=settings.rate_limit_redis_prefix)
     return MemoryLimiter(limit)

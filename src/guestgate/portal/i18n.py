@@ -91,7 +91,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unit_h": "h",
         "unit_min": "min",
         "less_minute": "less than a minute",
-        "ends_at": "until {time} UTC",
+        "ends_at": "until {time}",
     },
     "es": {
         "page_title": "Iniciar sesión",
@@ -176,7 +176,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unit_h": "h",
         "unit_min": "min",
         "less_minute": "menos de un minuto",
-        "ends_at": "hasta las {time} UTC",
+        "ends_at": "hasta {time}",
     },
     "fr": {
         "page_title": "Connexion",
@@ -260,7 +260,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unit_h": "h",
         "unit_min": "min",
         "less_minute": "moins d'une minute",
-        "ends_at": "jusqu'à {time} UTC",
+        "ends_at": "jusqu'à {time}",
     },
     "de": {
         "page_title": "Anmelden",
@@ -350,7 +350,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unit_h": "Std.",
         "unit_min": "Min.",
         "less_minute": "weniger als eine Minute",
-        "ends_at": "bis {time} UTC",
+        "ends_at": "bis {time}",
     },
     "pt": {
         "page_title": "Entrar",
@@ -432,7 +432,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "unit_h": "h",
         "unit_min": "min",
         "less_minute": "menos de um minuto",
-        "ends_at": "até {time} UTC",
+        "ends_at": "até {time}",
     },
 }
 LOCALES = tuple(MESSAGES)

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from guestgate import local_time
 from guestgate.db import utcnow
 from guestgate.portal import clients
 from guestgate.portal.config import PortalConfig
@@ -404,8 +405,8 @@ class PortalApp:
             now=now,
             base=request.base,
             slots={
-                "remaining": t.duration(left),
-                "ends_at": f"{session.expires_at:%H:%M}",
+                "remaining": local_time.duration_words(left, t.locale),
+                "ends_at": local_time.clock(session.expires_at, local_time.zone(instance.timezone), now=now),
                 "expires_iso": session.expires_at.replace(microsecond=0, tzinfo=None).isoformat() + "Z",
                 "orig": clients.safe_orig(orig),
                 "status_url": status_url,

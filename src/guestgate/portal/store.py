@@ -105,6 +105,8 @@ class InstanceInfo:
     icon: ImageRef | None = None
     # oauth2 instances: the type of their auth integration (google, azure, github).
     auth_provider: str | None = None
+    # The instance's IANA zone, for the times the guest reads (guestgate.local_time); None: UTC.
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,8 @@ _SQL_SITE = "SELECT org_id, subnets FROM sites WHERE id = ?"
 _SQL_SITE_SUBNETS = "SELECT subnet, instance_id FROM instance_subnets WHERE site_id = ? ORDER BY position"
 _SQL_ALL_SUBNETS = "SELECT site_id, subnet FROM instance_subnets"
 _SQL_INSTANCE = (
-    "SELECT id, org_id, name, strategy, session_ttl, theme, terms_text, locale FROM instances WHERE id = ?"
+    "SELECT id, org_id, name, strategy, session_ttl, theme, terms_text, locale, timezone FROM instances "
+    "WHERE id = ?"
 )
 _SQL_IMAGES = "SELECT id, kind, width, height FROM images WHERE instance_id = ?"
 _SQL_AUTH_PROVIDER = (
@@ -351,6 +354,7 @@ class _SqlGuestStore(ABC):
             theme={str(k): str(v) for k, v in theme.items() if isinstance(v, str)},
             terms_text=row[6],
             locale=row[7] or "en",
+            timezone=row[8],
             logo=images.get("logo"),
             icon=images.get("icon"),
             auth_provider=provider,

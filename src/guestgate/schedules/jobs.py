@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
+from guestgate.coupons import batches
 from guestgate.coupons import service as coupon_service
 from guestgate.db import immediate, new_id
 from guestgate.notifications import delivery
@@ -31,7 +32,7 @@ from guestgate.notifications.models import NotificationGroup
 from guestgate.ops import metrics
 from guestgate.runtime import Runtime
 from guestgate.schedules import service as schedule_service
-from guestgate.schedules.models import CouponSchedule, ScheduleRun
+from guestgate.schedules.models import CouponSchedule
 
 log = structlog.get_logger(__name__)
 CLAIM_BATCH = 25
@@ -156,20 +157,18 @@ def _generate(
     now: datetime,
     session: Session,
 ) -> None:
-    session.add(
-        ScheduleRun(
-            id=run_id,
-            org_id=schedule.org_id,
-            instance_id=schedule.instance_id,
-            schedule_id=schedule.id,
-            slot_at=slot_at,
-            kind=kind,
-            count=schedule.count,
-            valid_for_in_minutes=schedule.valid_for_in_minutes,
-            ran_at=now,
-        )
+    batches.record(
+        org_id=schedule.org_id,
+        instance_id=schedule.instance_id,
+        kind=kind,
+        count=schedule.count,
+        minutes_valid=schedule.valid_for_in_minutes,
+        now=now,
+        session=session,
+        schedule_id=schedule.id,
+        slot_at=slot_at,
+        batch_id=run_id,
     )
-    session.flush()
     coupon_service.generate_batch(
         org_id=schedule.org_id,
         instance_id=schedule.instance_id,

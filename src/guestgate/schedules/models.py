@@ -36,14 +36,21 @@ class CouponSchedule(Base):
     last_run_id: Mapped[str | None] = mapped_column(UUIDStr, default=None)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Public links of the schedule (and of its batches) signed at or before this second are revoked.
+    urls_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class ScheduleRun(Base):
-    """One generated batch: a scheduled slot (unique per schedule) or a run-now (slot null)."""
+    """One generated batch of coupons, whatever made it (`kind`).
+
+    `scheduled`: a slot of a schedule (unique per schedule); `manual`: a schedule's run-now (slot
+    null); `api`: a `POST .../coupons` batch (no schedule). The table keeps its first name,
+    `schedule_runs`; the API calls its rows coupon batches and their id the batch id.
+    """
 
     __tablename__ = "schedule_runs"
     # The final guard of exactly-once: a (schedule, slot) pair can be recorded only once.
-    __table_args__ = (UniqueConstraint("schedule_id", "slot_at"),)
+    __table_args__ = (UniqueConstraint("schedule_id", "slot_at"), Index(None, "instance_id", "ran_at"))
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)
     org_id: Mapped[str] = mapped_column(String(128), ForeignKey("orgs.id", ondelete="CASCADE"))
@@ -57,3 +64,5 @@ class ScheduleRun(Base):
     count: Mapped[int] = mapped_column(Integer)
     valid_for_in_minutes: Mapped[int] = mapped_column(Integer)
     ran_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Public links of this batch signed at or before this second are revoked.
+    urls_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -1,14 +1,14 @@
-"""HTTP routes of coupon schedules and of the signed public coupon URL."""
+"""HTTP routes of coupon schedules (their public URL is served by guestgate.coupon_links)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
-from guestgate.coupons import export
-from guestgate.coupons import service as coupon_service
-from guestgate.coupons.schemas import Coupon
+from guestgate.coupons import batches as batch_service
+from guestgate.coupons.routes import BATCH_HEADERS, set_batch_headers
+from guestgate.coupons.schemas import RevokedUrls
 from guestgate.db import utcnow
 from guestgate.deps import (
     InstanceId,
@@ -22,14 +22,10 @@ from guestgate.deps import (
     set_next_link,
 )
 from guestgate.openapi import errors
-from guestgate.schedules import jobs, public_urls, service
+from guestgate.schedules import jobs, service
 from guestgate.schedules.schemas import CouponSchedule, CouponScheduleCreate, SignedUrl
 
-schedule_router = APIRouter(tags=["Coupon Schedules"])
-public_router = APIRouter(tags=["Public Coupon URLs"])
-# The one router the app includes. It carries no tags itself: FastAPI prepends a router's tags
-# to every route's, and the public route must be tagged "Public Coupon URLs" alone.
-router = APIRouter()
+router = APIRouter(tags=["Coupon Schedules"])
 
 ScheduleId = Annotated[
     str,
@@ -43,7 +39,7 @@ COLLECTION = "/captive/instances/{instanceId}/coupon-schedules"
 ITEM = "/captive/instances/{instanceId}/coupon-schedules/{scheduleId}"
 
 
-@schedule_router.get(
+@router.get(
     COLLECTION,
     operation_id="listCouponSchedules",
     summary="List coupon schedules",
@@ -63,7 +59,7 @@ def list_schedules(
     return [service.to_out(item) for item in result.items]
 
 
-@schedule_router.post(
+@router.post(
     COLLECTION,
     status_code=201,
     operation_id="createCouponSchedule",
@@ -78,7 +74,7 @@ def create_schedule(
     return service.to_out(service.create(instance_id, body, org_id=who.org_id, session=session))
 
 
-@schedule_router.get(
+@router.get(
     ITEM,
     operation_id="getCouponSchedule",
     summary="Retrieve a coupon schedule",
@@ -92,7 +88,7 @@ def get_schedule(
     return service.to_out(item)
 
 
-@schedule_router.put(
+@router.put(
     ITEM,
     operation_id="updateCouponSchedule",
     summary="Update a coupon schedule",
@@ -111,7 +107,7 @@ def update_schedule(
     return service.to_out(item)
 
 
-@schedule_router.delete(
+@router.delete(
     ITEM,
     status_code=204,
     operation_id="deleteCouponSchedule",
@@ -126,7 +122,7 @@ def delete_schedule(
     return Response(status_code=204)
 
 
-@schedule_router.get(
+@router.get(
     ITEM + "/generate_url",
     operation_id="generateCouponScheduleUrl",
     summary="Generate a signed URL for a coupon schedule",
@@ -139,86 +135,51 @@ def generate_url(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> SignedUrl:
-    """Returns a signed public URL, valid for 24 hours, that lists the schedule's valid coupons."""
+    """Returns a signed public URL, valid for 24 hours, that lists the schedule's valid coupons: those
+    of the batches it has made up to now (a later batch is not in it)."""
     schedule = service.get(schedule_id, instance_id=instance_id, org_id=who.org_id, session=session)
-    url = public_urls.coupons_url(
-        schedule.id, signer=runtime.signer, public_url=runtime.settings.public_url, now=utcnow()
+    link = service.link(schedule, signer=runtime.signer, public_url=runtime.settings.public_url, now=utcnow())
+    return SignedUrl(signed_url=link.url)
+
+
+@router.post(
+    ITEM + "/revoke_urls",
+    operation_id="revokeCouponScheduleUrls",
+    summary="Revoke a coupon schedule's public URLs",
+    responses=errors(401, 403, 404),
+)
+def revoke_urls(
+    instance_id: InstanceId, schedule_id: ScheduleId, who: Writer, session: SessionDep
+) -> RevokedUrls:
+    """[extension] Every public URL of the schedule, and of its batches, signed up to now answers 403
+    `url_revoked` from now on; URLs generated afterwards work. The coupons stay valid."""
+    moment = service.revoke_urls(
+        schedule_id, instance_id=instance_id, org_id=who.org_id, now=utcnow(), session=session
     )
-    return SignedUrl(signed_url=url)
+    return RevokedUrls(urls_revoked_at=moment)
 
 
-@schedule_router.post(
+@router.post(
     ITEM + "/run",
     operation_id="runCouponSchedule",
     summary="Run a coupon schedule now",
-    responses=errors(401, 403, 404),
+    responses={200: {"headers": BATCH_HEADERS}, **errors(401, 403, 404)},
 )
 def run_schedule(
-    instance_id: InstanceId, schedule_id: ScheduleId, who: IssuerWriter, session: SessionDep
-) -> CouponSchedule:
-    """Generates a batch of coupons immediately and notifies the schedule's group; the regular
-    `next_run_at` is not moved."""
-    item = jobs.run_now(
-        schedule_id, instance_id=instance_id, org_id=who.org_id, now=utcnow(), session=session
-    )
-    return service.to_out(item)
-
-
-@public_router.get(
-    public_urls.PATH,
-    operation_id="getPublicCoupons",
-    summary="List a schedule's valid coupons (signed URL)",
-    response_model=list[Coupon],
-    responses={
-        200: {
-            "description": "The schedule's valid coupons, newest first.",
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
-            },
-        },
-        **errors(400, 403, 404),
-    },
-)
-def public_coupons(
-    sid: Annotated[str, Query(description="The coupon schedule's id.")],
-    expires: Annotated[int, Query(description="Unix time the URL expires.")],
-    signature: Annotated[str, Query(description="HMAC-SHA256 signature of the URL.")],
-    response: Response,
+    instance_id: InstanceId,
+    schedule_id: ScheduleId,
+    who: IssuerWriter,
     session: SessionDep,
     runtime: RuntimeDep,
-    export_format: Annotated[
-        public_urls.ExportFormat,
-        Query(
-            alias="format",
-            description="[extension] `json` (default), `csv`, or `pdf` (printable cards "
-            "with a QR code each).",
-        ),
-    ] = "json",
-    paper: Annotated[public_urls.Paper, Query(description="[extension] PDF paper size.")] = "a4",
-) -> Response | list[Coupon]:
-    """Lists the valid coupons of a schedule through the signed URL from generate_url; no token needed."""
+    response: Response,
+) -> CouponSchedule:
+    """Generates a batch of coupons immediately and notifies the schedule's group; the regular
+    `next_run_at` is not moved. [extension] `Location` names the batch and `Link` its signed URLs."""
     now = utcnow()
-    public_urls.verify(sid, expires=expires, signature=signature, signer=runtime.signer, now=now)
-    coupons = service.valid_coupons(sid, session=session, now=now)
-    # The codes are bearer secrets: keep them out of shared caches and the browser's cache.
-    if export_format == "csv":
-        return _download(
-            export.to_csv(coupons).encode(), "text/csv; charset=utf-8", public_urls.filename(sid, "csv")
+    item = jobs.run_now(schedule_id, instance_id=instance_id, org_id=who.org_id, now=now, session=session)
+    if item.schedule.last_run_id is not None:
+        batch = batch_service.get(
+            item.schedule.last_run_id, instance_id=instance_id, org_id=who.org_id, session=session
         )
-    if export_format == "pdf":
-        pdf = service.printable(
-            sid, coupons, public_url=runtime.settings.public_url, paper=paper, session=session
-        )
-        return _download(pdf, "application/pdf", public_urls.filename(sid, "pdf"))
-    response.headers["Cache-Control"] = "no-store"
-    return [coupon_service.to_out(c) for c in coupons]
-
-
-def _download(body: bytes, media_type: str, name: str) -> Response:
-    headers = {"Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="{name}"'}
-    return Response(body, media_type=media_type, headers=headers)
-
-
-router.include_router(schedule_router)
-router.include_router(public_router)
+        set_batch_headers(response, batch, runtime=runtime, now=now, session=session)
+    return service.to_out(item)

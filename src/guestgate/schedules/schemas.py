@@ -155,7 +155,7 @@ class SignedUrl(BaseModel):
 
     signed_url: str = Field(
         description="A signed URL, valid for 24 hours, that lists the schedule's valid coupons "
-        "without authentication.",
+        "without authentication: those of the batches made up to the moment it was signed.",
         json_schema_extra={
             "example": "https://v1.api.altostrat.io/captive/coupons?sid=1a2b3c4d-5e6f-7a8b-9c0d-"
             "1e2f3a4b5c6d&expires=1761811200&signature=3f2a..."

@@ -1,29 +1,28 @@
-"""Coupon schedules: CRUD, `next_run_at`, the counters of the last run, the public coupon list."""
+"""Coupon schedules: CRUD, `next_run_at`, the counters of the last run, their public links."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
-from guestgate.coupons import export
-from guestgate.coupons.models import Coupon
+from guestgate.coupon_links import signing
+from guestgate.coupons import batches
+from guestgate.coupons.batches import Counters
 from guestgate.db import utcnow
 from guestgate.errors import NotFound, ParameterMissing, ReferenceMissing
 from guestgate.instances import service as instance_service
-from guestgate.instances.models import Instance
-from guestgate.instances.schemas import DEFAULT_THEME
 from guestgate.notifications.models import NotificationGroup
 from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.schedules import recurrence
-from guestgate.schedules.models import CouponSchedule, ScheduleRun
+from guestgate.schedules.models import CouponSchedule
 from guestgate.schedules.schemas import DEFAULT_TIME_OF_DAY, CouponScheduleCreate
 from guestgate.schedules.schemas import CouponSchedule as CouponScheduleOut
+from guestgate.security import UrlSigner
 
 # The fields `next_run_at` is computed from; a PUT that changes none of them keeps it.
 RULE_FIELDS = ("recurrence_type", "day_of_week", "day_of_month", "time_of_day", "timezone")
@@ -35,15 +34,6 @@ AUDITED_FIELDS = (
     "valid_for_in_minutes",
     "notification_group_id",
 )
-
-
-@dataclass(frozen=True)
-class Counters:
-    """What became of the coupons of a schedule's last run."""
-
-    generated: int = 0
-    used: int = 0
-    available: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,36 +173,31 @@ def delete(schedule_id: str, *, instance_id: str, org_id: str, session: Session)
     session.commit()
 
 
-def valid_coupons(schedule_id: str, *, session: Session, now: datetime) -> list[Coupon]:
-    """The schedule's unredeemed, unexpired coupons of every run, newest first; NotFound if it is gone.
-
-    Reached through a signed URL, so the signature stands in for the tenant check.
-    """
-    schedule = session.get(CouponSchedule, schedule_id)
-    if schedule is None:
-        raise NotFound("coupon schedule", schedule_id)
-    stmt = (
-        select(Coupon)
-        .where(Coupon.schedule_id == schedule.id, Coupon.redeemed_at.is_(None), Coupon.expires_at > now)
-        .order_by(Coupon.created_at.desc(), Coupon.id.desc())
+def link(
+    schedule: CouponSchedule, *, signer: UrlSigner, public_url: str, now: datetime
+) -> signing.SignedLink:
+    """A fresh signed link of the schedule's valid coupons (never one a revocation already refuses)."""
+    return signing.schedule_link(
+        schedule.id, signer=signer, public_url=public_url, now=now, revoked_at=schedule.urls_revoked_at
     )
-    return list(session.scalars(stmt))
 
 
-def printable(
-    schedule_id: str, coupons: Sequence[Coupon], *, public_url: str, paper: str, session: Session
-) -> bytes:
-    """The coupons as a sheet of cut-out cards in the schedule's instance's name and accent colour."""
-    schedule = session.get(CouponSchedule, schedule_id)
-    instance = session.get(Instance, schedule.instance_id) if schedule else None
-    theme = {**DEFAULT_THEME, **((instance.theme if instance else None) or {})}
-    return export.to_pdf(
-        coupons,
-        instance_name=instance.name if instance else "",
-        accent_color=theme["accent_color"],
-        portal_url=f"{public_url}{export.PORTAL_PATH}",
-        page_size="Letter" if paper == "letter" else "A4",
+def revoke_urls(
+    schedule_id: str, *, instance_id: str, org_id: str, now: datetime, session: Session
+) -> datetime:
+    """Refuse every public link of the schedule, and of its batches, signed up to now; audited."""
+    schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
+    schedule.urls_revoked_at = now
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="coupon_schedule.revoke_urls",
+        target_type="coupon_schedule",
+        target_id=schedule.id,
+        detail={"name": schedule.name, "instance_id": schedule.instance_id},
     )
+    session.commit()
+    return now
 
 
 def applicable_days(data: CouponScheduleCreate) -> tuple[int | None, int | None]:
@@ -238,24 +223,6 @@ def next_slot(schedule: CouponSchedule, *, after: datetime) -> datetime:
         timezone=schedule.timezone,
         after=after,
     )
-
-
-def counters(run_ids: Sequence[str], *, session: Session, now: datetime) -> dict[str, Counters]:
-    """The counters of each run, by run id, from one grouped query."""
-    if not run_ids:
-        return {}
-    used = func.count(case((Coupon.redeemed_at.is_not(None), Coupon.id)))
-    available = func.count(case((and_(Coupon.redeemed_at.is_(None), Coupon.expires_at > now), Coupon.id)))
-    stmt = (
-        select(ScheduleRun.id, ScheduleRun.count, used, available)
-        .outerjoin(Coupon, Coupon.run_id == ScheduleRun.id)
-        .where(ScheduleRun.id.in_(set(run_ids)))
-        .group_by(ScheduleRun.id, ScheduleRun.count)
-    )
-    return {
-        run_id: Counters(generated=generated, used=used_count, available=available_count)
-        for run_id, generated, used_count, available_count in session.execute(stmt)
-    }
 
 
 def to_out(item: ScheduleView) -> CouponScheduleOut:
@@ -284,7 +251,7 @@ def to_out(item: ScheduleView) -> CouponScheduleOut:
 
 def _views(schedules: list[CouponSchedule], *, session: Session, now: datetime) -> list[ScheduleView]:
     run_ids = [s.last_run_id for s in schedules if s.last_run_id is not None]
-    by_run = counters(run_ids, session=session, now=now)
+    by_run = batches.counters(run_ids, session=session, now=now)
     return [
         ScheduleView(s, by_run.get(s.last_run_id, Counters()) if s.last_run_id else Counters())
         for s in schedules

@@ -145,7 +145,7 @@ def test_google_sign_in_opens_the_auth_window_first_then_starts_an_oauth2_sessio
 
     done = callback(guest_client, google.authorize(url))
     assert done.status_code == 200, done.text
-    assert "You&#39;re connected" in done.text and ">1 h<" in done.text
+    assert "You&#39;re connected" in done.text and ">1 hour<" in done.text
     assert "Max-Age=0" in done.headers["set-cookie"]
     [session] = world.sessions()
     assert session.strategy == "oauth2"
