@@ -25,9 +25,11 @@ from guestgate.app import create_app
 from guestgate.config import Settings, get_settings
 from guestgate.db import make_engine
 from guestgate.migrate import upgrade
+from guestgate.portal.throttle import FailureCounters, MemoryCounters, RedisCounters
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_ADMIN_URL = os.environ.get("GUESTGATE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 # Separate databases let several checkouts run the suite at once on one server.
 PG_DB = "guestgate_test_" + os.environ.get("GUESTGATE_TEST_DB_SUFFIX", "main")
@@ -185,3 +187,21 @@ def auth(runtime: Runtime) -> TokenFactory:
 def headers(auth: TokenFactory) -> dict[str, str]:
     """Headers of an all-scopes token for org-a."""
     return auth()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def counters(request: pytest.FixtureRequest) -> Iterator[FailureCounters]:
+    """Sign-in throttle counters: in process, and in Redis under a key prefix of this test's own."""
+    if request.param == "memory":
+        yield MemoryCounters()
+        return
+    import uuid
+
+    import redis
+
+    prefix = f"guestgate:test:{uuid.uuid4().hex}:"
+    yield RedisCounters(REDIS_URL, prefix=prefix)
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+    client.close()

@@ -157,7 +157,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, public_url=settings.public_url)
     # A guest's intercepted request for another host goes to the portal entry.
-    app.add_middleware(CaptiveRedirect, public_url=settings.public_url)
+    app.add_middleware(CaptiveRedirect, public_url=settings.public_url, entry_params=portal.redirect_params)
     # Outside everything but the portal (dispatched before the middleware stack): request ids,
     # access log lines and request metrics.
     app.add_middleware(RequestContextMiddleware)

@@ -21,6 +21,7 @@ from guestgate.security import ALL_SCOPES, SCOPE_READ, SCOPE_WRITE, UrlSigner, m
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+
 app = App(help="guestgate: captive-portal control plane for guest Wi-Fi.", no_args_is_help=True)
 token_app = App(help="Operator API tokens: mint one, inspect one.", no_args_is_help=True)
 app.add_typer(token_app, name="token")

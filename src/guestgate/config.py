@@ -152,7 +152,9 @@ class Settings(BaseSettings):
         5, description="Wrong codes from one client (IP or MAC) before a lock-out."
     )
     portal_site_max_failures: int = Field(
-        50, description="Wrong codes at one site before the whole site is locked out."
+        50,
+        description="Wrong codes at one site in the window before it counts as under attack (each client is "
+        "then locked out at its first; the site itself never is); an IPv6 /64 is locked out at this many.",
     )
     portal_failure_window_seconds: int = Field(
         900, description="Failed sign-ins older than this no longer count."

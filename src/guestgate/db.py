@@ -6,7 +6,9 @@ several processes can share one file; PostgreSQL is reached through psycopg 3.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import sqlite3
 import uuid
 from datetime import UTC, datetime
@@ -47,6 +49,10 @@ _SQLITE_UNAVAILABLE = {
     14,  # SQLITE_CANTOPEN
 }
 _SQLITE_FULL = 13
+# The database holds every org's sessions, sealed secrets and audit log: owner only.
+SQLITE_FILE_MODE = 0o600
+# The files SQLite keeps beside the database (WAL mode, and a rollback journal while one is hot).
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -111,6 +117,9 @@ def libpq_conninfo(url: str | URL) -> str:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for `url` with the pragmas and pool settings guestgate relies on."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            protect_sqlite_files(database)
         engine = create_engine(
             url,
             echo=echo,
@@ -122,6 +131,29 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def protect_sqlite_files(path: str) -> None:
+    """Make the SQLite database and its side files owner-only (0600), creating the database so.
+
+    SQLite creates its `-wal` and `-shm` files with the database file's permissions, so a
+    database that is 0600 from its first byte keeps them 0600 too; files left by an earlier
+    version with a wider mode are narrowed here, at every start.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, SQLITE_FILE_MODE)
+    except OSError:
+        # Unwritable or missing directory: SQLite names the failure when it opens the file.
+        return
+    try:
+        # Not ours to change (another owner): SQLite still opens it as before.
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, SQLITE_FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in SQLITE_SIDE_FILES:
+        with contextlib.suppress(OSError):  # absent, or not ours
+            os.chmod(path + suffix, SQLITE_FILE_MODE)
 
 
 def immediate(engine: Engine) -> Engine:

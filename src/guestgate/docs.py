@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import fastapi_offline
@@ -12,6 +17,43 @@ from fastapi.staticfiles import StaticFiles
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 PREFIX = "/docs-assets"
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def content_security_policy(page: str) -> str:
+    """The CSP of a docs page: its own assets and inline scripts only, never inside a frame.
+
+    The pages hold an operator's token (Authorize): no other site may frame them (clickjacking)
+    and no script but Swagger UI's or ReDoc's own may run. Swagger UI and ReDoc set inline
+    styles, and ReDoc's search runs in a worker made from a blob.
+    """
+    scripts = " ".join(
+        ["'self'"]
+        + [
+            "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+            for body in _INLINE_SCRIPT.findall(page)
+        ]
+    )
+    return (
+        f"default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def _protected(page: Callable[[], HTMLResponse]) -> Callable[[], HTMLResponse]:
+    """A docs page endpoint whose answer carries the page's CSP and framing headers."""
+
+    @functools.wraps(page)
+    def endpoint() -> HTMLResponse:
+        response = page()
+        response.headers["content-security-policy"] = content_security_policy(bytes(response.body).decode())
+        response.headers["x-frame-options"] = "DENY"
+        response.headers["x-content-type-options"] = "nosniff"
+        response.headers["referrer-policy"] = "no-referrer"
+        return response
+
+    return endpoint
 
 
 def install(app: FastAPI, title: str) -> None:
@@ -19,6 +61,7 @@ def install(app: FastAPI, title: str) -> None:
     app.mount(PREFIX, StaticFiles(directory=ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
+    @_protected
     def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
@@ -31,6 +74,7 @@ def install(app: FastAPI, title: str) -> None:
         )
 
     @app.get("/redoc", include_in_schema=False)
+    @_protected
     def redoc() -> HTMLResponse:
         return get_redoc_html(
             openapi_url="/openapi.json",

@@ -1,6 +1,7 @@
 """`guestgate doctor`: stored settings that today's rules refuse, named with what is wrong.
 
-Rules tighten (who may use the nftables driver, per-site nft tables, the outbound policy);
+Rules tighten (who may use the nftables driver, per-site nft tables, the outbound policy, the
+subnet limits);
 settings saved before keep working until they are edited, when the edit must follow the rules.
 The doctor lists them so the deployment can act first: `guestgate doctor` prints them (exit 1
 when there are any), and `guestgate serve` logs each one at start (`doctor.problem`). The rules
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from guestgate.notifications.models import NotificationGroup
 from guestgate.outbound import OutboundRefused
 from guestgate.runtime import Runtime
+from guestgate.sites import service as site_service
 from guestgate.sites.models import Site
 
 log = structlog.get_logger(__name__)
@@ -49,6 +51,8 @@ def diagnose(runtime: Runtime) -> list[Problem]:
             config = dict(site.gateway_config or {})
             for finding in rules.findings(site.id, site.org_id, site.gateway_driver, config, session=session):
                 found.append(Problem("site", site.id, site.org_id, finding.parameter, finding.problem))
+        for org_id, site_id, what in site_service.over_limits(session=session):
+            found.append(Problem("site", site_id, org_id, "subnets", f"is beyond today's limits: {what}"))
         groups = session.scalars(select(NotificationGroup).order_by(NotificationGroup.created_at))
         for group in groups:
             for i, hook in enumerate(group.webhooks or []):

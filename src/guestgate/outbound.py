@@ -236,9 +236,10 @@ def canonical_host(host: str) -> str:
 
     OutboundRefused for spellings that name an address indirectly (`0x7f000001`, `2130706433`,
     `0177.0.0.1`, `127.1`), for `localhost` and its subdomains, and for anything that is not a
-    DNS name of letters, digits and hyphens.
+    DNS name of letters, digits and hyphens. Spaces around a pasted name are trimmed; any other
+    white space (a trailing newline, a tab) is refused, not trimmed.
     """
-    text = host.strip()
+    text = host.strip(" ")
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     literal = _literal(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -15,6 +16,11 @@ from guestgate.errors import ParameterInvalid
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# Our cursors are under 100 characters; anything far longer is refused unread.
+MAX_CURSOR_CHARS = 256
+# The ids a cursor may carry: our UUIDs, or integers that fit a signed 64-bit column.
+_CURSOR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_MAX_INT_ID = 2**63 - 1
 T = TypeVar("T")
 
 
@@ -52,14 +58,24 @@ def encode_cursor(created_at: datetime, row_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The (created_at, id) position of a cursor; ParameterInvalid if it is not one of ours."""
+    """The (created_at, id) position of a cursor; ParameterInvalid if it is not one of ours.
+
+    A cursor is the client's to send back, so it is checked like any input: a time that
+    cannot be expressed in UTC (year 1 at +01:00, year 9999 at -01:00) or an id with characters
+    no id of ours has would otherwise reach the database driver and fail there.
+    """
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise ParameterInvalid("cursor", "is not a cursor this API returned")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, row_id = raw.split("|", 1)
         moment = datetime.fromisoformat(stamp)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise ParameterInvalid("cursor", "is not a cursor this API returned") from exc
-    if moment.tzinfo is None:
+    if not _CURSOR_ID.fullmatch(row_id):
         raise ParameterInvalid("cursor", "is not a cursor this API returned")
     return moment, row_id
 
@@ -100,6 +116,9 @@ def _cursor_id(ident: InstrumentedAttribute[Any], raw_id: str) -> str | int:
     if not isinstance(ident.type, Integer):
         return raw_id
     try:
-        return int(raw_id)
+        value = int(raw_id)
     except ValueError as exc:
         raise ParameterInvalid("cursor", "is not a cursor this API returned") from exc
+    if not 0 <= value <= _MAX_INT_ID:
+        raise ParameterInvalid("cursor", "is not a cursor this API returned")
+    return value

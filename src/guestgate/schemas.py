@@ -27,6 +27,14 @@ def invalid(reason: str) -> PydanticCustomError:
     return PydanticCustomError(INVALID, "{reason}", {"reason": reason})
 
 
+def _branch(json_schema: JsonSchemaValue, kind: str) -> JsonSchemaValue:
+    """The part of a schema a bound belongs on: itself, or its `kind` branch if it is nullable."""
+    if "anyOf" in json_schema:
+        found: JsonSchemaValue = next(s for s in json_schema["anyOf"] if s.get("type") == kind)
+        return found
+    return json_schema
+
+
 @dataclass(frozen=True)
 class Between:
     """Annotated marker: an integer in [lo, hi] (hi optional), documented in the schema."""
@@ -39,9 +47,7 @@ class Between:
 
     def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         json_schema = handler(schema)
-        target = json_schema
-        if "anyOf" in json_schema:  # nullable: put the bounds on the integer branch
-            target = next(s for s in json_schema["anyOf"] if s.get("type") == "integer")
+        target = _branch(json_schema, "integer")
         target["minimum"] = self.lo
         if self.hi is not None:
             target["maximum"] = self.hi
@@ -50,6 +56,31 @@ class Between:
     def _check(self, value: int) -> int:
         if value < self.lo or (self.hi is not None and value > self.hi):
             raise PydanticCustomError(OUT_OF_RANGE, "out of range", {"lo": self.lo, "hi": self.hi})
+        return value
+
+
+@dataclass(frozen=True)
+class MaxItems:
+    """Annotated marker: a list of at most `limit` items, refused before any item is validated.
+
+    Every list a request carries is capped (and the cap is in the schema as `maxItems`): a body
+    of a million items is refused at the count, without parsing them one by one first.
+    """
+
+    limit: int
+    noun: str = "items"
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.no_info_before_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        _branch(json_schema, "array")["maxItems"] = self.limit
+        return json_schema
+
+    def _check(self, value: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) > self.limit:
+            raise invalid(f"must list at most {self.limit} {self.noun}")
         return value
 
 
@@ -82,17 +113,17 @@ def _check_timezone(value: str) -> str:
 
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 
-_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
 
 def _check_color(value: str) -> str:
-    if not _COLOR.match(value):
+    if not _COLOR.fullmatch(value):
         raise invalid("must be a colour as #RRGGBB or #RGB")
     return value
 
 
 HexColor = Annotated[
-    str, AfterValidator(_check_color), WithJsonSchema({"type": "string", "pattern": _COLOR.pattern})
+    str, AfterValidator(_check_color), WithJsonSchema({"type": "string", "pattern": f"^{_COLOR.pattern}$"})
 ]
 
 

@@ -85,3 +85,42 @@ def test_migration_0004_goes_down_and_up_again(empty_engine: Engine) -> None:
     if postgres:
         assert _redeem_function(empty_engine) == 1
     assert _differences(empty_engine) == []
+
+
+def _audit_details(engine: Engine) -> dict[str, dict[str, object]]:
+    import json
+
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT action, detail FROM audit_events ORDER BY id")).all()
+    return {action: detail if isinstance(detail, dict) else json.loads(detail) for action, detail in rows}
+
+
+def test_migration_0006_removes_typed_codes_from_the_audit_log_and_nothing_else(
+    empty_engine: Engine,
+) -> None:
+    config = alembic_config(empty_engine.url.render_as_string(hide_password=False))
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO orgs (id, created_at) VALUES ('o', CURRENT_TIMESTAMP)"))
+        for action, detail in (
+            ("guest.signin_failed", '{"reason": "unknown", "code": "ZZZ999", "site_id": "s"}'),
+            ("coupon_batch.create", '{"code": "kept", "count": 3}'),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO audit_events (org_id, at, actor, action, detail) "
+                    "VALUES ('o', CURRENT_TIMESTAMP, 'guest:10.0.0.1', :action, :detail)"
+                ),
+                {"action": action, "detail": detail},
+            )
+    upgrade(empty_engine)
+    details = _audit_details(empty_engine)
+    assert details["guest.signin_failed"] == {"reason": "unknown", "site_id": "s"}
+    assert details["coupon_batch.create"] == {"code": "kept", "count": 3}
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005")
+    upgrade(empty_engine)
+    assert _differences(empty_engine) == []

@@ -221,3 +221,55 @@ def test_screenshots_of_the_page_in_two_themes_and_two_locales(
         red, green, blue = image.convert("RGB").getpixel((2, 2))
         expected = theme["background_color"]
         assert (red, green, blue) == tuple(int(expected[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def test_a_locked_out_guest_sees_the_venue_and_when_to_retry_even_reopening_the_page(
+    server: Server, phone: PhoneFactory, screenshots: Path
+) -> None:
+    site_id, _ = server.site(terms=None)
+    page = open_page(phone)
+    page.goto(server.entry_url(site_id))
+    for guess in ("ZZZ992", "ZZZ993", "ZZZ994", "ZZZ995", "ZZZ996"):
+        page.get_by_label("Access code").fill(guess)
+        page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Harbour Café Wi-Fi")
+    expect(page.get_by_role("heading", level=2)).to_have_text("Too many attempts")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Too many wrong codes were entered from this device. Please try again in 1 min."
+    )
+    page.screenshot(path=str(screenshots / "locked-out-en.png"), full_page=True)
+    # Opening the portal again while locked out says so, instead of a form that cannot work.
+    page.goto(server.entry_url(site_id))
+    expect(page.get_by_role("heading", level=2)).to_have_text("Too many attempts")
+    expect(page.get_by_label("Access code")).to_have_count(0)
+    expect(page.get_by_role("link", name="Start again")).to_have_attribute(
+        "href", f"/guest/entry?site={site_id}"
+    )
+
+
+def test_the_api_docs_render_under_their_content_security_policy_and_refuse_framing(
+    server: Server, phone: PhoneFactory
+) -> None:
+    page = open_page(phone)
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    page.goto(f"{server.base}/docs")
+    # Swagger UI's script ran: the operations are listed, under the policy.
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert page.locator(".opblock-summary-path").count() > 20
+    page.goto(f"{server.base}/redoc")
+    # ReDoc's script ran: the spec is rendered (its menu is folded away at a phone's width).
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Altostrat Captive Portal API")
+    assert page.locator("[role=menuitem]").count() > 5
+    # Nothing of their own was refused; what was is another host's (ReDoc's badge from its CDN).
+    offsite = [text for text in refused if re.search(r"'https?://(?!127\.0\.0\.1)", text)]
+    assert refused == offsite, refused
+    refused.clear()
+    # Another page may not frame them.
+    page.set_content(f'<iframe id="docs" src="{server.base}/docs"></iframe>')
+    page.wait_for_timeout(1000)
+    expect(page.frame_locator("#docs").locator(".opblock-summary-path")).to_have_count(0)
+    assert any("frame-ancestors" in text for text in refused), refused

@@ -18,6 +18,7 @@ from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
 from guestgate.instances.models import Image, Instance, InstanceSubnet
 from guestgate.orgs import service as org_service
+from guestgate.portal import continue_links
 from guestgate.portal.config import PortalConfig
 from guestgate.portal.routes import PortalApp, build
 from guestgate.portal.throttle import FailureCounters, MemoryCounters
@@ -242,6 +243,12 @@ def sign_in(client: TestClient, token: str, code: str | None, *, accept: bool = 
     if accept:
         form["accept"] = "yes"
     return client.post("/guest/signin", data=form)
+
+
+def vouched_orig(world: World, orig: str, client: str = GUEST_IP) -> dict[str, str]:
+    """The entry parameters guestgate's captive redirect gives a guest at `client` going to `orig`."""
+    key = PortalConfig.from_settings(world.runtime.settings).orig_keys[0]
+    return continue_links.redirect_params(key, orig=orig, client=client, now=world.clock().timestamp())
 
 
 def fresh_token(client: TestClient, world: World) -> str:

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from starlette.testclient import TestClient
 
+from guestgate.portal.config import PortalConfig
 from guestgate.portal.tokens import GuestIdentity, TokenSealer
 from tests.portal.conftest import (
     GUEST_IP,
@@ -17,6 +18,7 @@ from tests.portal.conftest import (
     fresh_token,
     sign_in,
     token_of,
+    vouched_orig,
 )
 
 
@@ -70,7 +72,7 @@ def test_an_unknown_code_says_so_and_is_audited(world: World, client: TestClient
     assert event.target_type == "instance" and event.target_id == world.instance_id
     assert event.detail == {
         "reason": "unknown",
-        "code": "ZZZ999",
+        "code_hash": PortalConfig.from_settings(world.runtime.settings).code_hash("ZZZ999"),
         "site_id": world.site_id,
         "mac_address": None,
     }
@@ -152,7 +154,9 @@ def test_a_double_submit_by_the_same_guest_shows_its_session_and_spends_nothing_
 
 def test_the_success_page_continues_to_the_original_http_url(world: World, client: TestClient) -> None:
     world.coupon("ABC234")
-    token = token_of(enter(client, world.site_id, orig="https://example.com/a?b=1&c=2").text)
+    token = token_of(
+        enter(client, world.site_id, **vouched_orig(world, "https://example.com/a?b=1&c=2")).text
+    )
     response = sign_in(client, token, "ABC234")
     assert 'class="button" href="https://example.com/a?b=1&amp;c=2"' in response.text
     assert "Continue" in response.text

@@ -131,19 +131,65 @@ def test_a_mac_is_throttled_even_when_the_ip_changes(counters: FailureCounters) 
     run(scenario, counters)
 
 
-def test_the_site_limit_locks_every_client_of_the_site(counters: FailureCounters) -> None:
-    throttle = Throttle(
-        counters, ThrottleLimits(client_max_failures=3, site_max_failures=5, lockout_seconds=10)
-    )
+SITE_LIMITS = ThrottleLimits(client_max_failures=3, site_max_failures=5, lockout_seconds=10)
+
+
+def test_a_site_under_attack_refuses_no_one_and_gives_each_client_one_wrong_guess(
+    counters: FailureCounters,
+) -> None:
+    throttle = Throttle(counters, SITE_LIMITS)
 
     async def scenario() -> None:
         for index in range(4):
             assert await throttle.failed("s", f"10.0.0.{index}", None, T0) == []
-        [lockout] = await throttle.failed("s", "10.0.0.9", None, T0)
-        assert lockout.scope == "site" and lockout.key == "site:s"
-        found = await throttle.check("s", "10.0.0.77", None, T0 + 1)
-        assert found is not None and found.scope == "site"
+        # The fifth wrong code at the site puts it under attack, and is its client's first: locked.
+        started = await throttle.failed("s", "10.0.0.9", None, T0)
+        assert sorted((x.scope, x.key) for x in started) == [("client", "ip:s:10.0.0.9"), ("site", "site:s")]
+        # A client that has not failed is not stopped; its first wrong code now locks it.
+        assert await throttle.check("s", "10.0.0.77", None, T0 + 1) is None
+        [lockout] = await throttle.failed("s", "10.0.0.77", None, T0 + 1)
+        assert lockout.key == "ip:s:10.0.0.77" and lockout.until == T0 + 11
+        # A client with failures from before the attack gets one more, not its remaining two.
+        [lockout] = await throttle.failed("s", "10.0.0.0", None, T0 + 2)
+        assert lockout.key == "ip:s:10.0.0.0"
         assert await throttle.check("other-site", "10.0.0.77", None, T0 + 1) is None
+
+    run(scenario, counters)
+
+
+def test_a_site_stays_under_attack_while_wrong_codes_keep_coming(counters: FailureCounters) -> None:
+    throttle = Throttle(counters, SITE_LIMITS)
+
+    async def scenario() -> None:
+        for index in range(5):
+            await throttle.failed("s", f"10.0.1.{index}", None, T0)
+        # The attack mode's 10 s are renewed by each failure: at T0 + 25 the site is still strict.
+        for step in range(1, 6):
+            [lockout] = await throttle.failed("s", f"10.0.2.{step}", None, T0 + 5 * step)
+            assert lockout.scope == "client"
+        # After a quiet lock-out's time it is not: a client has its usual three again.
+        quiet = T0 + 25 + 10
+        assert await throttle.failed("s", "10.0.3.1", None, quiet) == []
+        assert await throttle.failed("s", "10.0.3.1", None, quiet) == []
+
+    run(scenario, counters)
+
+
+def test_an_ipv6_network_is_locked_at_the_site_limit_but_not_ipv4_or_another_network(
+    counters: FailureCounters,
+) -> None:
+    throttle = Throttle(counters, SITE_LIMITS)
+
+    async def scenario() -> None:
+        started: list[Any] = []
+        for index in range(5):
+            started = await throttle.failed("s", f"2001:db8:1:2::{index + 1:x}", None, T0)
+        assert ("network", "net:s:2001:db8:1:2::/64") in {(x.scope, x.key) for x in started}
+        locked = await throttle.check("s", "2001:db8:1:2:aaaa::1", None, T0 + 1)
+        assert locked is not None and locked.scope == "network"
+        assert await throttle.check("s", "2001:db8:1:3::1", None, T0 + 1) is None
+        assert await throttle.check("s", "10.0.0.1", None, T0 + 1) is None
+        assert await throttle.check("s", "2001:db8:1:2:aaaa::1", None, T0 + 10) is None
 
     run(scenario, counters)
 

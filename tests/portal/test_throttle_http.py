@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
-import redis
-
 from guestgate.portal.config import ThrottleLimits
-from guestgate.portal.throttle import FailureCounters, MemoryCounters, RedisCounters
+from guestgate.portal.throttle import FailureCounters
 from tests.portal.conftest import ClientFactory, PortalFactory, World, fresh_token, sign_in
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(params=["memory", "redis"])
-def counters(request: pytest.FixtureRequest) -> Iterator[FailureCounters]:
-    """In-process counters, and Redis counters under a prefix of this test's own."""
-    if request.param == "memory":
-        yield MemoryCounters()
-        return
-    prefix = f"guestgate:test:{uuid.uuid4().hex}:"
-    yield RedisCounters(REDIS_URL, prefix=prefix)
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
 
 
 def test_wrong_guesses_lock_the_client_out_on_schedule_and_the_lock_ends_on_schedule(
@@ -79,30 +57,27 @@ def test_the_second_lockout_lasts_twice_as_long(
     assert [e.detail["seconds"] for e in world.audit("guest.lockout")] == [60, 120]
 
 
-def test_a_second_client_is_unaffected_until_the_site_limit(
+def test_a_site_under_attack_still_signs_in_a_guest_with_a_valid_code(
     world: World, make_portal: PortalFactory, guest: ClientFactory, counters: FailureCounters
 ) -> None:
     limits = ThrottleLimits(client_max_failures=3, site_max_failures=5, lockout_seconds=60)
     portal = make_portal(counters=counters, throttle=limits)
-    first, second, third = (guest(ip, portal=portal) for ip in ("10.0.1.10", "10.0.1.11", "10.0.1.12"))
-    first_token, second_token = fresh_token(first, world), fresh_token(second, world)
-    for _ in range(2):
-        assert sign_in(first, first_token, "BAD234").status_code == 400
-    assert sign_in(first, first_token, "BAD234").status_code == 429
-    # The first client is locked out; the second still gets to guess...
-    assert sign_in(second, second_token, "BAD234").status_code == 400
-    # ...until the site's fifth failure locks the whole site.
-    site_locked = sign_in(second, second_token, "BAD234")
-    assert site_locked.status_code == 429
-    assert "Too many wrong codes were entered on this network." in site_locked.text
+    guessers = [guest(f"10.0.1.{20 + index}", portal=portal) for index in range(6)]
+    for client in guessers[:4]:
+        assert sign_in(client, fresh_token(client, world), "BAD234").status_code == 400
+    # The fifth wrong code at the site: the site is under attack, its guesser locked out at once.
+    locked = sign_in(guessers[4], fresh_token(guessers[4], world), "BAD234")
+    assert locked.status_code == 429
+    assert "Too many wrong codes were entered from this device." in locked.text
+    [attack] = world.audit("guest.site_under_attack")
+    assert attack.target_id == world.site_id and attack.detail["scope"] == "site"
+    # Another guest with a valid code signs in as usual.
     world.coupon("GUD234")
-    third_try = sign_in(third, fresh_token(third, world), "GUD234")
-    assert third_try.status_code == 429
-    assert world.sessions() == []
+    newcomer = guest("10.0.1.12", portal=portal)
+    assert sign_in(newcomer, fresh_token(newcomer, world), "GUD234").status_code == 200
+    assert len(world.sessions()) == 1
     scopes = sorted(e.detail["scope"] for e in world.audit("guest.lockout"))
-    assert scopes == ["client", "site"]
-    world.clock.advance(60)
-    assert sign_in(third, fresh_token(third, world), "GUD234").status_code == 200
+    assert scopes == ["client"]
 
 
 def test_malformed_and_incomplete_forms_do_not_count_as_guesses(
@@ -116,3 +91,28 @@ def test_malformed_and_incomplete_forms_do_not_count_as_guesses(
         assert sign_in(client, token, "ABC234", accept=False).status_code == 400
     world.coupon("GUD234")
     assert sign_in(client, token, "GUD234").status_code == 200
+
+
+def test_reopening_the_entry_while_locked_out_shows_the_venue_and_when_to_retry(
+    world: World, make_portal: PortalFactory, guest: ClientFactory, counters: FailureCounters
+) -> None:
+    client = guest("10.0.1.10", portal=make_portal(counters=counters))
+    token = fresh_token(client, world)
+    for _ in range(5):
+        last = sign_in(client, token, "BAD234")
+    assert last.status_code == 429
+    assert "<h1>Lobby Wi-Fi</h1>" in last.text and "<h2>Too many attempts</h2>" in last.text
+    world.clock.advance(20)
+    again = client.get("/guest/entry", params={"site": world.site_id, "code": "GUD234"})
+    assert again.status_code == 429
+    assert again.headers["retry-after"] == "40"
+    assert "<h1>Lobby Wi-Fi</h1>" in again.text
+    assert "Please try again in 1 min." in again.text
+    assert 'name="code"' not in again.text and 'name="t"' not in again.text  # no form it could not use
+    # It reloads itself (and links) to the entry, code kept, when the lock-out ends.
+    retry = f"/guest/entry?site={world.site_id}&amp;code=GUD234"
+    assert f'<meta http-equiv="refresh" content="40;url={retry}">' in again.text
+    assert f'href="{retry}"' in again.text
+    world.clock.advance(40)
+    form = client.get("/guest/entry", params={"site": world.site_id, "code": "GUD234"})
+    assert form.status_code == 200 and 'name="code"' in form.text and 'value="GUD234"' in form.text

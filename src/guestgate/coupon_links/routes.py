@@ -174,7 +174,7 @@ def _answer(runtime: Runtime, ask: _Ask) -> _Answer:
             coupons,
             instance_name=brand.name,
             accent_color=brand.accent_color,
-            portal_url=f"{runtime.settings.public_url}{export.PORTAL_PATH}",
+            portal_url=export.portal_url(runtime.settings.public_url, brand.instance_id),
             page_size="Letter" if ask.paper == "letter" else "A4",
             words=Words(brand.locale),
             zone=contents.zone,

@@ -38,6 +38,7 @@ SLUG_MAX_CHARS = 60
 class Branding:
     """How an instance's coupons look: name, network, language, colours and logo."""
 
+    instance_id: str
     name: str
     network_name: str | None
     locale: str
@@ -78,6 +79,7 @@ def branding(instance: Instance, *, session: Session, with_logo: bool = False) -
             select(Image.id).where(Image.instance_id == instance.id, Image.kind == "logo")
         )
     return Branding(
+        instance_id=instance.id,
         name=instance.name,
         network_name=instance.network_name,
         locale=instance.locale,

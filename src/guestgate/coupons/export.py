@@ -65,7 +65,7 @@ MASK_SAMPLE = ("2345BC", "DEFGHJ", "KMNPQR", "STUVWX", "YZ6789", "A7Q3MZ", "XW9E
 # ASCII85 around compressed streams only served 7-bit channels; in pure Python it costs a third of
 # a warm render. Process-wide, but guestgate draws no other PDFs.
 rl_config.useA85 = 0
-_HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+_HEX = re.compile(r"#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -115,6 +115,16 @@ def timestamp(value: datetime) -> str:
 def valid_until(value: datetime, *, zone: tzinfo = UTC, words: Words | None = None) -> str:
     """The expiry as printed on a card: `Valid until 2026-11-25 18:00 UTC`, `... 21:11 AEDT`."""
     return (words or Words(None))("card_valid_until", time=local_time.date_time(value, zone))
+
+
+def portal_url(public_url: str, instance_id: str) -> str:
+    """The portal entry a card's QR code opens: scoped to the card's instance.
+
+    The card names no site (a batch serves every site of its instance), so the portal finds
+    the site from the guest's address; `instance` confines that look-up to this instance's
+    subnets, so no other org's subnets can capture or confuse it (`portal.resolution`).
+    """
+    return f"{public_url}{PORTAL_PATH}?instance={instance_id}"
 
 
 def entry_url(portal_url: str, code: str) -> str:
@@ -372,7 +382,7 @@ def _best_mask(portal_url: str) -> int:
 
 
 def _color(value: str) -> Color:
-    match = _HEX.match(value.strip())
+    match = _HEX.fullmatch(value.strip())
     if match is None:
         return HexColor("#0396d5")
     digits = match.group(1)

@@ -4,16 +4,21 @@ A gateway's redirect rule (nft `redirect`/`dnat`, RouterOS `dst-nat`) hands gues
 guest's plain HTTP request as it was, e.g. `GET /hotspot-detect.html` with `Host:
 captive.apple.com`. Such a request names a host that is not guestgate's and a path guestgate
 does not serve; it is answered with a redirect to `<public url>/guest/entry?orig=<the URL the
-guest asked for>`, where the portal finds the guest's site by its address. Requests for
+guest asked for>` (with `ots` and `osig`, the portal's signature of that URL for the guest's
+address: `portal.continue_links`), where the portal finds the guest's site by its address. Requests for
 guestgate's own paths are never redirected, whatever host they name, so the API keeps working
 under any alias.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+# (the request, the URL it asked for) -> the entry URL's query parameters.
+EntryParams = Callable[[Scope, str], dict[str, str]]
 
 OWN_PREFIXES = (
     "/captive",
@@ -33,9 +38,10 @@ _MAX_ORIG = 2000
 class CaptiveRedirect:
     """Redirects intercepted guest requests (another host, not a guestgate path) to the portal entry."""
 
-    def __init__(self, app: ASGIApp, *, public_url: str) -> None:
+    def __init__(self, app: ASGIApp, *, public_url: str, entry_params: EntryParams | None = None) -> None:
         self.app = app
         self.public_url = public_url.rstrip("/")
+        self.entry_params = entry_params or (lambda _scope, orig: {"orig": orig})
         # A guest never names the loopback: those are an operator's browser on the server itself.
         self.own_hosts = {(urlsplit(self.public_url).hostname or "").lower(), "localhost", "127.0.0.1", "::1"}
 
@@ -57,7 +63,7 @@ class CaptiveRedirect:
             orig += "?" + query
         target = f"{self.public_url}/guest/entry"
         if len(orig) <= _MAX_ORIG:
-            target += "?" + urlencode({"orig": orig})
+            target += "?" + urlencode(self.entry_params(scope, orig))
         body = f'<!doctype html><title>Sign in</title><a href="{_escape(target)}">Sign in to this network</a>'.encode()
         await send(
             {

@@ -67,10 +67,10 @@ LEGACY_TABLE = "guestgate"
 SITE_TABLE_PREFIX = "guestgate_"
 NFT_TIMEOUT_SECONDS = 30.0
 # Names end up inside nft scripts; anything outside these shapes is refused, not quoted.
-_IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_NETNS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_SESSION = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_IFACE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SESSION = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _MISSING = "No such file or directory"
 
 ALLOWED = {4: "allowed4", 6: "allowed6"}
@@ -115,11 +115,11 @@ class NftablesGateway(Gateway):
         nft: str = "nft",
         ip: str = "ip",
     ) -> None:
-        if not _IFACE.match(interface):
+        if not _IFACE.fullmatch(interface):
             raise GatewayMisconfigured(f"'{interface}' is not a usable interface name")
-        if not _TABLE.match(table):
+        if not _TABLE.fullmatch(table):
             raise GatewayMisconfigured(f"'{table}' is not a usable nft table name")
-        if netns is not None and not _NETNS.match(netns):
+        if netns is not None and not _NETNS.fullmatch(netns):
             raise GatewayMisconfigured(f"'{netns}' is not a usable network namespace name")
         if not 1 <= portal_port <= 65535:
             raise GatewayMisconfigured(f"portal port {portal_port} is out of range")
@@ -366,7 +366,7 @@ class NftablesGateway(Gateway):
     # -- batches -------------------------------------------------------------------------
 
     def _upsert_guest(self, guest: GuestAccess, *, now: datetime) -> list[str]:
-        if not _SESSION.match(guest.session_id):
+        if not _SESSION.fullmatch(guest.session_id):
             raise GatewayRejected(f"session id '{guest.session_id}' cannot be stored in an nft comment")
         key = normalize_ip(guest.ip)
         seconds = remaining_seconds(guest.until, now=now)
@@ -501,7 +501,7 @@ def _family(value: str) -> int:
 
 def _guest_element(guest: GuestAccess, *, now: datetime) -> str:
     seconds = remaining_seconds(guest.until, now=now)
-    if not _SESSION.match(guest.session_id):
+    if not _SESSION.fullmatch(guest.session_id):
         raise GatewayRejected(f"session id '{guest.session_id}' cannot be stored in an nft comment")
     return f'{normalize_ip(guest.ip)} timeout {seconds}s comment "{session_tag(guest.session_id)}"'
 

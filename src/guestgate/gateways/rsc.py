@@ -38,7 +38,7 @@ API_POLICY = "read,write,api,rest-api"
 CERTIFICATE = "guestgate-api"
 PORTAL_COMMENT = "guestgate:portal"
 TAG = 'comment="guestgate"'
-_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 def render_script(
@@ -54,7 +54,7 @@ def render_script(
     """The `.rsc` commands that prepare a RouterOS v7 router to be driven by guestgate for `site`."""
     if not site.subnets:
         raise GatewayMisconfigured("the site has no guest subnets to protect")
-    if not _USER.match(api_user):
+    if not _USER.fullmatch(api_user):
         raise GatewayMisconfigured(f"'{api_user}' is not a usable RouterOS user name")
     if not api_password or "\n" in api_password or "\r" in api_password:
         raise GatewayMisconfigured("set a single-line API password for the site's gateway first")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic.json_schema import WithJsonSchema
 
 from guestgate.portal.i18n import LOCALES
-from guestgate.schemas import CIDR, Between, HexColor, Name, Timestamp, TimeZoneName, invalid
+from guestgate.schemas import CIDR, Between, HexColor, MaxItems, Name, Timestamp, TimeZoneName, invalid
 
 Strategy = Literal["oauth2", "coupon"]
 SessionTTL = Annotated[int, Between(1200, 604800)]
@@ -35,13 +35,17 @@ TIMEZONE_DOC = (
     "[extension] The IANA time zone of times people read without a schedule's zone: cards, CSV and "
     "pages of `POST .../coupons` batches, and the portal's status page. Null: UTC."
 )
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+# Sites one instance may be active on, subnets of one site it may list, and subnets in all.
+MAX_INSTANCE_SITES = 1000
+MAX_SITE_ENTRY_SUBNETS = 256
+MAX_INSTANCE_SUBNETS = 4096
+_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
 
 def _check_locale(value: str) -> str:
     # The portal speaks a locale's language (`pt-BR` -> `pt`): a tag whose language it lacks
     # would silently show English, so it is refused here.
-    if not _LOCALE.match(value) or value.replace("_", "-").split("-", 1)[0].lower() not in LOCALES:
+    if not _LOCALE.fullmatch(value) or value.replace("_", "-").split("-", 1)[0].lower() not in LOCALES:
         raise invalid(
             f"must be one of the supported languages ({', '.join(LOCALES)}), optionally with a region "
             "such as 'pt-BR'"
@@ -66,6 +70,15 @@ def _check_network_name(value: str | None) -> str | None:
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
         raise invalid("must not contain control characters")
     return stripped
+
+
+def _count_subnets(value: object) -> object:
+    """Refuse more than `MAX_INSTANCE_SUBNETS` subnets in all before any of them is parsed."""
+    if isinstance(value, list):
+        total = sum(len(item.get("subnets") or ()) for item in value if isinstance(item, dict))
+        if total > MAX_INSTANCE_SUBNETS:
+            raise invalid(f"must list at most {MAX_INSTANCE_SUBNETS} subnets in all (it lists {total})")
+    return value
 
 
 Locale = Annotated[str, AfterValidator(_check_locale)]
@@ -107,7 +120,15 @@ class SiteAssignment(BaseModel):
     """A site and the subnets of it where the instance is active."""
 
     id: str = Field(description="The id of a registered site.")
-    subnets: list[CIDR] = Field(description="Subnets (CIDR) within the site's subnets.")
+    subnets: Annotated[list[CIDR], MaxItems(MAX_SITE_ENTRY_SUBNETS, "subnets")] = Field(
+        description=f"Subnets (CIDR) within the site's subnets: 1 to {MAX_SITE_ENTRY_SUBNETS}, none "
+        "overlapping another, none taken by another instance at the site.",
+    )
+
+
+SiteAssignments = Annotated[
+    list[SiteAssignment], MaxItems(MAX_INSTANCE_SITES, "sites"), BeforeValidator(_count_subnets)
+]
 
 
 class InstanceCreate(BaseModel):
@@ -138,10 +159,11 @@ class InstanceCreate(BaseModel):
         description=f"The portal's language: {', '.join(f'`{code}`' for code in LOCALES)}, optionally "
         "with a region (`pt-BR`); the guest's browser language wins when the portal speaks it.",
     )
-    sites: list[SiteAssignment] | None = Field(
+    sites: SiteAssignments | None = Field(
         None,
         description="A list of sites and their subnets where this captive portal instance is active; "
-        "`[]` removes every site.",
+        f"`[]` removes every site. At most {MAX_INSTANCE_SITES} sites and {MAX_INSTANCE_SUBNETS} "
+        "subnets in all.",
     )
     network_name: NetworkName = Field(
         None,

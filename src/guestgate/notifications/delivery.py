@@ -235,7 +235,7 @@ def render_pdf(batch: BatchPayload, *, public_url: str) -> bytes:
         batch.coupons,
         instance_name=batch.instance_name,
         accent_color=batch.accent_color,
-        portal_url=f"{public_url}{export.PORTAL_PATH}",
+        portal_url=export.portal_url(public_url, batch.instance_id),
         words=Words(batch.locale),
         zone=batch.zone,
         network_name=batch.network_name,

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr
 
-from guestgate.schemas import Name, Timestamp, invalid
+from guestgate.schemas import MaxItems, Name, Timestamp, invalid
 
 MAX_EMAILS = 50
 MAX_WEBHOOKS = 20
@@ -106,8 +106,8 @@ def _check_webhooks(values: list[WebhookIn]) -> list[WebhookIn]:
     return values
 
 
-Emails = Annotated[list[Email], AfterValidator(_check_emails)]
-Webhooks = Annotated[list[WebhookIn], AfterValidator(_check_webhooks)]
+Emails = Annotated[list[Email], MaxItems(MAX_EMAILS, "addresses"), AfterValidator(_check_emails)]
+Webhooks = Annotated[list[WebhookIn], MaxItems(MAX_WEBHOOKS, "webhooks"), AfterValidator(_check_webhooks)]
 
 
 class NotificationGroupIn(BaseModel):

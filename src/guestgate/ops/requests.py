@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guestgate.ops import metrics
 
 HEADER = b"x-request-id"
-_SANE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 # Requests the access log leaves out: probes and scrapes every few seconds would drown the rest.
 QUIET_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
 
@@ -30,7 +30,7 @@ def request_id_of(scope: Scope) -> str:
     """The request's inbound X-Request-ID if it is sane (1-128 of `A-Z a-z 0-9 . _ : -`), else a new one."""
     for key, value in scope["headers"]:
         if key == HEADER:
-            return value.decode("ascii") if _SANE_ID.match(value) else uuid.uuid4().hex
+            return value.decode("ascii") if _SANE_ID.fullmatch(value) else uuid.uuid4().hex
     return uuid.uuid4().hex
 
 

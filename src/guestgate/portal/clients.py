@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from guestgate import networks
 
 MAX_ORIG_CHARS = 2048
-_MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
+_MAC_HEX = re.compile(r"[0-9a-f]{12}")
 
 
 def parse_ip(value: str | None) -> str | None:
@@ -39,7 +39,7 @@ def parse_mac(value: str | None) -> str | None:
     if not value or len(value) > 32:
         return None
     digits = re.sub(r"[:\-.]", "", value.strip().lower())
-    if not _MAC_HEX.match(digits):
+    if not _MAC_HEX.fullmatch(digits):
         return None
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2)).upper()
 

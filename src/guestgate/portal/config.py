@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from guestgate import networks
 from guestgate.config import Settings
+
+CODE_HASH_CHARS = 8
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,20 @@ class PortalConfig:
     redis_prefix: str = "guestgate:portal:"
     # GUESTGATE_MAX_BODY_BYTES: the portal reads its own forms, past the app's body limit middleware.
     max_body_bytes: int = 4 * 1024 * 1024
+    # Keys the audit log's hash of a refused code (see `code_hash`); derived from the signing key.
+    code_hash_key: bytes = b""
+    # Sign and check the captive redirect's `orig` (`continue_links`): current key first, then the
+    # previous one during a rotation.
+    orig_keys: tuple[bytes, ...] = ()
+
+    def code_hash(self, code: str) -> str:
+        """What the audit log keeps of a typed code: 8 hex digits of a keyed HMAC-SHA256.
+
+        Equal codes give equal hashes (a guest retrying one typo shows as one value; a guesser
+        as many), but the code cannot be got back: the code space is small enough (31^6) to
+        try every code against an unkeyed hash, and no org holds this key.
+        """
+        return hmac.new(self.code_hash_key, code.encode(), hashlib.sha256).hexdigest()[:CODE_HASH_CHARS]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PortalConfig:
@@ -61,6 +79,8 @@ class PortalConfig:
             redis_url=settings.redis_url,
             redis_prefix=settings.portal_redis_prefix,
             max_body_bytes=settings.max_body_bytes,
+            code_hash_key=_derived_keys(settings, b"guest-code-hash")[0],
+            orig_keys=_derived_keys(settings, b"guest-orig"),
         )
 
 
@@ -81,3 +101,10 @@ def parse_proxies(value: str | list[str] | tuple[str, ...] | None) -> tuple[netw
                 f"GUESTGATE_PORTAL_TRUSTED_PROXIES: '{text}' is not an IP address or CIDR"
             ) from exc
     return tuple(found)
+
+
+def _derived_keys(settings: Settings, purpose: bytes) -> tuple[bytes, ...]:
+    """Keys for one purpose, derived from the signing key and the previous one (nothing to store)."""
+    configured = [settings.signing_key, settings.signing_key_previous]
+    secrets = [key.get_secret_value().encode() for key in configured if key is not None] or [b""]
+    return tuple(hmac.new(secret, purpose, hashlib.sha256).digest() for secret in secrets)

@@ -50,7 +50,7 @@ MAX_CACHED_DOCUMENTS = 256
 # Identity values are shown on pages and stored: bounded.
 MAX_CLAIM_CHARS = 320
 _TENANT_TEMPLATE = "{tenantid}"
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _GITHUB_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
@@ -392,7 +392,7 @@ def _expected_issuer(announced: str, claims: dict[str, Any]) -> str:
     if _TENANT_TEMPLATE not in announced:
         return announced
     tenant = claims.get("tid")
-    if not isinstance(tenant, str) or not _GUID.match(tenant):
+    if not isinstance(tenant, str) or not _GUID.fullmatch(tenant):
         raise SignInFailed(SignInFailed.VERIFY, "a multi-tenant id_token without a tenant id (tid)")
     return announced.replace(_TENANT_TEMPLATE, tenant)
 

@@ -118,7 +118,7 @@ class OAuthEndpoints:
             finished.instance,
             granted.session,
             granted.status_token,
-            finished.guest.orig,
+            finished.guest,
             title,
             activating=granted.activating,
         )

@@ -224,7 +224,12 @@ class OAuthSignIn:
         """An auth integration's signed test URL: (provider URL, flow cookie) of a run with no guest."""
         expires = params.get("expires") or ""
         signature = params.get("signature") or ""
-        if not expires.isdigit() or len(expires) > 12 or not signature or len(signature) > 128:
+        if (
+            not (expires.isascii() and expires.isdigit())
+            or len(expires) > 12
+            or not signature
+            or len(signature) > 128
+        ):
             raise PortalError(403, "err_oauth_test_link")
         try:
             self.portal.signer.verify_expiring(

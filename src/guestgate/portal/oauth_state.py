@@ -96,6 +96,7 @@ def _guest_claims(guest: GuestIdentity) -> dict[str, Any]:
         "ip": guest.ip,
         "m": guest.mac,
         "o": guest.orig,
+        "ov": guest.orig_vouched,
         "p": guest.peer,
     }
 

@@ -26,17 +26,24 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guestgate import local_time
 from guestgate.db import utcnow
-from guestgate.portal import clients
+from guestgate.portal import clients, continue_links
 from guestgate.portal.config import PortalConfig
 from guestgate.portal.entry_signing import site_keys
 from guestgate.portal.gateway import GatewayNotifier, RecordOnly
 from guestgate.portal.i18n import Translator, negotiate
 from guestgate.portal.oauth import IdentityProviders
 from guestgate.portal.render import STATIC, Page, Renderer
-from guestgate.portal.service import Portal, PortalError, SignInOutcome, SignInResult
+from guestgate.portal.service import Portal, PortalError, SignInOutcome, scope_hint
 from guestgate.portal.store import GuestSession, GuestStore, InstanceInfo, open_store
-from guestgate.portal.throttle import FailureCounters, MemoryCounters, RedisCounters, Throttle
-from guestgate.portal.tokens import TokenSealer
+from guestgate.portal.throttle import (
+    SCOPE_NETWORK,
+    FailureCounters,
+    Lockout,
+    MemoryCounters,
+    RedisCounters,
+    Throttle,
+)
+from guestgate.portal.tokens import GuestIdentity, TokenSealer
 from guestgate.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -170,6 +177,15 @@ class PortalApp:
             if not started:
                 await self._send(send, self._last_resort(scope))
 
+    def redirect_params(self, scope: Scope, orig: str) -> dict[str, str]:
+        """The entry URL's query for a guest's intercepted request to `orig` (see `continue_links`)."""
+        request = self._request(scope)
+        if request.peer is None or not self.portal.config.orig_keys:
+            return {"orig": orig}
+        return continue_links.redirect_params(
+            self.portal.config.orig_keys[0], orig=orig, client=request.peer, now=self._now().timestamp()
+        )
+
     def _exact_routes(self) -> dict[tuple[str, str], ASGIApp]:
         """(method, path) -> endpoint of the routes without path parameters, as the router orders them.
 
@@ -246,12 +262,16 @@ class PortalApp:
                 entry.instance,
                 entry.session,
                 entry.status_token,
-                entry.identity.orig,
+                entry.identity,
                 t("status_title"),
                 activating=await self.portal.activating(entry.session),
             )
         # A printed card's QR code opens the page with its code filled in.
         code = request.query.get("code", "")
+        if entry.lockout is not None:
+            return self._locked(
+                request, t, entry.instance, entry.identity.site_id, entry.lockout, entry.now, code=code[:16]
+            )
         return self._form(request, t, entry.instance, token=entry.token, code=code[:16])
 
     async def sign_in(self, request: GuestRequest, receive: Receive) -> Reply:
@@ -269,12 +289,15 @@ class PortalApp:
                 result.instance,
                 result.session,
                 result.status_token,
-                result.identity.orig,
+                result.identity,
                 title,
                 activating=result.activating,
             )
         if outcome is SignInOutcome.LOCKED:
-            return self._locked(request, t, result)
+            assert result.lockout is not None
+            return self._locked(
+                request, t, result.instance, result.identity.site_id, result.lockout, result.now
+            )
         status, key, field = _FORM_OUTCOMES[outcome]
         return self._form(
             request,
@@ -322,7 +345,11 @@ class PortalApp:
         """RFC 8908: the captive portal API state of the calling guest."""
         headers = {"content-type": CAPPORT_TYPE, "cache-control": "private"}
         try:
-            state = await self.portal.capport(request.query.get("site") or None, peer=request.peer)
+            state = await self.portal.capport(
+                request.query.get("site") or None,
+                peer=request.peer,
+                instance_id=scope_hint(request.query),
+            )
         except PortalError as exc:
             # Whatever the reason, this address is not a guest this portal knows.
             error = {
@@ -382,12 +409,16 @@ class PortalApp:
         instance: InstanceInfo,
         session: GuestSession,
         status_token: str | None,
-        orig: str | None,
+        guest: GuestIdentity | None,
         title: str,
         *,
         activating: bool = False,
     ) -> Reply:
         now = self._now()
+        # Where the guest was going: a link only when the gateway or our captive redirect vouched
+        # for it (`continue_links`), plain text otherwise.
+        orig = clients.safe_orig(guest.orig) if guest is not None else None
+        vouched = guest is not None and guest.orig_vouched
         left = max(0.0, session.expires_at.timestamp() - now.timestamp())
         status_url = f"{request.base}/status?{urlencode({'t': status_token})}" if status_token else None
         if activating:
@@ -408,7 +439,8 @@ class PortalApp:
                 "remaining": local_time.duration_words(left, t.locale),
                 "ends_at": local_time.clock(session.expires_at, local_time.zone(instance.timezone), now=now),
                 "expires_iso": session.expires_at.replace(microsecond=0, tzinfo=None).isoformat() + "Z",
-                "orig": clients.safe_orig(orig),
+                "orig": orig if vouched else None,
+                "orig_text": None if vouched else orig,
                 "status_url": status_url,
                 "refresh_url": refresh_url,
             },
@@ -419,19 +451,33 @@ class PortalApp:
         )
         return _html(200, page)
 
-    def _locked(self, request: GuestRequest, t: Translator, result: SignInResult) -> Reply:
-        assert result.lockout is not None
-        wait = max(1, math.ceil(result.lockout.until - result.now))
-        key = "locked_site" if result.lockout.scope == "site" else "locked_client"
+    def _locked(
+        self,
+        request: GuestRequest,
+        t: Translator,
+        instance: InstanceInfo,
+        site_id: str,
+        lockout: Lockout,
+        now: float,
+        *,
+        code: str = "",
+    ) -> Reply:
+        """The lock-out page: the venue, why, how long; it reloads the entry when the time is up."""
+        wait = max(1, math.ceil(lockout.until - now))
+        key = "locked_site" if lockout.scope == SCOPE_NETWORK else "locked_client"
+        query = {"site": site_id, **({"code": code} if code else {})}
+        retry_url = f"{request.base}/entry?{urlencode(query)}"
         page = self.renderer.render(
-            "error.html",
+            "locked.html",
             t=t,
             title=t("locked_title"),
-            instance=result.instance,
+            instance=instance,
             now=self._now(),
             base=request.base,
             message=t(key, wait=t.duration(wait, round_up=True)),
-            entry_url=None,
+            retry_url=retry_url,
+            refresh_url=retry_url,
+            refresh_seconds=wait,
         )
         return _html(429, page, {"retry-after": str(wait)})
 

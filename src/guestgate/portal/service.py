@@ -23,7 +23,7 @@ from guestgate import networks
 from guestgate.coupons import codes
 from guestgate.errors import PermissionDenied
 from guestgate.ops.metrics import SigninCounter
-from guestgate.portal import clients
+from guestgate.portal import clients, continue_links, resolution
 from guestgate.portal.config import PortalConfig
 from guestgate.portal.entry_signing import entry_signature_valid
 from guestgate.portal.gateway import GatewayNotifier
@@ -38,19 +38,21 @@ from guestgate.portal.store import (
     Redemption,
     SiteNetworks,
 )
-from guestgate.portal.throttle import Lockout, Throttle
+from guestgate.portal.throttle import SCOPE_SITE, Lockout, Throttle
 from guestgate.portal.tokens import GuestIdentity, StatusRef, TokenExpired, TokenInvalid, TokenSealer
 from guestgate.security import UrlSigner
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Longer input is not a mistyped code; it is refused without a look-up.
 MAX_CODE_INPUT = 64
 # Gateway clocks may run a little ahead of ours.
 ENTRY_CLOCK_SKEW_SECONDS = 60
 _CACHE_MAX_ENTRIES = 10_000
+# The cache entry of every org's instance subnets (site ids are UUIDs: no site has this key).
+_CLAIMS_KEY = "*claims*"
 _CODE_SEPARATORS = re.compile(r"[\s\-]+")
 
 
@@ -92,6 +94,9 @@ class Entry:
     token: str
     session: GuestSession | None = None
     status_token: str | None = None
+    # The guest is locked out: the page says until when instead of offering a form it cannot use.
+    lockout: Lockout | None = None
+    now: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -227,7 +232,7 @@ class Portal:
             if gateway_params or peer is None:
                 raise PortalError(400, "err_site_missing")
             try:
-                raw_site = await self._site_of(peer)
+                raw_site = await self._site_of(peer, instance_id=scope_hint(params))
             except PortalError as exc:
                 raise PortalError(400, "err_site_missing") from exc
         site = await self._known_site(raw_site)
@@ -244,19 +249,38 @@ class Portal:
         instance = await self.instance(instance_id)
         if instance is None:
             raise PortalError(404, "err_no_portal", site_id=site_id)
+        orig = clients.safe_orig(params.get("orig"))
         identity = GuestIdentity(
             site_id=site_id,
             instance_id=instance_id,
             ip=ip,
             mac=mac,
-            orig=clients.safe_orig(params.get("orig")),
+            orig=orig,
             peer=peer or "",
+            orig_vouched=orig is not None and (gateway_params or self._orig_vouched(params, peer, now)),
         )
         session = await self._db(self.store.active_session, site_id, ip, mac, now)
         if session is not None:
             return Entry(identity, instance, "", session, self._status_token(session))
-        token = self.sealer.seal_guest(identity, expires=int(now.timestamp()) + self.config.token_ttl_seconds)
+        stamp = now.timestamp()
+        if instance.strategy == "coupon":
+            lockout = await self.throttle.check(site_id, ip, mac, stamp)
+            if lockout is not None:
+                return Entry(identity, instance, "", lockout=lockout, now=stamp)
+        token = self.sealer.seal_guest(identity, expires=int(stamp) + self.config.token_ttl_seconds)
         return Entry(identity, instance, token)
+
+    def _orig_vouched(self, params: Mapping[str, str], peer: str | None, now: datetime) -> bool:
+        """True if guestgate's captive redirect signed this `orig` for this guest, recently."""
+        return continue_links.vouched(
+            self.config.orig_keys,
+            orig=params.get("orig") or "",
+            client=peer,
+            ts=params.get("ots"),
+            signature=params.get("osig"),
+            now=now.timestamp(),
+            max_age=self.config.entry_max_age_seconds,
+        )
 
     def _gateway_identity(
         self, site_id: str, params: Mapping[str, str], now: datetime
@@ -276,7 +300,7 @@ class Portal:
         )
         if not valid:
             raise PortalError(403, "err_signature", site_id=site_id)
-        if not ts.isdigit() or len(ts) > 12:
+        if not (ts.isascii() and ts.isdigit()) or len(ts) > 12:
             raise PortalError(400, "err_params", site_id=site_id)
         age = now.timestamp() - int(ts)
         if age > self.config.entry_max_age_seconds or age < -ENTRY_CLOCK_SKEW_SECONDS:
@@ -288,7 +312,7 @@ class Portal:
         return ip, mac
 
     async def _known_site(self, site_id: str) -> SiteNetworks:
-        if not _UUID.match(site_id):
+        if not _UUID.fullmatch(site_id):
             raise PortalError(404, "err_site_unknown")
         site = await self.site(site_id.lower())
         if site is None:
@@ -344,7 +368,14 @@ class Portal:
         code = normalize_code(raw_code)
         if code is None:
             return result(SignInOutcome.MALFORMED)
-        attempt = Redemption(identity.site_id, identity.instance_id, code, identity.ip, identity.mac)
+        attempt = Redemption(
+            identity.site_id,
+            identity.instance_id,
+            code,
+            identity.ip,
+            identity.mac,
+            self.config.code_hash(code),
+        )
         redeemed = await self._redeem(attempt, now)
         if redeemed.outcome in (Outcome.SUCCESS, Outcome.ALREADY_ACTIVE):
             session = redeemed.session
@@ -364,7 +395,10 @@ class Portal:
             await self._db(
                 self.store.audit, [lockout_record(identity, x, redeemed.org_id, stamp) for x in lockouts], now
             )
-            return result(SignInOutcome.LOCKED, lockout=max(lockouts, key=lambda x: x.until))
+        # A site put under attack refuses nobody: only the guest's own (or its /64's) lock-out does.
+        refusing = [x for x in lockouts if x.scope != SCOPE_SITE]
+        if refusing:
+            return result(SignInOutcome.LOCKED, lockout=max(refusing, key=lambda x: x.until))
         return result(SignInOutcome(redeemed.outcome.value))
 
     async def record_failure(self, identity: GuestIdentity, *, strategy: str, reason: str) -> None:
@@ -482,8 +516,10 @@ class Portal:
         session = await self._db(self.store.active_session, site.site_id, peer, None, now)
         return StatusView(site.site_id, instance, session, self._status_token(session) if session else None)
 
-    async def capport(self, site_id: str | None, *, peer: str | None) -> dict[str, Any]:
-        """The RFC 8908 API state of the calling guest."""
+    async def capport(
+        self, site_id: str | None, *, peer: str | None, instance_id: str | None = None
+    ) -> dict[str, Any]:
+        """The RFC 8908 API state of the calling guest (`instance_id`: a scope hint without a site)."""
         now = self.clock()
         if peer is None:
             raise PortalError(404, "err_outside")
@@ -492,7 +528,7 @@ class Portal:
             locate(site, peer)
             found = site.site_id
         else:
-            found = await self._site_of(peer)
+            found = await self._site_of(peer, instance_id=instance_id)
         session = await self._db(self.store.active_session, found, peer, None, now)
         remaining = max(0, int(session.expires_at.timestamp() - now.timestamp())) if session else 0
         base = self.config.public_url
@@ -504,23 +540,30 @@ class Portal:
             "can-extend-session": False,
         }
 
-    async def _site_of(self, ip: str) -> str:
-        hit, pairs = self._sites.get("*all*")
+    async def _site_of(self, ip: str, *, instance_id: str | None = None) -> str:
+        """The site of an address for a request that names none (`portal.resolution`)."""
+        hit, index = self._sites.get(_CLAIMS_KEY)
         if not hit:
-            pairs = await self._db(self.store.instance_subnet_sites)
-            self._sites.put("*all*", pairs)
-        address = networks.parse(ip)
-        sites: set[str] = {site_id for site_id, net in pairs if networks.within(address, net)}
-        if len(sites) != 1:
-            # No site, or several sites with the same private range: the URL must name one.
+            rows = await self._db(self.store.subnet_claims)
+            # Parsing every claim is CPU work in proportion to the deployment: not on the loop.
+            index = await anyio.to_thread.run_sync(resolution.ClaimIndex.of_rows, rows)
+            self._sites.put(_CLAIMS_KEY, index)
+        site_id = resolution.site_of(index, ip, instance_id=instance_id)
+        if site_id is None:
+            # No site, or several of the owning org's sites with the same range: the URL must name one.
             raise PortalError(404, "err_outside")
-        return sites.pop()
+        return site_id
 
     async def preview(self, instance_id: str, params: Mapping[str, str]) -> InstanceInfo:
         """The instance whose preview URL this is (fresh from the database)."""
         expires = params.get("expires") or ""
         signature = params.get("signature") or ""
-        if not expires.isdigit() or len(expires) > 12 or not signature or len(signature) > 128:
+        if (
+            not (expires.isascii() and expires.isdigit())
+            or len(expires) > 12
+            or not signature
+            or len(signature) > 128
+        ):
             raise PortalError(403, "err_preview")
         try:
             self.signer.verify_expiring(
@@ -528,10 +571,16 @@ class Portal:
             )
         except PermissionDenied as exc:
             raise PortalError(403, "err_preview") from exc
-        instance = await self.instance(instance_id, fresh=True) if _UUID.match(instance_id) else None
+        instance = await self.instance(instance_id, fresh=True) if _UUID.fullmatch(instance_id) else None
         if instance is None:
             raise PortalError(404, "err_not_found")
         return instance
+
+
+def scope_hint(params: Mapping[str, str]) -> str | None:
+    """The instance a site-less link names (`instance=`, printed cards), if it is an instance id."""
+    value = (params.get("instance") or "").strip()
+    return value.lower() if _UUID.fullmatch(value) else None
 
 
 def locate(site: SiteNetworks, ip: str) -> str:
@@ -556,9 +605,9 @@ def normalize_code(raw: str) -> str | None:
 
 
 def lockout_record(identity: GuestIdentity, lockout: Lockout, org_id: str | None, now: float) -> AuditRecord:
-    """The audit event of a lock-out starting."""
+    """The audit event of a lock-out starting (`guest.site_under_attack` for the site's)."""
     return AuditRecord(
-        action="guest.lockout",
+        action="guest.site_under_attack" if lockout.scope == SCOPE_SITE else "guest.lockout",
         org_id=org_id,
         actor=f"guest:{identity.ip}",
         ip=identity.ip,

@@ -132,6 +132,8 @@ class Redemption:
     code: str
     ip: str
     mac: str | None
+    # What the audit log keeps of the code (`code_hash`): never the code itself.
+    code_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,9 @@ class GuestStore(Protocol):
     def instance(self, instance_id: str) -> InstanceInfo | None:
         """What the instance's page shows, or None if it is gone."""
 
-    def instance_subnet_sites(self) -> list[tuple[str, networks.Network]]:
-        """Every (site id, instance subnet) pair: finding a guest's site from its address alone."""
+    def subnet_claims(self) -> list[tuple[int, str, str, str, str]]:
+        """Every instance subnet as `(row id, site id, org id, instance id, subnet)`: finding a guest's
+        site from its address alone (`portal.resolution`)."""
 
     def active_session(self, site_id: str, ip: str, mac: str | None, now: datetime) -> GuestSession | None:
         """The guest's active, unexpired session at the site, if any."""
@@ -216,7 +219,10 @@ def open_store(database_url: str, *, pg_pool_size: int = 8) -> GuestStore:
 
 _SQL_SITE = "SELECT org_id, subnets FROM sites WHERE id = ?"
 _SQL_SITE_SUBNETS = "SELECT subnet, instance_id FROM instance_subnets WHERE site_id = ? ORDER BY position"
-_SQL_ALL_SUBNETS = "SELECT site_id, subnet FROM instance_subnets"
+_SQL_ALL_SUBNETS = (
+    "SELECT i.id, i.site_id, s.org_id, i.instance_id, i.subnet "
+    "FROM instance_subnets i JOIN sites s ON s.id = i.site_id"
+)
 _SQL_INSTANCE = (
     "SELECT id, org_id, name, strategy, session_ttl, theme, terms_text, locale, timezone FROM instances "
     "WHERE id = ?"
@@ -360,11 +366,11 @@ class _SqlGuestStore(ABC):
             auth_provider=provider,
         )
 
-    def instance_subnet_sites(self) -> list[tuple[str, networks.Network]]:
-        """Every (site id, instance subnet) pair."""
+    def subnet_claims(self) -> list[tuple[int, str, str, str, str]]:
+        """Every instance subnet as `(row id, site id, org id, instance id, subnet)`."""
         with self._reading() as conn:
             rows = conn.execute(self._sql(_SQL_ALL_SUBNETS)).fetchall()
-        return [(site_id, networks.parse(subnet)) for site_id, subnet in rows]
+        return [(int(a), str(b), str(c), str(d), str(e)) for a, b, c, d, e in rows]
 
     def active_session(self, site_id: str, ip: str, mac: str | None, now: datetime) -> GuestSession | None:
         """The guest's active, unexpired session at the site, if any."""
@@ -563,7 +569,7 @@ def failure_record(attempt: Redemption, outcome: Outcome, org_id: str | None) ->
         target_id=attempt.instance_id,
         detail={
             "reason": outcome.value,
-            "code": attempt.code,
+            "code_hash": attempt.code_hash,
             "site_id": attempt.site_id,
             "mac_address": attempt.mac,
         },

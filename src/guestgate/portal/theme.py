@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from guestgate.instances.schemas import DEFAULT_THEME
 
-_HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+_HEX = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 TEXT_CONTRAST = 4.5
 LARGE_TEXT_CONTRAST = 3.0
 
@@ -23,7 +23,7 @@ def colours(theme: dict[str, str] | None) -> dict[str, str]:
     """The seven theme colours, each valid (defaults for missing or malformed ones)."""
     given = theme or {}
     return {
-        name: given[name] if isinstance(given.get(name), str) and _HEX.match(given[name]) else default
+        name: given[name] if isinstance(given.get(name), str) and _HEX.fullmatch(given[name]) else default
         for name, default in DEFAULT_THEME.items()
     }
 

@@ -1,16 +1,35 @@
-"""Throttling of failed sign-ins per client (IP, MAC) and per site, with growing lock-outs.
+"""Throttling of failed sign-ins: per client (IP, MAC) lock-outs, and a site that is slowed
+down under attack without being locked.
 
 Each key counts failures inside a window; reaching the limit locks the key out for a time
 that doubles with every lock-out (capped), and the lock-out level is remembered for a day,
 so a patient guesser gets slower and slower. Counters live in process (`MemoryCounters`) or,
 when several replicas serve one site, in Redis (`RedisCounters`, one Lua script per change so
 concurrent replicas never lose a count). Times are passed in, never read here.
+
+The keys of a guest at a site:
+
+- `ip:<site>:<address>` and, when the gateway vouched for it, `mac:<site>:<mac>`: the client.
+  `client_max_failures` wrong codes in the window lock it out; a locked client is refused
+  (even with a valid code) until its lock-out ends.
+- `site:<site>`: never refuses anyone. `site_max_failures` wrong codes in the window put the
+  site *under attack* for a lock-out's time, renewed by every further failure (`sticky`).
+  While it is, a client's first wrong code locks it out (`STRICT_CLIENT_MAX_FAILURES`), so a
+  guesser rotating addresses gets one guess per address per lock-out, while a guest whose
+  code is valid, on an address that has not failed, signs in as usual.
+- `net:<site>:<IPv6 /64>`, IPv6 only: an IPv6 /64 offers any number of addresses, so for its
+  guests the /64 is the scarce unit and is locked like a client at `site_max_failures`. IPv4
+  addresses are scarce themselves (a guest LAN's pool) and have no prefix key: a /24 key
+  would lock a one-/24 site's every guest.
+
+README "Security model" gives the numbers: what the attacker can achieve, what it costs guests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,22 +46,35 @@ log = structlog.get_logger(__name__)
 
 SCOPE_CLIENT = "client"
 SCOPE_SITE = "site"
+SCOPE_NETWORK = "network"
+# While a site is under attack, a client's first wrong code (in the window) locks it out.
+STRICT_CLIENT_MAX_FAILURES = 1
+# The IPv6 prefix that counts as one network (the usual LAN, and what one SLAAC host can fill).
+IPV6_NETWORK_PREFIX = 64
 # Past this many keys the in-process table is swept of keys nobody needs any more.
 _SWEEP_THRESHOLD = 10_000
 
 
 @dataclass(frozen=True)
 class Lockout:
-    """A key that is (or just became) locked out, until when, and at which level."""
+    """A key that is (or just became: `started`) locked out, until when, and at which level.
+
+    For the site key, "locked out" means *under attack*: nobody is refused for it.
+    """
 
     key: str
     until: float
     level: int = 0
+    started: bool = True
 
     @property
     def scope(self) -> str:
-        """`site` for a site-wide lock-out, `client` for an IP or MAC."""
-        return SCOPE_SITE if self.key.startswith("site:") else SCOPE_CLIENT
+        """`site` (under attack), `network` (an IPv6 /64), or `client` (an IP or MAC)."""
+        if self.key.startswith("site:"):
+            return SCOPE_SITE
+        if self.key.startswith("net:"):
+            return SCOPE_NETWORK
+        return SCOPE_CLIENT
 
 
 class FailureCounters(Protocol):
@@ -52,9 +84,13 @@ class FailureCounters(Protocol):
         """The longest current lock-out among `keys`, if any."""
 
     async def record_failure(
-        self, key: str, *, limit: int, limits: ThrottleLimits, now: float
+        self, key: str, *, limit: int, limits: ThrottleLimits, now: float, sticky: bool = False
     ) -> Lockout | None:
-        """Count one failure; the lock-out it started, if it reached the limit."""
+        """Count one failure; the key's lock-out if it has one now (`started` if this failure began it).
+
+        A failure while the key is locked out counts for nothing, unless `sticky`: then it
+        extends the lock-out to at least its level's length from now.
+        """
 
     async def close(self) -> None:
         """Release connections."""
@@ -88,9 +124,9 @@ class MemoryCounters:
         return found
 
     async def record_failure(
-        self, key: str, *, limit: int, limits: ThrottleLimits, now: float
+        self, key: str, *, limit: int, limits: ThrottleLimits, now: float, sticky: bool = False
     ) -> Lockout | None:
-        """Count one failure; the lock-out it started, if it reached the limit."""
+        """Count one failure; the key's lock-out if it has one now (`started` if this failure began it)."""
         with self._lock:
             self._memory = max(self._memory, float(limits.memory_seconds))
             state = self._states.get(key)
@@ -98,7 +134,9 @@ class MemoryCounters:
                 state = self._states[key] = _State(window_start=now)
             state.touched = now
             if state.until > now:
-                return None
+                if sticky:
+                    state.until = max(state.until, now + limits.lockout_for(state.level))
+                return Lockout(key, state.until, state.level, started=False)
             if now - state.window_start >= limits.window_seconds:
                 state.failures, state.window_start = 0, now
             state.failures += 1
@@ -129,6 +167,7 @@ local window = tonumber(ARGV[3])
 local base = tonumber(ARGV[4])
 local cap = tonumber(ARGV[5])
 local memory = tonumber(ARGV[6])
+local sticky = tonumber(ARGV[7])
 local h = redis.call('HMGET', KEYS[1], 'f', 'w', 'n', 'u', 't')
 local f = tonumber(h[1]) or 0
 local w = tonumber(h[2]) or now
@@ -143,6 +182,20 @@ if now - t >= memory then
 end
 redis.call('HSET', KEYS[1], 't', string.format('%.0f', now))
 if u > now then
+  if sticky == 1 then
+    local e = n - 1
+    if e < 0 then e = 0 end
+    if e > 30 then e = 30 end
+    local d = base * 2 ^ e
+    if d > cap then d = cap end
+    if now + d > u then
+      u = now + d
+      redis.call('HSET', KEYS[1], 'u', string.format('%.0f', u))
+      local keep = memory
+      if u - now + window > keep then keep = u - now + window end
+      redis.call('PEXPIRE', KEYS[1], string.format('%.0f', keep))
+    end
+  end
   return {0, string.format('%.0f', u), n}
 end
 if now - w >= window then
@@ -225,9 +278,9 @@ class RedisCounters:
         return Lockout(key.removeprefix(self._prefix), int(_text(reply[1])) / 1000, int(reply[2]))
 
     async def record_failure(
-        self, key: str, *, limit: int, limits: ThrottleLimits, now: float
+        self, key: str, *, limit: int, limits: ThrottleLimits, now: float, sticky: bool = False
     ) -> Lockout | None:
-        """Count one failure; the lock-out it started, if it reached the limit."""
+        """Count one failure; the key's lock-out if it has one now (`started` if this failure began it)."""
         try:
             reply: Any = await self._script("record")(
                 keys=[self._prefix + key],
@@ -238,14 +291,16 @@ class RedisCounters:
                     limits.lockout_seconds * 1000,
                     limits.lockout_max_seconds * 1000,
                     limits.memory_seconds * 1000,
+                    1 if sticky else 0,
                 ],
             )
         except RedisError as exc:
             log.warning("portal.throttle_unavailable", error=str(exc))
             return None
-        if int(reply[0]) != 1:
+        until = int(_text(reply[1])) / 1000
+        if int(reply[0]) != 1 and until <= now:
             return None
-        return Lockout(key, int(_text(reply[1])) / 1000, int(reply[2]))
+        return Lockout(key, until, int(reply[2]), started=int(reply[0]) == 1)
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -264,7 +319,7 @@ def _text(value: Any) -> str:
 
 
 class Throttle:
-    """The sign-in throttle: which keys a guest has and what their limits are."""
+    """The sign-in throttle: which keys a guest has, which of them refuse, and their limits."""
 
     def __init__(self, counters: FailureCounters, limits: ThrottleLimits) -> None:
         self.counters = counters
@@ -272,23 +327,53 @@ class Throttle:
 
     @staticmethod
     def keys(site_id: str, ip: str, mac: str | None) -> list[tuple[str, str]]:
-        """The (scope, key) pairs of a guest: its IP and MAC at the site, and the site."""
+        """The (scope, key) pairs of a guest: its IP and MAC at the site, its IPv6 /64, the site."""
         found = [(SCOPE_CLIENT, f"ip:{site_id}:{ip}")]
         if mac:
             found.append((SCOPE_CLIENT, f"mac:{site_id}:{mac}"))
+        network = ipv6_network(ip)
+        if network is not None:
+            found.append((SCOPE_NETWORK, f"net:{site_id}:{network}"))
         found.append((SCOPE_SITE, f"site:{site_id}"))
         return found
 
     async def check(self, site_id: str, ip: str, mac: str | None, now: float) -> Lockout | None:
-        """The lock-out that stops this guest now, if any."""
-        return await self.counters.locked([key for _, key in self.keys(site_id, ip, mac)], now)
+        """The lock-out that stops this guest now, if any (a site under attack stops nobody)."""
+        refusing = [key for scope, key in self.keys(site_id, ip, mac) if scope != SCOPE_SITE]
+        return await self.counters.locked(refusing, now)
 
     async def failed(self, site_id: str, ip: str, mac: str | None, now: float) -> list[Lockout]:
-        """Count a failed sign-in against the guest and the site; the lock-outs it started."""
+        """Count a wrong code against the guest, its network and the site; the lock-outs it started.
+
+        The site is counted first: if it is (or now becomes) under attack, this failure is
+        held against the client with the strict allowance.
+        """
+        keys = self.keys(site_id, ip, mac)
+        limits = self.limits
         started: list[Lockout] = []
-        for scope, key in self.keys(site_id, ip, mac):
-            limit = self.limits.site_max_failures if scope == SCOPE_SITE else self.limits.client_max_failures
-            lockout = await self.counters.record_failure(key, limit=limit, limits=self.limits, now=now)
-            if lockout is not None:
+        site_key = next(key for scope, key in keys if scope == SCOPE_SITE)
+        site = await self.counters.record_failure(
+            site_key, limit=limits.site_max_failures, limits=limits, now=now, sticky=True
+        )
+        if site is not None and site.started:
+            started.append(site)
+        client_limit = STRICT_CLIENT_MAX_FAILURES if site is not None else limits.client_max_failures
+        for scope, key in keys:
+            if scope == SCOPE_SITE:
+                continue
+            limit = limits.site_max_failures if scope == SCOPE_NETWORK else client_limit
+            lockout = await self.counters.record_failure(key, limit=limit, limits=limits, now=now)
+            if lockout is not None and lockout.started:
                 started.append(lockout)
         return started
+
+
+def ipv6_network(ip: str) -> str | None:
+    """The /64 of an IPv6 address (`2001:db8:1:2::/64`), or None for IPv4."""
+    if ":" not in ip:
+        return None
+    try:
+        address = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return None
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, IPV6_NETWORK_PREFIX)))

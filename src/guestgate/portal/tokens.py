@@ -54,6 +54,8 @@ class GuestIdentity:
     orig: str | None = None
     # The address the entry request came from; sign-in must come from the same one.
     peer: str = ""
+    # The gateway or the captive redirect vouched for `orig`: the success page may link to it.
+    orig_vouched: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class TokenSealer:
             "ip": identity.ip,
             "m": identity.mac,
             "o": identity.orig,
+            "ov": identity.orig_vouched,
             "p": identity.peer,
         }
         return self.seal(KIND_SIGNIN, claims, expires=expires)
@@ -168,4 +171,12 @@ def guest_of(claims: dict[str, Any]) -> GuestIdentity:
         raise TokenInvalid("unknown layout")
     if not isinstance(peer, str):
         raise TokenInvalid("unknown layout")
-    return GuestIdentity(site_id=site, instance_id=instance, ip=ip, mac=mac, orig=orig, peer=peer)
+    return GuestIdentity(
+        site_id=site,
+        instance_id=instance,
+        ip=ip,
+        mac=mac,
+        orig=orig,
+        peer=peer,
+        orig_vouched=claims.get("ov") is True,
+    )

@@ -16,7 +16,7 @@ from guestgate.schemas import Between, Timestamp, TimeZoneName, invalid
 
 RecurrenceType = Literal["daily", "weekly", "monthly"]
 DEFAULT_TIME_OF_DAY = "00:00"
-_TIME_OF_DAY = re.compile(r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$")
+_TIME_OF_DAY = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
 _MAX_NAME = 200
 
 NAME_DOC = "A human-readable name for the schedule."
@@ -42,7 +42,7 @@ def _check_name(value: str) -> str:
 
 
 def _check_time_of_day(value: str) -> str:
-    if not _TIME_OF_DAY.match(value):
+    if not _TIME_OF_DAY.fullmatch(value):
         raise invalid("must be a time as HH:MM (24-hour, 00:00 to 23:59)")
     return value
 
@@ -92,7 +92,7 @@ class CouponScheduleCreate(BaseModel):
     time_of_day: TimeOfDay = Field(
         DEFAULT_TIME_OF_DAY,
         description=TIME_OF_DAY_DOC,
-        json_schema_extra={"example": "08:00", "pattern": _TIME_OF_DAY.pattern},
+        json_schema_extra={"example": "08:00", "pattern": f"^{_TIME_OF_DAY.pattern}$"},
     )
 
 

@@ -4,11 +4,42 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from guestgate.schemas import CIDR, Between, Name, Timestamp, invalid
+from guestgate import networks
+from guestgate.schemas import CIDR, Between, MaxItems, Name, Timestamp, invalid
 
 Driver = Literal["none", "nftables", "routeros", "agent"]
+# Subnets one site may have (every check of them is O(n log n), and n is capped).
+MAX_SITE_SUBNETS = 256
+# The broadest guest subnet a site may claim: a tenant's site is a place, not the internet.
+MIN_PREFIX = {4: 8, 6: 32}
+
+
+def _check_breadth(value: str) -> str:
+    network = networks.parse(value)
+    if network.prefixlen < MIN_PREFIX[network.version]:
+        raise invalid(
+            f"is too broad for a site (at most /{MIN_PREFIX[4]} for IPv4, /{MIN_PREFIX[6]} for IPv6)"
+        )
+    return value
+
+
+def _check_site_subnets(values: list[str]) -> list[str]:
+    """The subnets without repeats (first kept); no two of them may overlap."""
+    unique = list(dict.fromkeys(values))
+    parsed = [networks.parse(value) for value in unique]
+    overlap = networks.first_overlap(parsed)
+    if overlap is not None:
+        first, second = unique[overlap[0]], unique[overlap[1]]
+        raise invalid(f"has overlapping subnets {first} and {second}")
+    return unique
+
+
+SiteSubnet = Annotated[CIDR, AfterValidator(_check_breadth)]
+SiteSubnetList = Annotated[
+    list[SiteSubnet], MaxItems(MAX_SITE_SUBNETS, "subnets"), AfterValidator(_check_site_subnets)
+]
 
 
 class GatewayIn(BaseModel):
@@ -95,7 +126,12 @@ class SiteIn(BaseModel):
     """A site to create or replace."""
 
     name: Name = Field(description="A human-readable name for the site.")
-    subnets: list[CIDR] = Field(default_factory=list, description="The guest subnets of the site (CIDR).")
+    subnets: SiteSubnetList = Field(
+        default_factory=list,
+        description=f"The guest subnets of the site (CIDR): at most {MAX_SITE_SUBNETS}, none overlapping "
+        f"another, none broader than /{MIN_PREFIX[4]} (IPv4) or /{MIN_PREFIX[6]} (IPv6). A repeated subnet "
+        "is kept once.",
+    )
     gateway: GatewayIn = Field(default_factory=GatewayIn, description="The site's gateway.")
 
 

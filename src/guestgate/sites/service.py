@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from guestgate import networks
 from guestgate.audit import service as audit_service
 from guestgate.db import new_id
-from guestgate.errors import Conflict, NotFound, ParameterInvalid
+from guestgate.errors import Conflict, NotFound
 from guestgate.gateways.nftables import table_name
 from guestgate.gateways.policy import TABLE_DRIVERS, GatewayRules, LocalTable, effective_table, local_table
 from guestgate.instances.models import InstanceSubnet
@@ -27,7 +27,7 @@ from guestgate.outbound import secret_for_destination
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.security import SecretBox
 from guestgate.sites.models import Site
-from guestgate.sites.schemas import GatewayIn, GatewayOut, GatewayStatus, SiteIn
+from guestgate.sites.schemas import MAX_SITE_SUBNETS, MIN_PREFIX, GatewayIn, GatewayOut, GatewayStatus, SiteIn
 from guestgate.sites.schemas import Site as SiteOut
 
 # The columns an update's audit event names when they change (secrets by name only, below).
@@ -66,7 +66,7 @@ def list_sites(*, org_id: str, page: PageRequest, session: Session) -> Page[Site
 def create(data: SiteIn, *, org_id: str, box: SecretBox, rules: GatewayRules, session: Session) -> Site:
     """Register a site."""
     org_service.ensure(org_id, session=session)
-    site = Site(id=new_id(), org_id=org_id, name=data.name, subnets=_dedupe(data.subnets))
+    site = Site(id=new_id(), org_id=org_id, name=data.name, subnets=list(data.subnets))
     _apply_gateway(site, data.gateway, box=box, rules=rules, session=session)
     session.add(site)
     session.flush()
@@ -87,10 +87,12 @@ def replace(
 ) -> Replaced:
     """Replace a site; its subnets must still contain every instance subnet assigned from it."""
     site = get(site_id, org_id=org_id, session=session)
-    subnets = _dedupe(data.subnets)
-    site_networks = [networks.parse(s) for s in subnets]
+    # The subnets come deduplicated and free of overlaps (`SiteIn`, checked before the request's
+    # transaction); what is left needs the database: one look-up per assigned subnet, O(log n).
+    subnets = list(data.subnets)
+    cover = networks.Cover(networks.parse(s) for s in subnets)
     for assigned in session.scalars(select(InstanceSubnet).where(InstanceSubnet.site_id == site.id)):
-        if not networks.within_any(networks.parse(assigned.subnet), site_networks):
+        if not cover.contains(networks.parse(assigned.subnet)):
             raise Conflict(
                 f"The subnet {assigned.subnet} of this site is used by instance {assigned.instance_id}; "
                 "remove it from the instance first.",
@@ -140,6 +142,23 @@ def delete(site_id: str, *, org_id: str, session: Session) -> LocalTable | None:
     session.delete(site)
     session.commit()
     return left
+
+
+def over_limits(*, session: Session) -> list[tuple[str, str, str]]:
+    """`(org id, site id, what)` of every site stored by an earlier version beyond today's limits.
+
+    Such a site keeps working as it is (its subnets still resolve, its guests still sign in);
+    the next update of it must bring it within the limits. `guestgate serve` logs each at start.
+    """
+    found: list[tuple[str, str, str]] = []
+    for org_id, site_id, subnets in session.execute(select(Site.org_id, Site.id, Site.subnets)):
+        values = list(subnets or [])
+        if len(values) > MAX_SITE_SUBNETS:
+            found.append((org_id, site_id, f"{len(values)} subnets (at most {MAX_SITE_SUBNETS})"))
+        broad = [v for v in values if networks.parse(v).prefixlen < MIN_PREFIX[networks.parse(v).version]]
+        if broad:
+            found.append((org_id, site_id, f"subnets broader than a site may have: {', '.join(broad[:5])}"))
+    return found
 
 
 def gateway_secrets(site: Site, *, box: SecretBox) -> dict[str, str]:
@@ -224,14 +243,3 @@ def _router_identity(config: dict[str, Any]) -> tuple[str, int, bool, str, str]:
         str(config.get("pinned_sha256") or "").replace(":", "").replace(" ", "").lower(),
     )
 
-
-def _dedupe(subnets: list[str]) -> list[str]:
-    seen: list[str] = []
-    for subnet in subnets:
-        if subnet not in seen:
-            seen.append(subnet)
-    for i, first in enumerate(seen):
-        for second in seen[i + 1 :]:
-            if networks.overlaps(networks.parse(first), networks.parse(second)):
-                raise ParameterInvalid("subnets", f"has overlapping subnets {first} and {second}")
-    return seen

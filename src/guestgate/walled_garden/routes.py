@@ -54,7 +54,8 @@ def create_entry(
     runtime: RuntimeDep,
     background: BackgroundTasks,
 ) -> WalledGardenEntry:
-    """Adds an IP address or subnet that guests of the site can reach before authenticating."""
+    """Adds an IP address or subnet that guests of the site can reach before authenticating (at most
+    1000 entries a site)."""
     entry = service.create(site_id, body, org_id=who.org_id, now=utcnow(), session=session)
     # After the response: the site's whole walled garden, as committed, goes to its gateway.
     background.add_task(gateway_service.push_walled_garden, runtime, entry.site_id)

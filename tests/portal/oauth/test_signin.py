@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from guestgate.portal.routes import PortalApp
-from tests.portal.conftest import GUEST_IP, ClientFactory, World, enter, fresh_token, token_of
+from tests.portal.conftest import GUEST_IP, ClientFactory, World, enter, fresh_token, token_of, vouched_orig
 from tests.portal.oauth.conftest import (
     CALLBACK,
     IOS_CAPTIVE_SHEET,
@@ -195,7 +195,7 @@ def test_the_success_page_continues_to_the_original_url(
 ) -> None:
     integration("google")
     response = guest_client.get(
-        "/guest/entry", params={"site": world.site_id, "orig": "http://example.com/news"}
+        "/guest/entry", params={"site": world.site_id, **vouched_orig(world, "http://example.com/news")}
     )
     started = guest_client.post("/guest/oauth/start", data={"t": token_of(response.text), "accept": "yes"})
     done = callback(guest_client, google.authorize(provider_url(started.text)))
