@@ -131,8 +131,9 @@ async def flood(base: str, *, forged: int, concurrency: int) -> tuple[list[int],
 def test_forged_kids_cost_one_fetch_and_never_stall_the_server(
     db_url: str, tmp_path: Path, jwks: Jwks
 ) -> None:
-    # A slow identity provider: each fetch takes 1.5 s.
-    jwks.delay = 1.5
+    # A slow identity provider: each fetch takes 3 s. A fetch on the event loop would hold
+    # /healthz for all of it; half of it leaves room for a loaded machine (40 requests in flight).
+    jwks.delay = 3.0
     live, runtime = serve(db_url, tmp_path, jwks, jwt_jwks_cooldown_seconds=60, jwt_jwks_timeout_seconds=5)
     try:
         with live:
@@ -140,7 +141,7 @@ def test_forged_kids_cost_one_fetch_and_never_stall_the_server(
             statuses, health = asyncio.run(flood(base, forged=300, concurrency=40))
             assert statuses == [401] * 300
             assert jwks.fetches == 1
-            assert len(health) >= 5 and max(health) < 0.5, f"/healthz took up to {max(health):.2f} s"
+            assert len(health) >= 5 and max(health) < 1.5, f"/healthz took up to {max(health):.2f} s"
             # The real key was fetched with that one fetch: a valid token needs no other.
             with httpx2.Client(base_url=base) as client:
                 good = client.get(
