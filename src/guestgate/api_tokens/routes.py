@@ -17,7 +17,6 @@ TokenId = Annotated[
     str,
     Path(
         alias="apiTokenId",
-        max_length=64,
         description="The unique identifier (the `jti`) of the API token.",
         examples=["5b0c8e2a-1f3d-4c6b-9a7e-2d4f6a8b0c1e"],
     ),
