@@ -257,6 +257,7 @@ def desired_state(
     garden = sorted(
         GardenEntry(e.ip_address, e.type)
         for e in session.scalars(select(WalledGardenEntry).where(WalledGardenEntry.site_id == site.id))
+        if e.ip_address is not None
     )
     config = dict(site.gateway_config or {})
     gateway = {name: config.get(name) for name in GATEWAY_FIELDS}

@@ -183,6 +183,7 @@ def _load(site: Site, *, runtime: Runtime, now: datetime) -> _SiteState:
             for entry in session.scalars(
                 select(WalledGardenEntry).where(WalledGardenEntry.site_id == site.id)
             )
+            if entry.ip_address is not None
         ]
     return _SiteState(
         site=fresh,

@@ -163,7 +163,7 @@ def garden_of(site_id: str, *, session: Session) -> list[GardenEntry]:
     stmt = select(WalledGardenEntry.ip_address, WalledGardenEntry.type).where(
         WalledGardenEntry.site_id == site_id
     )
-    return [GardenEntry(row[0], row[1]) for row in session.execute(stmt)]
+    return [GardenEntry(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
 
 
 def guests_of(site_id: str, *, now: datetime, session: Session) -> list[GuestAccess]:
