@@ -15,6 +15,7 @@ guest's "activating" page after the gateway was unreachable at sign-in.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 from guestgate.gateways import registry
 from guestgate.gateways.base import (
     GardenEntry,
+    GardenName,
     Gateway,
     GatewayError,
     GatewayMisconfigured,
@@ -72,8 +74,31 @@ class _SiteState:
     config: dict[str, Any]
     guests: list[GuestAccess]
     garden: list[GardenEntry]
+    names: list[GardenName]
     # Sessions not yet known to be enforced: once the push succeeds, they are.
     pending: list[str]
+
+
+def names_of(site_id: str, *, session: Session) -> list[GardenName]:
+    """The walled-garden host names of a site (without addresses)."""
+    stmt = select(WalledGardenEntry.hostname, WalledGardenEntry.type).where(
+        WalledGardenEntry.site_id == site_id, WalledGardenEntry.hostname.is_not(None)
+    )
+    found = [GardenName(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
+    return sorted(found, key=lambda n: (n.hostname, n.type or ""))
+
+
+def resolved(runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime) -> list[GardenName]:
+    """`names` with the addresses of exact names, for drivers that hold addresses (nftables, agent).
+
+    Blocking (DNS, bounded by the resolver's timeouts): call from a worker thread.
+    """
+    if driver not in ("nftables", "agent"):
+        return list(names)
+    resolver = runtime.garden_resolver
+    return [
+        n if n.wildcard else dataclasses.replace(n, addresses=resolver.addresses(n.hostname, now=now)) for n in names
+    ]
 
 
 def reconcile_site(
@@ -83,9 +108,10 @@ def reconcile_site(
     desired_guests: Sequence[GuestAccess],
     walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
     now: datetime,
+    names: Sequence[GardenName] = (),
 ) -> ReconcileResult:
     """Make `gateway` hold exactly the guests active at `now` and the walled garden; raises GatewayError."""
-    synced = gateway.sync(desired_guests, walled_garden, now=now)
+    synced = gateway.sync(desired_guests, walled_garden, now=now, names=names)
     result = ReconcileResult(added=synced.added, removed=synced.removed, updated=synced.updated)
     if result.added or result.removed or result.updated:
         log.info(
@@ -142,7 +168,12 @@ def _reconcile_one(
         try:
             gateway = pool.get(state.site)
             result = reconcile_site(
-                state.site, gateway, desired_guests=state.guests, walled_garden=state.garden, now=now
+                state.site,
+                gateway,
+                desired_guests=state.guests,
+                walled_garden=state.garden,
+                now=now,
+                names=resolved(runtime, state.driver, state.names, now=now),
             )
         except GatewayError as exc:
             log.warning("gateway.reconcile_failed", site_id=site.id, driver=state.driver, error=str(exc))
@@ -185,12 +216,14 @@ def _load(site: Site, *, runtime: Runtime, now: datetime) -> _SiteState:
             )
             if entry.ip_address is not None
         ]
+        names = names_of(site.id, session=session)
     return _SiteState(
         site=fresh,
         driver=fresh.gateway_driver,
         config=dict(fresh.gateway_config or {}),
         guests=[GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows],
         garden=garden,
+        names=names,
         pending=[r[0] for r in rows if r[4] is None],
     )
 
