@@ -69,18 +69,21 @@ def dns_query(nameservers: Iterable[str] = (), *, port: int = 53) -> Query:
         resolver.lifetime = LOOKUP_SECONDS
         addresses: list[str] = []
         ttls: list[int] = []
+        failure = "has no address records"
         for rdtype in ("A", "AAAA"):
             try:
                 found = resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
             except dns.resolver.NXDOMAIN as exc:
                 raise LookupFailed(f"'{name}' does not exist") from exc
             except dns.exception.DNSException as exc:
-                raise LookupFailed(f"'{name}' did not resolve ({type(exc).__name__})") from exc
+                # One record type failing (a server refusing AAAA) leaves the other's answer usable.
+                failure = f"did not resolve ({type(exc).__name__})"
+                continue
             if found.rrset is not None:
                 ttls.append(int(found.rrset.ttl))
                 addresses.extend(str(item) for item in found.rrset)
         if not addresses:
-            raise LookupFailed(f"'{name}' has no address records")
+            raise LookupFailed(f"'{name}' {failure}")
         return Answer(addresses=tuple(addresses), ttl=min(ttls))
 
     return query
