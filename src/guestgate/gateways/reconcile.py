@@ -26,8 +26,10 @@ import structlog
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
+from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.gateways import registry
 from guestgate.gateways.base import (
+    GARDEN_AUTH,
     GardenEntry,
     GardenName,
     Gateway,
@@ -37,9 +39,11 @@ from guestgate.gateways.base import (
     GuestAccess,
 )
 from guestgate.gateways.locks import gateway_lock
+from guestgate.instances.models import Instance, InstanceSubnet
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
+from guestgate.walled_garden import presets
 from guestgate.walled_garden.models import WalledGardenEntry
 
 log = structlog.get_logger(__name__)
@@ -80,12 +84,22 @@ class _SiteState:
 
 
 def names_of(site_id: str, *, session: Session) -> list[GardenName]:
-    """The walled-garden host names of a site (without addresses)."""
+    """The walled-garden host names of a site (without addresses), with its providers' presets."""
     stmt = select(WalledGardenEntry.hostname, WalledGardenEntry.type).where(
         WalledGardenEntry.site_id == site_id, WalledGardenEntry.hostname.is_not(None)
     )
-    found = [GardenName(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
-    return sorted(found, key=lambda n: (n.hostname, n.type or ""))
+    found = {(row[0], row[1] or GARDEN_AUTH) for row in session.execute(stmt) if row[0] is not None}
+    # The sign-in hosts of the site's oauth2 instances' providers, in the auth window.
+    providers = select(AuthIntegration.type).where(
+        AuthIntegration.id.in_(
+            select(Instance.auth_integration_id)
+            .join(InstanceSubnet, InstanceSubnet.instance_id == Instance.id)
+            .where(InstanceSubnet.site_id == site_id, Instance.strategy == "oauth2")
+        )
+    )
+    for integration_type in set(session.scalars(providers)):
+        found.update((host.hostname, GARDEN_AUTH) for host in presets.hosts_for(integration_type))
+    return [GardenName(hostname, kind) for hostname, kind in sorted(found)]
 
 
 def resolved(runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime) -> list[GardenName]:
