@@ -9,6 +9,8 @@ command -v pdftoppm >/dev/null || need+=(poppler-utils)
 # The gateway tests drive real nftables in network namespaces they create.
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
+# The walled-garden tests answer test names with dnsmasq (wildcards through its --nftset).
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 # The browser tests (tests/e2e) drive Debian's Chromium and start oidc-provider with Node.js.
 command -v chromium >/dev/null || need+=(chromium)
 command -v npm >/dev/null || need+=(nodejs npm)

@@ -1,8 +1,10 @@
 """The outbound-destination policy: where a connection that a tenant's settings aim may go.
 
 Every outbound call whose destination a tenant controls goes through one `OutboundPolicy`:
-today the RouterOS REST API of a site's gateway (`gateway.host`) and the webhooks of
-notification groups (`webhooks[i].url`); tomorrow anything else (an OpenID issuer of the
+today the RouterOS REST API of a site's gateway (`gateway.host`), the webhooks of
+notification groups (`webhooks[i].url`) and the addresses walled-garden host names resolve to
+(purpose `walled-garden`: guests, not guestgate, connect to them, but a tenant must not open the
+controller's own networks to unauthenticated guests by naming them); tomorrow anything else (an OpenID issuer of the
 tenant's own) by naming a new `Purpose`. The deployment's own destinations (the JWKS URL,
 the SMTP server, the identity providers' discovery documents) are settings, not tenant input,
 and do not pass through it.
@@ -50,7 +52,8 @@ import httpx2
 from guestgate import networks
 from guestgate.errors import ParameterInvalid, ParameterMissing
 
-Purpose = Literal["gateway", "webhook"]
+# `walled-garden`: the addresses a tenant's walled-garden host names resolve to, before guests may reach them.
+Purpose = Literal["gateway", "webhook", "walled-garden"]
 # (host, port) -> every address the name resolves to, as text; raises OSError (socket.gaierror).
 Resolver = Callable[[str, int], list[str]]
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from guestgate.gateways.bus import AgentBus
     from guestgate.gateways.policy import GatewayRules
     from guestgate.gateways.registry import GatewayPool
+    from guestgate.walled_garden.resolver import GardenResolver
 
 
 _POOL_LOCK = threading.Lock()
@@ -46,6 +47,18 @@ class Runtime:
     # reconciler; built on first use so processes that never touch a gateway never load drivers.
     _gateways: GatewayPool | None = field(default=None, repr=False)
     _bus: AgentBus | None = field(default=None, repr=False)
+    _garden_resolver: GardenResolver | None = field(default=None, repr=False)
+
+    @property
+    def garden_resolver(self) -> GardenResolver:
+        """Resolves walled-garden host names with their TTL (one cache per process)."""
+        if self._garden_resolver is None:
+            from guestgate.walled_garden.resolver import GardenResolver
+
+            with _POOL_LOCK:
+                if self._garden_resolver is None:
+                    self._garden_resolver = GardenResolver(self.outbound)
+        return self._garden_resolver
 
     @property
     def gateways(self) -> GatewayPool:

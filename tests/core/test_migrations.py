@@ -124,3 +124,63 @@ def test_migration_0006_removes_typed_codes_from_the_audit_log_and_nothing_else(
         command.downgrade(config, "0005")
     upgrade(empty_engine)
     assert _differences(empty_engine) == []
+
+
+def _garden_rows(engine: Engine) -> list[tuple[object, object]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT ip_address, hostname FROM walled_garden_entries ORDER BY name")).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def test_migration_0009_adds_hostname_entries_and_keeps_exactly_one_of_the_two(empty_engine: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    config = alembic_config(empty_engine.url.render_as_string(hide_password=False))
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0006")
+    site = "11111111-1111-4111-8111-111111111111"
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO orgs (id, created_at) VALUES ('o', CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO sites (id, org_id, name, subnets, gateway_driver, gateway_config, gateway_status, "
+                "created_at) VALUES (:id, 'o', 'HQ', '[]', 'none', '{}', 'ok', CURRENT_TIMESTAMP)"
+            ),
+            {"id": site},
+        )
+    insert = text(
+        "INSERT INTO walled_garden_entries (id, org_id, site_id, name, type, ip_address, created_at) "
+        "VALUES (:id, 'o', :site, :name, 'captive-auth', :ip, CURRENT_TIMESTAMP)"
+    )
+    with empty_engine.begin() as conn:
+        conn.execute(insert, {"id": "a0000000-0000-4000-8000-000000000001", "site": site, "name": "a", "ip": "192.0.2.1/32"})
+    upgrade(empty_engine)
+    assert _differences(empty_engine) == []
+    named = text(
+        "INSERT INTO walled_garden_entries (id, org_id, site_id, name, type, ip_address, hostname, created_at) "
+        "VALUES (:id, 'o', :site, :name, 'captive-auth', :ip, :host, CURRENT_TIMESTAMP)"
+    )
+    with empty_engine.begin() as conn:
+        conn.execute(
+            named,
+            {"id": "a0000000-0000-4000-8000-000000000002", "site": site, "name": "b", "ip": None, "host": "idp.test"},
+        )
+    assert _garden_rows(empty_engine) == [("192.0.2.1/32", None), (None, "idp.test")]
+    for ip, host in ((None, None), ("192.0.2.9/32", "both.test")):
+        with pytest.raises(IntegrityError), empty_engine.begin() as conn:
+            conn.execute(
+                named,
+                {"id": "a0000000-0000-4000-8000-000000000003", "site": site, "name": "c", "ip": ip, "host": host},
+            )
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+    assert [row[0] for row in _garden_rows_ip_only(empty_engine)] == ["192.0.2.1/32"]
+    upgrade(empty_engine)
+    assert _differences(empty_engine) == []
+
+
+def _garden_rows_ip_only(engine: Engine) -> list[tuple[object]]:
+    with engine.connect() as conn:
+        return [(row[0],) for row in conn.execute(text("SELECT ip_address FROM walled_garden_entries")).all()]

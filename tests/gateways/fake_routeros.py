@@ -8,6 +8,13 @@ answers 404; PATCH sets, DELETE removes. An entry with a `timeout` is dynamic: i
 the timeout runs out (on the fake's clock) and on `reboot()`, which also gives every remaining
 entry a new `.id` and drops open connections. `/rest/system/resource` answers like a CHR.
 
+Walled-garden host names, as RouterOS documents them: an IPv4 address-list entry's `address` may
+be a DNS name (6.36+); the router resolves it (here: through `dns`, name -> addresses, set by
+the test) and adds a dynamic entry per address to the same list. `/rest/ip/dns/static` holds
+static DNS entries (v7): `type=FWD` needs `forward-to`; with `address-list=` every address the
+router answers for `name` (and, with `match-subdomain=yes`, for names below it) joins that list
+as a dynamic entry; `answer(name)` stands for a guest's query through the router's DNS.
+
 A single IPv6 address is printed with its `/128`, so a client cannot rely on the string it sent.
 Every request is counted (`requests`), as are TLS connections (`connections`).
 """
@@ -35,6 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 MENUS = ("ip/firewall/address-list", "ipv6/firewall/address-list")
+DNS_STATIC = "ip/dns/static"
+_HOSTNAME = re.compile(r"(?=.*[a-z])[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})+")
 DUPLICATE = "failure: already have such entry"
 _UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
@@ -162,6 +171,9 @@ class FakeRouterOS:
         self.password = password
         self.clock = FakeClock()
         self.lists: dict[str, dict[str, dict[str, Any]]] = {menu: {} for menu in MENUS}
+        self.dns_static: dict[str, dict[str, str]] = {}
+        # What the router's resolver answers: name -> IPv4 addresses (set by the test).
+        self.dns: dict[str, list[str]] = {}
         self.requests: list[tuple[str, str]] = []
         self.connections = 0
         self.failures: list[int] = []
@@ -244,6 +256,8 @@ class FakeRouterOS:
                 }
             menu, _, entry_id = path.partition("/*")
             entry_id = "*" + entry_id if entry_id else ""
+            if menu == DNS_STATIC:
+                return self._dns_static(method, entry_id, query, body)
             if menu not in self.lists:
                 return 400, {"error": 400, "message": "Bad Request", "detail": "no such command or directory"}
             entries = self.lists[menu]
@@ -265,6 +279,61 @@ class FakeRouterOS:
                 return self._patch(menu, entry, body)
             return 400, {"error": 400, "message": "Bad Request", "detail": "no such command"}
 
+    def answer(self, name: str) -> list[str]:
+        """A guest's query for `name` through the router's DNS: FWD entries' address lists fill up."""
+        with self._lock:
+            found = list(self.dns.get(name, []))
+            for entry in self.dns_static.values():
+                domain = entry["name"]
+                matches = name == domain or (
+                    entry.get("match-subdomain") == "yes" and name.endswith("." + domain)
+                )
+                if entry.get("type") == "FWD" and matches and entry.get("address-list"):
+                    for address in found:
+                        self._add_dynamic(MENUS[0], entry["address-list"], address)
+            return found
+
+    def dns_entries(self) -> list[dict[str, str]]:
+        """The static DNS entries, as printed."""
+        with self._lock:
+            return [dict(e) for e in self.dns_static.values()]
+
+    def _dns_static(self, method: str, entry_id: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if not entry_id:
+            if method == "GET":
+                wanted = query.get(".proplist")
+                filters = {k: v for k, v in query.items() if not k.startswith(".")}
+                shown = [
+                    {k: v for k, v in e.items() if not wanted or k in wanted.split(",")}
+                    for e in self.dns_static.values()
+                    if all(e.get(k) == v for k, v in filters.items())
+                ]
+                return 200, shown
+            if method == "PUT":
+                problem = _invalid_dns(body)
+                if problem:
+                    return 400, {"error": 400, "message": "Bad Request", "detail": problem}
+                entry = {".id": self._new_id(), **body, "disabled": "false", "dynamic": "false"}
+                entry.setdefault("match-subdomain", "no")
+                self.dns_static[entry[".id"]] = entry
+                return 200, dict(entry)
+            return 400, {"error": 400, "message": "Bad Request", "detail": "no such command"}
+        if entry_id not in self.dns_static:
+            return 404, {"error": 404, "message": "Not Found"}
+        if method == "DELETE":
+            del self.dns_static[entry_id]
+            return 204, None
+        if method == "GET":
+            return 200, dict(self.dns_static[entry_id])
+        return 400, {"error": 400, "message": "Bad Request", "detail": "no such command"}
+
+    def _add_dynamic(self, menu: str, list_name: str, address: str) -> None:
+        stored = _stored_address(address)
+        if any(e["list"] == list_name and e["address"] == stored for e in self.lists[menu].values()):
+            return
+        entry = self._add(menu, {"list": list_name, "address": stored})
+        entry["_dynamic"] = True
+
     def _print(self, entries: dict[str, dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
         shown = []
         wanted = query.get(".proplist")
@@ -285,7 +354,12 @@ class FakeRouterOS:
         for entry in self.lists[menu].values():
             if entry["list"] == body["list"] and entry["address"] == address:
                 return 400, {"error": 400, "message": "Bad Request", "detail": DUPLICATE}
-        return 200, self._show(self._add(menu, body))
+        added = self._add(menu, body)
+        if _HOSTNAME.fullmatch(address):
+            # The router resolves the name and lists each address as a dynamic entry.
+            for resolved in self.dns.get(address, []):
+                self._add_dynamic(menu, body["list"], resolved)
+        return 200, self._show(added)
 
     def _patch(self, menu: str, entry: dict[str, Any], body: Any) -> tuple[int, Any]:
         problem = self._invalid(body, creating=False)
@@ -312,7 +386,8 @@ class FakeRouterOS:
             try:
                 ipaddress.ip_network(body["address"], strict=False)
             except ValueError:
-                return "invalid value for argument address"
+                if not _HOSTNAME.fullmatch(body["address"].strip().lower()):
+                    return "invalid value for argument address"
         if "timeout" in body:
             try:
                 read_duration(body["timeout"])
@@ -336,7 +411,7 @@ class FakeRouterOS:
 
     def _show(self, entry: dict[str, Any]) -> dict[str, Any]:
         view = {k: v for k, v in entry.items() if not k.startswith("_")}
-        view["dynamic"] = "true" if entry["_deadline"] is not None else "false"
+        view["dynamic"] = "true" if entry["_deadline"] is not None or entry.get("_dynamic") else "false"
         if entry["_deadline"] is not None:
             view["timeout"] = routeros_duration(entry["_deadline"] - self.clock())
         return view
@@ -366,7 +441,21 @@ class FakeRouterOS:
             self._open.add(sock)
 
 
+def _invalid_dns(body: Any) -> str | None:
+    if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+        return "expected a JSON object of strings"
+    if "name" not in body and "regexp" not in body:
+        return "missing value(s) of argument(s) name"
+    if body.get("type", "A") == "FWD" and not body.get("forward-to"):
+        return "missing value(s) of argument(s) forward-to"
+    if body.get("match-subdomain", "no") not in ("yes", "no"):
+        return "invalid value for argument match-subdomain"
+    return None
+
+
 def _stored_address(text: str) -> str:
+    if _HOSTNAME.fullmatch(text.strip().lower()):
+        return text.strip().lower()
     network = ipaddress.ip_network(text.strip(), strict=False)
     if network.version == 4 and network.prefixlen == 32:
         return str(network.network_address)

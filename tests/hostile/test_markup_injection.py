@@ -87,6 +87,7 @@ VALIDATED = {
     "CouponSchedule.time_of_day",
     "CouponSchedule.timezone",
     "WalledGardenEntry.ip_address",
+    "WalledGardenEntry.hostname",
     "WalledGardenEntry.type",
     "Site.subnets[]",
     "Site.gateway.driver",

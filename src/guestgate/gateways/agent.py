@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from guestgate.config import Settings
 from guestgate.gateways.base import (
     GardenEntry,
+    GardenName,
     Gateway,
     GatewayHealth,
     GatewayUnreachable,
@@ -45,6 +46,7 @@ from guestgate.gateways.base import (
     normalize_ip,
     remaining_seconds,
 )
+from guestgate.gateways.nftables import LEGACY_TABLE, dnsmasq_config
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
 from guestgate.walled_garden.models import WalledGardenEntry
@@ -175,7 +177,9 @@ class AgentGateway(Gateway):
         until = default_now(None) + timedelta(seconds=max(1, seconds))
         self.feed.open_window(self.site_id, ip, until)
 
-    def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
+    def replace_walled_garden(
+        self, entries: Sequence[GardenEntry | tuple[str, str | None]], names: Sequence[GardenName] = ()
+    ) -> None:
         """Wake the agent: the walled garden is read from the database when it pulls."""
         self.feed.bump(self.site_id)
 
@@ -193,6 +197,7 @@ class AgentGateway(Gateway):
         walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
         *,
         now: datetime,
+        names: Sequence[GardenName] = (),
     ) -> SyncResult:
         """Wake the agent, which syncs itself."""
         self.feed.bump(self.site_id)
@@ -210,6 +215,7 @@ class AgentState:
     walled_garden: list[GardenEntry]
     auth_windows: dict[str, datetime]
     pending: list[str]
+    walled_garden_names: list[GardenName] = field(default_factory=list)
 
     def document(self, *, now: datetime) -> dict[str, Any]:
         """The JSON body an agent receives (times as seconds left, so clocks need not agree)."""
@@ -229,6 +235,23 @@ class AgentState:
                 for g in self.guests
             ],
             "walled_garden": [{"ip_address": e.cidr, "type": e.type} for e in self.walled_garden],
+            # Exact names with the addresses the controller resolved (seconds left: TTL + margin),
+            # and wildcards, which the gateway's dnsmasq resolves (`dnsmasq_config`).
+            "walled_garden_names": [
+                {
+                    "hostname": n.hostname,
+                    "type": n.type,
+                    "addresses": [
+                        {"ip": a, "seconds_remaining": remaining_seconds(u, now=now)}
+                        for a, u in n.addresses
+                        if u > now
+                    ],
+                }
+                for n in self.walled_garden_names
+            ],
+            "dnsmasq_config": dnsmasq_config(
+                str(self.gateway.get("table") or LEGACY_TABLE), self.walled_garden_names
+            ),
             "auth_windows": [
                 {"ip": ip, "seconds_remaining": remaining_seconds(until, now=now)}
                 for ip, until in sorted(self.auth_windows.items())
@@ -237,7 +260,13 @@ class AgentState:
 
 
 def desired_state(
-    site: Site, *, feed: AgentFeed, default_portal_port: int, now: datetime, session: Session
+    site: Site,
+    *,
+    feed: AgentFeed,
+    default_portal_port: int,
+    now: datetime,
+    session: Session,
+    names: Sequence[GardenName] = (),
 ) -> AgentState:
     """The state the site's agent must apply at `now`, read from the database and the feed."""
     rows = session.execute(
@@ -257,6 +286,7 @@ def desired_state(
     garden = sorted(
         GardenEntry(e.ip_address, e.type)
         for e in session.scalars(select(WalledGardenEntry).where(WalledGardenEntry.site_id == site.id))
+        if e.ip_address is not None
     )
     config = dict(site.gateway_config or {})
     gateway = {name: config.get(name) for name in GATEWAY_FIELDS}
@@ -267,6 +297,7 @@ def desired_state(
         "guests": [[g.session_id, normalize_ip(g.ip), g.mac, _iso(g.until)] for g in chosen],
         "garden": [[e.cidr, e.type] for e in garden],
         "windows": sorted([ip, _iso(until)] for ip, until in windows.items()),
+        "names": [[n.hostname, n.type, [[a, _iso(u)] for a, u in n.addresses]] for n in names],
     }
     version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
     return AgentState(
@@ -277,6 +308,7 @@ def desired_state(
         walled_garden=garden,
         auth_windows=windows,
         pending=pending,
+        walled_garden_names=list(names),
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,14 @@ import structlog
 
 from guestgate.db import utcnow
 from guestgate.gateways.agent_routes import DEFAULT_WAIT_SECONDS, ERROR_HEADER
-from guestgate.gateways.base import GardenEntry, Gateway, GatewayError, GatewayMisconfigured, GuestAccess
+from guestgate.gateways.base import (
+    GardenEntry,
+    GardenName,
+    Gateway,
+    GatewayError,
+    GatewayMisconfigured,
+    GuestAccess,
+)
 from guestgate.gateways.nftables import LEGACY_TABLE, NftablesGateway
 
 log = structlog.get_logger(__name__)
@@ -65,6 +72,7 @@ class LocalState:
     guests: list[GuestAccess]
     walled_garden: list[GardenEntry]
     auth_windows: dict[str, datetime]
+    walled_garden_names: list[GardenName] = field(default_factory=list)
 
 
 GatewayFactory = Callable[[AgentOptions, dict[str, Any]], Gateway]
@@ -136,7 +144,7 @@ class Agent:
         now = self.clock()
         try:
             gateway = self._gateway_for(state.gateway)
-            gateway.sync(state.guests, state.walled_garden, now=now)
+            gateway.sync(state.guests, state.walled_garden, now=now, names=state.walled_garden_names)
             for ip, until in state.auth_windows.items():
                 seconds = int((until - now).total_seconds())
                 if seconds > 0:
@@ -227,6 +235,17 @@ def _local_state(document: dict[str, Any], *, received: datetime) -> LocalState:
             for g in document.get("guests", [])
         ]
         garden = [GardenEntry(str(e["ip_address"]), e.get("type")) for e in document.get("walled_garden", [])]
+        names = [
+            GardenName(
+                str(n["hostname"]),
+                n.get("type"),
+                tuple(
+                    (str(a["ip"]), received + timedelta(seconds=int(a["seconds_remaining"])))
+                    for a in n.get("addresses", [])
+                ),
+            )
+            for n in document.get("walled_garden_names", [])
+        ]
         windows = {
             str(w["ip"]): received + timedelta(seconds=int(w["seconds_remaining"]))
             for w in document.get("auth_windows", [])
@@ -237,6 +256,7 @@ def _local_state(document: dict[str, Any], *, received: datetime) -> LocalState:
             guests=guests,
             walled_garden=garden,
             auth_windows=windows,
+            walled_garden_names=names,
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"the controller sent a state the agent cannot read: {exc!r}") from exc

@@ -77,6 +77,24 @@ class GardenEntry(NamedTuple):
 
 
 @dataclass(frozen=True)
+class GardenName:
+    """A walled-garden host name (exact, or a `*.` wildcard) and its type.
+
+    `addresses` are what guestgate resolved for an exact name, each with until when the gateway
+    may hold it (drivers that resolve names themselves, like RouterOS, ignore them).
+    """
+
+    hostname: str
+    type: str | None
+    addresses: tuple[tuple[str, datetime], ...] = ()
+
+    @property
+    def wildcard(self) -> bool:
+        """Whether the name is a `*.` wildcard."""
+        return self.hostname.startswith("*.")
+
+
+@dataclass(frozen=True)
 class GatewayHealth:
     """A gateway that answered: `ok`, or `not_enforcing` for the none driver."""
 
@@ -123,8 +141,10 @@ class Gateway(ABC):
         """Let `ip` reach the captive-auth walled garden for `seconds`."""
 
     @abstractmethod
-    def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
-        """Make the walled-garden sets hold exactly `entries`."""
+    def replace_walled_garden(
+        self, entries: Sequence[GardenEntry | tuple[str, str | None]], names: Sequence[GardenName] = ()
+    ) -> None:
+        """Make the walled-garden sets hold exactly `entries` and `names`."""
 
     @abstractmethod
     def list_allowed(self) -> list[HeldGuest]:
@@ -143,10 +163,11 @@ class Gateway(ABC):
         walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
         *,
         now: datetime,
+        names: Sequence[GardenName] = (),
     ) -> SyncResult:
-        """Make the gateway hold exactly `desired_guests` and `walled_garden`, in as few calls as it can."""
+        """Make the gateway hold exactly `desired_guests`, `walled_garden` and `names`, in as few calls as it can."""
         plan = plan_sync(self.list_allowed(), desired_guests, now=now)
-        self.replace_walled_garden(walled_garden)
+        self.replace_walled_garden(walled_garden, names)
         for held in plan.remove:
             self.revoke(held.session_id, held.ip)
         for guest in plan.add:

@@ -12,6 +12,12 @@ interfaces and namespaces, is the deployment's (`GUESTGATE_NFTABLES_ALLOW`, chec
             auth_window4/6  guests in their OAuth auth window (flags timeout)
             garden4/6       captive-portal destinations, open to everyone (flags interval)
             auth_garden4/6  captive-auth destinations, open to guests in their auth window (flags interval)
+            name_garden4/6, name_auth_garden4/6
+                            the addresses guestgate resolved for exact host-name entries (flags
+                            timeout: each element lapses at its DNS TTL + a margin unless refreshed)
+            dns_garden4/6, dns_auth_garden4/6
+                            the addresses the gateway's dnsmasq answered for wildcard entries
+                            (`nftset=`, see `dnsmasq_config`; flags timeout, 1h after the answer)
     chains  gg_prerouting   nat hook: tcp/80 from the guest interface -> gg_redirect
             gg_redirect     allowed guests, walled garden and auth window return; the rest is
                             sent to the portal (dnat to portal_address:port, or redirect to the
@@ -42,7 +48,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from guestgate.gateways.base import (
+    DRIFT_TOLERANCE,
+    GARDEN_ALWAYS,
     GardenEntry,
+    GardenName,
     Gateway,
     GatewayHealth,
     GatewayMisconfigured,
@@ -70,6 +79,7 @@ NFT_TIMEOUT_SECONDS = 30.0
 _IFACE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DOMAIN = re.compile(r"[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})+")
 _SESSION = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _MISSING = "No such file or directory"
 
@@ -77,6 +87,13 @@ ALLOWED = {4: "allowed4", 6: "allowed6"}
 AUTH_WINDOW = {4: "auth_window4", 6: "auth_window6"}
 GARDEN = {4: "garden4", 6: "garden6"}
 AUTH_GARDEN = {4: "auth_garden4", 6: "auth_garden6"}
+NAME_GARDEN = {4: "name_garden4", 6: "name_garden6"}
+NAME_AUTH_GARDEN = {4: "name_auth_garden4", 6: "name_auth_garden6"}
+DNS_GARDEN = {4: "dns_garden4", 6: "dns_garden6"}
+DNS_AUTH_GARDEN = {4: "dns_auth_garden4", 6: "dns_auth_garden6"}
+# How long an address dnsmasq answered for a wildcard stays open after the answer (dnsmasq
+# adds elements without a timeout of their own, so the set's default applies).
+DNS_SET_TIMEOUT = "1h"
 _ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 _MATCH = {4: "ip", 6: "ip6"}
 
@@ -162,13 +179,17 @@ class NftablesGateway(Gateway):
         name = AUTH_WINDOW[_family(key)]
         self._run_batch(self._upsert(name, key, max(1, seconds), None), repair=True)
 
-    def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
-        """Flush and refill the four walled-garden sets in one transaction."""
+    def replace_walled_garden(
+        self, entries: Sequence[GardenEntry | tuple[str, str | None]], names: Sequence[GardenName] = ()
+    ) -> None:
+        """Flush and refill the address and host-name walled-garden sets in one transaction."""
         always, auth = split_garden(entries)
         lines: list[str] = []
         for sets, values in ((GARDEN, always), (AUTH_GARDEN, auth)):
             for family, name in sets.items():
                 lines.extend(self._refill(name, [v for v in values if _family(v) == family]))
+        for name, wanted in name_elements(names, now=default_now(None)).items():
+            lines.extend(self._refill(name, [f"{a} timeout {s}s" for a, s in sorted(wanted.items())]))
         self._run_batch(lines, repair=True)
 
     def list_allowed(self) -> list[HeldGuest]:
@@ -196,6 +217,7 @@ class NftablesGateway(Gateway):
         walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
         *,
         now: datetime,
+        names: Sequence[GardenName] = (),
     ) -> SyncResult:
         """Read the table once, then write the difference (or the whole table, if it is damaged) in one call."""
         state = self._read()
@@ -203,7 +225,7 @@ class NftablesGateway(Gateway):
         plan = plan_sync(ours, desired_guests, now=now, foreign=[e.value for e in foreign])
         result = SyncResult(added=len(plan.add), removed=len(plan.remove), updated=len(plan.update))
         if state is None or not self._intact(state):
-            self._apply(desired_guests, walled_garden, now=now, previous=state)
+            self._apply(desired_guests, walled_garden, now=now, previous=state, names=names)
             return result
         lines: list[str] = []
         for held in plan.remove:
@@ -211,6 +233,7 @@ class NftablesGateway(Gateway):
         for guest in [*plan.add, *(g for _, g in plan.update)]:
             lines.extend(self._upsert_guest(guest, now=now))
         lines.extend(self._garden_changes(state, walled_garden))
+        lines.extend(self._name_changes(state, names, now=now))
         if lines:
             self._run_batch(lines)
         return result
@@ -223,13 +246,15 @@ class NftablesGateway(Gateway):
         guests: Sequence[GuestAccess] | None = None,
         walled_garden: Sequence[GardenEntry | tuple[str, str | None]] | None = None,
         now: datetime | None = None,
+        names: Sequence[GardenName] | None = None,
     ) -> None:
         """Install or repair the whole table in one transaction (`guestgate gateway apply`, server start).
 
-        Guests and walled garden default to what the table holds now, so a repair keeps them; auth
-        windows and elements guestgate did not create are always kept.
+        Guests, walled garden and resolved names default to what the table holds now, so a repair
+        keeps them; auth windows, dnsmasq's answers and elements guestgate did not create are
+        always kept.
         """
-        self._apply(guests, walled_garden, now=default_now(now), previous=self._read())
+        self._apply(guests, walled_garden, now=default_now(now), previous=self._read(), names=names)
 
     def _apply(
         self,
@@ -238,6 +263,7 @@ class NftablesGateway(Gateway):
         *,
         now: datetime,
         previous: _TableState | None,
+        names: Sequence[GardenName] | None = None,
     ) -> None:
         elements: dict[str, list[str]] = {}
         if guests is None:
@@ -253,8 +279,14 @@ class NftablesGateway(Gateway):
                 if key not in taken:
                     elements.setdefault(ALLOWED[_family(key)], []).append(_guest_element(guest, now=now))
         if previous is not None:
-            for name in AUTH_WINDOW.values():
+            for name in [*AUTH_WINDOW.values(), *DNS_GARDEN.values(), *DNS_AUTH_GARDEN.values()]:
                 elements[name] = [_render_element(e) for e in previous.elements(name)]
+        if names is None:
+            for name in [*NAME_GARDEN.values(), *NAME_AUTH_GARDEN.values()]:
+                elements[name] = [_render_element(e) for e in previous.elements(name)] if previous else []
+        else:
+            for name, wanted in name_elements(names, now=now).items():
+                elements[name] = [f"{a} timeout {s}s" for a, s in sorted(wanted.items())]
         if walled_garden is None:
             for sets in (GARDEN, AUTH_GARDEN):
                 for name in sets.values():
@@ -278,6 +310,8 @@ class NftablesGateway(Gateway):
             out.append(f"\tset {name} {{")
             out.append(f"\t\ttype {addr_type}")
             out.append(f"\t\tflags {','.join(flags)}")
+            if name in DNS_GARDEN.values() or name in DNS_AUTH_GARDEN.values():
+                out.append(f"\t\ttimeout {DNS_SET_TIMEOUT}")
             items = elements.get(name) or []
             if items:
                 out.append(f"\t\telements = {{ {', '.join(items)} }}")
@@ -304,6 +338,8 @@ class NftablesGateway(Gateway):
             found.append((AUTH_WINDOW[family], _ADDR_TYPE[family], ("timeout",)))
             found.append((GARDEN[family], _ADDR_TYPE[family], ("interval",)))
             found.append((AUTH_GARDEN[family], _ADDR_TYPE[family], ("interval",)))
+            for sets in (NAME_GARDEN, NAME_AUTH_GARDEN, DNS_GARDEN, DNS_AUTH_GARDEN):
+                found.append((sets[family], _ADDR_TYPE[family], ("timeout",)))
         return found
 
     def _chains(self) -> list[tuple[str, str | None, list[str]]]:
@@ -313,6 +349,9 @@ class NftablesGateway(Gateway):
             m = _MATCH[family]
             opens.append(f"{m} daddr @{GARDEN[family]}")
             opens.append(f"{m} saddr @{AUTH_WINDOW[family]} {m} daddr @{AUTH_GARDEN[family]}")
+            for always, auth in ((NAME_GARDEN, NAME_AUTH_GARDEN), (DNS_GARDEN, DNS_AUTH_GARDEN)):
+                opens.append(f"{m} daddr @{always[family]}")
+                opens.append(f"{m} saddr @{AUTH_WINDOW[family]} {m} daddr @{auth[family]}")
         allowed = [f"{_MATCH[f]} saddr @{ALLOWED[f]}" for f in (4, 6)]
         redirect = [*(f"{m} return" for m in allowed), *(f"{m} return" for m in opens), self._redirect_rule()]
         guest = [
@@ -350,7 +389,7 @@ class NftablesGateway(Gateway):
         return f"meta nfproto ipv4 tcp dport 80 dnat ip to {self.portal_address}:{self.portal_port}"
 
     def _fingerprint(self) -> str:
-        settings = f"{self.interface}|{self.portal_address}|{self.portal_port}|{self.table}|v1"
+        settings = f"{self.interface}|{self.portal_address}|{self.portal_port}|{self.table}|v2"
         return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
     def _intact(self, state: _TableState) -> bool:
@@ -402,6 +441,18 @@ class NftablesGateway(Gateway):
                 have = _collapsed(e.value for e in state.elements(name))
                 if sorted(want) != sorted(have):
                     lines.extend(self._refill(name, want))
+        return lines
+
+    def _name_changes(self, state: _TableState, names: Sequence[GardenName], *, now: datetime) -> list[str]:
+        lines: list[str] = []
+        tolerance = DRIFT_TOLERANCE.total_seconds()
+        for name, wanted in name_elements(names, now=now).items():
+            have = {normalize_ip(e.value): e.expires for e in state.elements(name)}
+            stale = set(have) != set(wanted) or any(
+                have[a] is None or abs(int(have[a] or 0) - s) > tolerance for a, s in wanted.items()
+            )
+            if stale:
+                lines.extend(self._refill(name, [f"{a} timeout {s}s" for a, s in sorted(wanted.items())]))
         return lines
 
     def _held(self, state: _TableState) -> tuple[list[HeldGuest], list[_Element]]:
@@ -488,6 +539,46 @@ def _run_nft(command: list[str], *, stdin: str | None, netns: str | None) -> str
     if "Operation not permitted" in error or "Permission denied" in error:
         raise GatewayMisconfigured(f"nft needs CAP_NET_ADMIN: {_first_lines(error)}")
     raise GatewayRejected(f"nft refused the change: {_first_lines(error)}")
+
+
+def name_elements(names: Sequence[GardenName], *, now: datetime) -> dict[str, dict[str, int]]:
+    """The elements of the four host-name sets: address -> seconds left, for the exact names' addresses."""
+    sets: dict[str, dict[str, int]] = {
+        name: {} for name in [*NAME_GARDEN.values(), *NAME_AUTH_GARDEN.values()]
+    }
+    for entry in names:
+        if entry.wildcard:
+            continue
+        chosen = NAME_GARDEN if entry.type == GARDEN_ALWAYS else NAME_AUTH_GARDEN
+        for address, until in entry.addresses:
+            if until <= now:
+                continue
+            key = normalize_ip(address)
+            target = sets[chosen[_family(key)]]
+            target[key] = max(target.get(key, 0), remaining_seconds(until, now=now))
+    return sets
+
+
+def dnsmasq_config(table: str, names: Sequence[GardenName]) -> str:
+    """The dnsmasq configuration that adds the addresses of wildcard entries to the site's table.
+
+    One `nftset=/<domain>/4#inet#<table>#<set>,6#inet#<table>#<set6>` line per wildcard (dnsmasq
+    2.87 or later, built with nftset; `dnsmasq --version` lists it). dnsmasq matches the domain and
+    every name below it, so `*.example.com` also admits `example.com` itself. The guests must use
+    that dnsmasq as their DNS server (DHCP option 6), or nothing is added.
+    """
+    if not _TABLE.fullmatch(table):
+        raise GatewayMisconfigured(f"'{table}' is not a usable nft table name")
+    lines = [f"# guestgate walled garden of nft table inet {table}: wildcards through dnsmasq's nftset"]
+    for entry in sorted(names, key=lambda n: (n.hostname, n.type or "")):
+        if not entry.wildcard:
+            continue
+        domain = entry.hostname[2:]
+        if not _DOMAIN.fullmatch(domain):
+            raise GatewayRejected(f"'{entry.hostname}' cannot be written into a dnsmasq configuration")
+        chosen = DNS_GARDEN if entry.type == GARDEN_ALWAYS else DNS_AUTH_GARDEN
+        lines.append(f"nftset=/{domain}/4#inet#{table}#{chosen[4]},6#inet#{table}#{chosen[6]}")
+    return "\n".join(lines) + "\n"
 
 
 def table_name(site_id: str) -> str:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from guestgate.db import utcnow
 from guestgate.gateways.base import (
     GardenEntry,
+    GardenName,
     Gateway,
     GatewayHealth,
     GuestAccess,
@@ -39,6 +40,7 @@ class NoneGateway(Gateway):
     guests: dict[str, _Held] = field(default_factory=dict)
     auth_windows: dict[str, datetime] = field(default_factory=dict)
     garden_always: list[str] = field(default_factory=list)
+    garden_names: list[str] = field(default_factory=list)
     garden_auth: list[str] = field(default_factory=list)
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     # The table size that triggers the next sweep of expired entries (see `_forget_expired`).
@@ -66,10 +68,13 @@ class NoneGateway(Gateway):
             self._forget_expired()
         self.auth_windows[normalize_ip(ip)] = self.clock() + timedelta(seconds=seconds)
 
-    def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
-        """Record the walled garden."""
+    def replace_walled_garden(
+        self, entries: Sequence[GardenEntry | tuple[str, str | None]], names: Sequence[GardenName] = ()
+    ) -> None:
+        """Record the walled garden (its host names in `garden_names`)."""
         self._record("replace_walled_garden", (list(entries),))
         self.garden_always, self.garden_auth = split_garden(entries)
+        self.garden_names = [n.hostname for n in names]
 
     def list_allowed(self) -> list[HeldGuest]:
         """The recorded guests whose time has not run out by the driver's clock."""

@@ -15,6 +15,7 @@ guest's "activating" page after the gateway was unreachable at sign-in.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,9 +26,12 @@ import structlog
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
+from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.gateways import registry
 from guestgate.gateways.base import (
+    GARDEN_AUTH,
     GardenEntry,
+    GardenName,
     Gateway,
     GatewayError,
     GatewayMisconfigured,
@@ -35,9 +39,11 @@ from guestgate.gateways.base import (
     GuestAccess,
 )
 from guestgate.gateways.locks import gateway_lock
+from guestgate.instances.models import Instance, InstanceSubnet
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
+from guestgate.walled_garden import presets
 from guestgate.walled_garden.models import WalledGardenEntry
 
 log = structlog.get_logger(__name__)
@@ -72,8 +78,41 @@ class _SiteState:
     config: dict[str, Any]
     guests: list[GuestAccess]
     garden: list[GardenEntry]
+    names: list[GardenName]
     # Sessions not yet known to be enforced: once the push succeeds, they are.
     pending: list[str]
+
+
+def names_of(site_id: str, *, session: Session) -> list[GardenName]:
+    """The walled-garden host names of a site (without addresses), with its providers' presets."""
+    stmt = select(WalledGardenEntry.hostname, WalledGardenEntry.type).where(
+        WalledGardenEntry.site_id == site_id, WalledGardenEntry.hostname.is_not(None)
+    )
+    found = {(row[0], row[1] or GARDEN_AUTH) for row in session.execute(stmt) if row[0] is not None}
+    # The sign-in hosts of the site's oauth2 instances' providers, in the auth window.
+    providers = select(AuthIntegration.type).where(
+        AuthIntegration.id.in_(
+            select(Instance.auth_integration_id)
+            .join(InstanceSubnet, InstanceSubnet.instance_id == Instance.id)
+            .where(InstanceSubnet.site_id == site_id, Instance.strategy == "oauth2")
+        )
+    )
+    for integration_type in set(session.scalars(providers)):
+        found.update((host.hostname, GARDEN_AUTH) for host in presets.hosts_for(integration_type))
+    return [GardenName(hostname, kind) for hostname, kind in sorted(found)]
+
+
+def resolved(runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime) -> list[GardenName]:
+    """`names` with the addresses of exact names, for drivers that hold addresses (nftables, agent).
+
+    Blocking (DNS, bounded by the resolver's timeouts): call from a worker thread.
+    """
+    if driver not in ("nftables", "agent"):
+        return list(names)
+    resolver = runtime.garden_resolver
+    return [
+        n if n.wildcard else dataclasses.replace(n, addresses=resolver.addresses(n.hostname, now=now)) for n in names
+    ]
 
 
 def reconcile_site(
@@ -83,9 +122,10 @@ def reconcile_site(
     desired_guests: Sequence[GuestAccess],
     walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
     now: datetime,
+    names: Sequence[GardenName] = (),
 ) -> ReconcileResult:
     """Make `gateway` hold exactly the guests active at `now` and the walled garden; raises GatewayError."""
-    synced = gateway.sync(desired_guests, walled_garden, now=now)
+    synced = gateway.sync(desired_guests, walled_garden, now=now, names=names)
     result = ReconcileResult(added=synced.added, removed=synced.removed, updated=synced.updated)
     if result.added or result.removed or result.updated:
         log.info(
@@ -142,7 +182,12 @@ def _reconcile_one(
         try:
             gateway = pool.get(state.site)
             result = reconcile_site(
-                state.site, gateway, desired_guests=state.guests, walled_garden=state.garden, now=now
+                state.site,
+                gateway,
+                desired_guests=state.guests,
+                walled_garden=state.garden,
+                now=now,
+                names=resolved(runtime, state.driver, state.names, now=now),
             )
         except GatewayError as exc:
             log.warning("gateway.reconcile_failed", site_id=site.id, driver=state.driver, error=str(exc))
@@ -183,13 +228,16 @@ def _load(site: Site, *, runtime: Runtime, now: datetime) -> _SiteState:
             for entry in session.scalars(
                 select(WalledGardenEntry).where(WalledGardenEntry.site_id == site.id)
             )
+            if entry.ip_address is not None
         ]
+        names = names_of(site.id, session=session)
     return _SiteState(
         site=fresh,
         driver=fresh.gateway_driver,
         config=dict(fresh.gateway_config or {}),
         guests=[GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows],
         garden=garden,
+        names=names,
         pending=[r[0] for r in rows if r[4] is None],
     )
 

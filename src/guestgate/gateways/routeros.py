@@ -7,6 +7,14 @@ State on the router is firewall address lists (IPv4 under /ip, IPv6 under /ipv6)
     guestgate-walled-garden       captive-portal destinations, open to everyone
     guestgate-walled-garden-auth  captive-auth destinations, open to guests in their auth window
 
+Host-name entries of the walled garden are left to the router's own DNS: an exact name is an
+address-list entry whose `address` is the name (RouterOS resolves it and keeps dynamic entries
+of its addresses, refreshed as their TTL runs out: RouterOS 6.36 and later, all of v7; IPv4 lists
+only), and a `*.` wildcard is a `/ip/dns/static` entry `type=FWD`, `match-subdomain=yes`,
+`address-list=<list>`, `forward-to=<dns_forward_to>` (RouterOS v7.6 and later), so every
+address the router answers for the domain or a name below it joins the list. Guests must use the
+router as their DNS server for wildcards to work.
+
 The NAT and filter rules that use them come from `rsc.render_script`. RouterOS facts the code
 relies on: every value is a string; `.id`s (`*1A`) change across reboots, so entries are always
 looked up by list + address or by comment and never cached; an entry with a `timeout` is dynamic
@@ -42,7 +50,9 @@ import httpx2
 import structlog
 
 from guestgate.gateways.base import (
+    GARDEN_ALWAYS,
     GardenEntry,
+    GardenName,
     Gateway,
     GatewayHealth,
     GatewayMisconfigured,
@@ -71,7 +81,12 @@ AUTH_GARDEN_LIST = "guestgate-walled-garden-auth"
 GARDEN_COMMENT = "guestgate:walled-garden"
 AUTH_WINDOW_COMMENT = "guestgate:auth-window"
 MENUS = {4: "ip/firewall/address-list", 6: "ipv6/firewall/address-list"}
-_PROPLIST = ".id,list,address,timeout,comment"
+DNS_STATIC = "ip/dns/static"
+# Where the router forwards wildcard names (FWD entries need one); the site's `dns_forward_to`
+# setting overrides it.
+DEFAULT_DNS_FORWARD_TO = "8.8.8.8"
+_PROPLIST = ".id,list,address,timeout,comment,dynamic"
+_DNS_PROPLIST = ".id,name,type,address-list,match-subdomain,forward-to,comment"
 _DUPLICATE = "already have such entry"
 _DURATION_PART = re.compile(r"(\d+)(ms|w|d|h|m|s)")
 _CLOCK = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(\d+):(\d{2}):(\d{2})")
@@ -109,8 +124,12 @@ class RouterOSGateway(Gateway):
         retries: int = 3,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        dns_forward_to: str = DEFAULT_DNS_FORWARD_TO,
     ) -> None:
         self.host = host
+        self.dns_forward_to = dns_forward_to
+        # Static DNS entries are read on the first push, then only while wildcards exist.
+        self._dns_checked = False
         self.port = port
         self.retries = retries
         self.backoff = backoff
@@ -155,21 +174,61 @@ class RouterOSGateway(Gateway):
         """Add `ip` to guestgate-auth-window for `seconds`."""
         self._upsert(AUTH_WINDOW_LIST, ip, seconds=max(1, seconds), comment=AUTH_WINDOW_COMMENT)
 
-    def replace_walled_garden(self, entries: Sequence[GardenEntry | tuple[str, str | None]]) -> None:
-        """Make both walled-garden lists hold exactly `entries` (entries guestgate did not add stay)."""
+    def replace_walled_garden(
+        self, entries: Sequence[GardenEntry | tuple[str, str | None]], names: Sequence[GardenName] = ()
+    ) -> None:
+        """Make both walled-garden lists hold exactly `entries` and `names` (entries guestgate did not add stay)."""
         always, auth = split_garden(entries)
         for name, values in ((GARDEN_LIST, always), (AUTH_GARDEN_LIST, auth)):
+            exact = {n.hostname for n in names if not n.wildcard and _list_of(n) == name}
             for family, menu in MENUS.items():
                 want = {v for v in values if _family(v) == family}
                 have: set[str] = set()
+                have_names: set[str] = set()
                 for entry in self._get(menu, {"list": name}):
-                    address = normalize_ip(entry["address"])
-                    if address in want:
-                        have.add(address)
+                    if entry.get("dynamic") == "true":
+                        continue  # what RouterOS resolved for a name entry: it keeps those itself
+                    address = _address_or_name(entry["address"])
+                    if address in want or (family == 4 and address in exact):
+                        (have if address in want else have_names).add(address)
                     elif entry.get("comment") == GARDEN_COMMENT:
                         self._remove(family, entry[".id"])
                 for address in sorted(want - have):
                     self._upsert(name, address, seconds=None, comment=GARDEN_COMMENT)
+                if family == 4:
+                    for hostname in sorted(exact - have_names):
+                        body = {"list": name, "address": hostname, "comment": GARDEN_COMMENT}
+                        with contextlib.suppress(_Duplicate):
+                            self._request("PUT", menu, json=body)
+        self._replace_wildcards(names)
+
+    def _replace_wildcards(self, names: Sequence[GardenName]) -> None:
+        want = {(n.hostname[2:], _list_of(n)) for n in names if n.wildcard}
+        if not want and self._dns_checked:
+            return
+        have: set[tuple[str, str]] = set()
+        found = self._request("GET", DNS_STATIC, params={"comment": GARDEN_COMMENT, ".proplist": _DNS_PROPLIST})
+        for entry in found if isinstance(found, list) else []:
+            key = (str(entry.get("name", "")), str(entry.get("address-list", "")))
+            if key in want and entry.get("type") == "FWD" and entry.get("forward-to") == self.dns_forward_to:
+                have.add(key)
+            else:
+                with contextlib.suppress(_NotFound):
+                    self._request("DELETE", f"{DNS_STATIC}/{entry['.id']}")
+        for domain, list_name in sorted(want - have):
+            self._request(
+                "PUT",
+                DNS_STATIC,
+                json={
+                    "name": domain,
+                    "type": "FWD",
+                    "forward-to": self.dns_forward_to,
+                    "address-list": list_name,
+                    "match-subdomain": "yes",
+                    "comment": GARDEN_COMMENT,
+                },
+            )
+        self._dns_checked = not want
 
     def list_allowed(self) -> list[HeldGuest]:
         """The entries of guestgate-allowed tagged with a session, with the timeout they have left."""
@@ -192,6 +251,7 @@ class RouterOSGateway(Gateway):
         walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
         *,
         now: datetime,
+        names: Sequence[GardenName] = (),
     ) -> SyncResult:
         """Read each list once, then send only the changes (updates go straight to the `.id` just read).
 
@@ -219,7 +279,7 @@ class RouterOSGateway(Gateway):
                 self.allow(guest, now=current())
         for guest in plan.add:
             self.allow(guest, now=current())
-        self.replace_walled_garden(walled_garden)
+        self.replace_walled_garden(walled_garden, names)
         return SyncResult(added=len(plan.add), removed=len(plan.remove), updated=len(plan.update))
 
     # -- address-list entries --------------------------------------------------------------
@@ -431,6 +491,17 @@ def _detail(response: httpx2.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("detail") or body.get("message") or body)
     return str(body)[:200]
+
+
+def _list_of(name: GardenName) -> str:
+    return GARDEN_LIST if name.type == GARDEN_ALWAYS else AUTH_GARDEN_LIST
+
+
+def _address_or_name(value: str) -> str:
+    try:
+        return normalize_ip(value)
+    except ValueError:
+        return value.strip().lower().rstrip(".")
 
 
 def _family(value: str) -> int:

@@ -30,7 +30,7 @@ from guestgate.gateways.base import (
 from guestgate.gateways.locks import gateway_lock
 from guestgate.gateways.nftables import NftablesGateway, remove_table
 from guestgate.gateways.policy import LOCAL_DRIVER, LocalTable, local_table
-from guestgate.gateways.reconcile import ERROR_CHARS, mark_applied, status_of
+from guestgate.gateways.reconcile import ERROR_CHARS, mark_applied, names_of, resolved, status_of
 from guestgate.gateways.rsc import render_script
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
@@ -133,12 +133,14 @@ def push_walled_garden(runtime: Runtime, site_id: str) -> None:
         if site is None:
             return
         entries = garden_of(site_id, session=session)
+        names = names_of(site_id, session=session)
+    names = resolved(runtime, site.gateway_driver, names, now=utcnow())
     pool = runtime.gateways
     try:
         with gateway_lock(runtime, site) as held:
             if not held:
                 return  # the reconciler pushes it
-            pool.get(site).replace_walled_garden(entries)
+            pool.get(site).replace_walled_garden(entries, names)
     except GatewayError as exc:
         log.warning("gateway.walled_garden_failed", site_id=site_id, error=str(exc))
 
@@ -163,7 +165,7 @@ def garden_of(site_id: str, *, session: Session) -> list[GardenEntry]:
     stmt = select(WalledGardenEntry.ip_address, WalledGardenEntry.type).where(
         WalledGardenEntry.site_id == site_id
     )
-    return [GardenEntry(row[0], row[1]) for row in session.execute(stmt)]
+    return [GardenEntry(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
 
 
 def guests_of(site_id: str, *, now: datetime, session: Session) -> list[GuestAccess]:
@@ -195,6 +197,8 @@ def apply_table(runtime: Runtime, site_id: str, *, now: datetime) -> Applied:
             )
         guests = guests_of(site.id, now=now, session=session)
         garden = garden_of(site.id, session=session)
+        names = names_of(site.id, session=session)
+    names = resolved(runtime, site.gateway_driver, names, now=now)
     pool = runtime.gateways
     try:
         with gateway_lock(runtime, site) as held:
@@ -202,7 +206,7 @@ def apply_table(runtime: Runtime, site_id: str, *, now: datetime) -> Applied:
                 raise GatewayUnreachable("the database lock of the site's gateway could not be taken")
             gateway = pool.get(site)
             assert isinstance(gateway, NftablesGateway)
-            gateway.apply(guests=guests, walled_garden=garden, now=now)
+            gateway.apply(guests=guests, walled_garden=garden, now=now, names=names)
     except GatewayError as exc:
         _set_status(site.id, status_of(exc), str(exc), runtime=runtime, now=now)
         raise
@@ -293,8 +297,16 @@ def agent_state(runtime: Runtime, site: Site, *, now: datetime) -> AgentState:
     """The state an agent site's gateway must hold now."""
     pool = runtime.gateways
     with runtime.sessions() as session:
+        names = names_of(site.id, session=session)
+    names = resolved(runtime, "agent", names, now=now)
+    with runtime.sessions() as session:
         return desired_state(
-            site, feed=pool.agents, default_portal_port=pool.default_portal_port, now=now, session=session
+            site,
+            feed=pool.agents,
+            default_portal_port=pool.default_portal_port,
+            now=now,
+            session=session,
+            names=names,
         )
 
 

@@ -54,8 +54,9 @@ def create_entry(
     runtime: RuntimeDep,
     background: BackgroundTasks,
 ) -> WalledGardenEntry:
-    """Adds an IP address or subnet that guests of the site can reach before authenticating (at most
-    1000 entries a site)."""
+    """Adds an IP address or subnet, or **[extension]** a host name (`hostname`: an exact name or a
+    `*.` wildcard), that guests of the site can reach before authenticating (at most 1000 entries a
+    site, of which at most 100 host names)."""
     entry = service.create(site_id, body, org_id=who.org_id, now=utcnow(), session=session)
     # After the response: the site's whole walled garden, as committed, goes to its gateway.
     background.add_task(gateway_service.push_walled_garden, runtime, entry.site_id)
@@ -88,7 +89,8 @@ def update_entry(
     runtime: RuntimeDep,
     background: BackgroundTasks,
 ) -> WalledGardenEntry:
-    """Replaces a walled garden entry's name, address and type (an absent type means `captive-auth`)."""
+    """Replaces a walled garden entry's name, address or host name, and type (an absent type means
+    `captive-auth`)."""
     entry = service.replace(site_id, entry_id, body, org_id=who.org_id, session=session)
     background.add_task(gateway_service.push_walled_garden, runtime, entry.site_id)
     return service.to_out(entry)
