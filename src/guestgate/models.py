@@ -2,6 +2,7 @@
 
 from guestgate.audit.models import AuditEvent
 from guestgate.auth_integrations.models import AuthIntegration
+from guestgate.console.models import ConsoleSession, ConsoleUser, CouponPreset, Membership
 from guestgate.coupons.models import Coupon
 from guestgate.db import Base
 from guestgate.instances.models import Image, Instance, InstanceSubnet
@@ -16,13 +17,17 @@ __all__ = [
     "AuditEvent",
     "AuthIntegration",
     "Base",
+    "ConsoleSession",
+    "ConsoleUser",
     "Coupon",
+    "CouponPreset",
     "CouponSchedule",
     "Delivery",
     "DeliveryAttempt",
     "Image",
     "Instance",
     "InstanceSubnet",
+    "Membership",
     "NotificationGroup",
     "Org",
     "ScheduleRun",
