@@ -223,7 +223,13 @@ def presets_page(request: Request, who: Reader, session: SessionDep) -> Response
 
 
 def _presets(
-    request: Request, who: Reader, session: SessionDep, *, errors: dict[str, str], status: int
+    request: Request,
+    who: Reader,
+    session: SessionDep,
+    *,
+    errors: dict[str, str],
+    status: int,
+    values: dict[str, str] | None = None,
 ) -> Response:
     presets = service.list_presets(org_id=who.org_id, session=session)
     instances = instance_service.list_instances(org_id=who.org_id, page=_page(None), session=session).items
@@ -231,7 +237,7 @@ def _presets(
     return render(
         request,
         "presets.html",
-        {"presets": presets, "instances": coupon_instances, "errors": errors},
+        {"presets": presets, "instances": coupon_instances, "errors": errors, "values": values or {}},
         status=status,
     )
 
@@ -251,7 +257,7 @@ def create_preset(request: Request, who: Writer, session: SessionDep, form: Form
         )
     except ParameterInvalid as error:
         session.rollback()
-        return _presets(request, who, session, errors=field_errors(error), status=400)
+        return _presets(request, who, session, errors=field_errors(error), status=400, values=form)
     return redirect(f"{PREFIX}/presets")
 
 
