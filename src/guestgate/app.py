@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guestgate import docs, doctor, error_handlers, openapi, pages
+from guestgate.api_tokens import routes as api_token_routes
 from guestgate.audit import routes as audit_routes
 from guestgate.auth_integrations import routes as auth_integration_routes
 from guestgate.config import Settings, get_settings
@@ -54,6 +55,7 @@ OPERATOR_ROUTERS = (
     site_routes.router,
     notification_routes.router,
     audit_routes.router,
+    api_token_routes.router,
 )
 GUEST_PREFIX = "/guest"
 

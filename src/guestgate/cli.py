@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 app = App(help="guestgate: captive-portal control plane for guest Wi-Fi.", no_args_is_help=True)
-token_app = App(help="Operator API tokens: mint one, inspect one.", no_args_is_help=True)
+token_app = App(help="Operator API tokens: mint, list, revoke, inspect.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 org_app = App(help="Orgs (tenants): the `org` claim of operator tokens.", no_args_is_help=True)
 app.add_typer(org_app, name="org")
@@ -117,7 +117,9 @@ def serve(
     _warn_process_local_state(settings)
     runtime = Runtime.build(settings)
     structlog.get_logger("guestgate.cli").info(
-        "serve.listening", url=f"http://{_host_port(settings.host, settings.port)}", public_url=settings.public_url
+        "serve.listening",
+        url=f"http://{_host_port(settings.host, settings.port)}",
+        public_url=settings.public_url,
     )
     config = uvicorn.Config(
         create_app(runtime=runtime),
@@ -209,18 +211,26 @@ def token_create(
         typer.Option(
             metavar="DURATION",
             parser=lambda text: _duration(text, minimum=60),
-            help="Lifetime: seconds (3600) or 90m, 12h, 30d; at least 60 s; default 30d.",
+            help="Lifetime: seconds (3600) or 90m, 12h, 30d; 60 s to 365d; default 30d.",
             show_default=False,
         ),
     ] = 30 * 24 * 3600,
     sub: Annotated[str, typer.Option(help="Who the token is for (the `sub` claim).")] = "operator",
+    name: Annotated[
+        str | None, typer.Option(help="What the token is for, shown by `token list` (default: the --sub).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Print a signed operator token on stdout; say on stderr which data directory's key signed it.
 
-    A server accepts the token only if it verifies it with the same JWT secret: run this with the
-    server's data directory (--data-dir or GUESTGATE_DATA_DIR) or its GUESTGATE_JWT_SECRET.
+    The token is registered (its id is the `jti` claim), so `token list` shows it and `token
+    revoke` withdraws it. A server accepts the token only if it verifies it with the same JWT
+    secret and finds it in the same database: run this with the server's data directory
+    (--data-dir or GUESTGATE_DATA_DIR) or its GUESTGATE_JWT_SECRET and GUESTGATE_DATABASE_URL.
     """
+    from guestgate.api_tokens import service as token_service
+    from guestgate.db import utcnow
+    from guestgate.errors import GuestgateError
     from guestgate.orgs import service as org_service
 
     scopes = scope or [SCOPE_READ, SCOPE_WRITE]
@@ -230,6 +240,13 @@ def token_create(
         raise typer.Exit(startup.ExitCode.USAGE)
     if not org.strip() or len(org) > 128:
         typer.echo("--org must be 1 to 128 characters", err=True)
+        raise typer.Exit(startup.ExitCode.USAGE)
+    if ttl > token_service.MAX_TTL_SECONDS:
+        typer.echo("--ttl must be at most 365d", err=True)
+        raise typer.Exit(startup.ExitCode.USAGE)
+    label = (name if name is not None else sub).strip()
+    if not label or len(label) > token_service.MAX_NAME_CHARS:
+        typer.echo(f"--name must be 1 to {token_service.MAX_NAME_CHARS} characters", err=True)
         raise typer.Exit(startup.ExitCode.USAGE)
     settings = _settings(data_dir)
     if settings.jwt_secret is None:
@@ -246,12 +263,19 @@ def token_create(
             raise typer.Exit(startup.ExitCode.FAILED)
         org_service.ensure(org, session=session)
         session.commit()
-    token = mint_token(settings, org=org, subject=sub, scopes=scopes, ttl_seconds=ttl)
+        try:
+            row, token = token_service.mint(
+                org, label, scopes, ttl, "cli", settings=settings, session=session, now=utcnow(), subject=sub
+            )
+        except GuestgateError as exc:
+            typer.echo(f"guestgate: {exc.message}", err=True)
+            raise typer.Exit(startup.ExitCode.FAILED) from None
+        token_id = row.id
     if created:
         typer.echo(f"created org '{org}'", err=True)
     typer.echo(
         f"data directory {settings.data_dir.resolve()}; signed with the JWT secret of "
-        f"{settings.secret_source('jwt_secret')}",
+        f"{settings.secret_source('jwt_secret')}; token id {token_id} (`guestgate token revoke {token_id}`)",
         err=True,
     )
     if "jwt_secret" in settings.secrets_generated:
@@ -261,6 +285,69 @@ def token_create(
             err=True,
         )
     typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(
+    org: Annotated[str, typer.Option(help="The org (tenant) id.")],
+    limit: Annotated[
+        int, typer.Option(help="Show at most this many tokens, newest first.", min=1, max=1000)
+    ] = 100,
+    data_dir: DataDir = None,
+) -> None:
+    """List the org's registered tokens, newest first: id, name, scopes, expiry, state (never the token)."""
+    from guestgate.api_tokens import service as token_service
+    from guestgate.db import utcnow
+    from guestgate.pagination import PageRequest
+
+    now = utcnow()
+    with _session(_settings(data_dir)) as session:
+        page = token_service.list_tokens(org, page=PageRequest(limit=limit), session=session)
+    if not page.items:
+        typer.echo(f"no tokens registered for org '{org}'", err=True)
+        return
+    typer.echo(f"{'ID':<36}  {'STATE':<7}  {'EXPIRES (UTC)':<19}  {'CREATED BY':<10}  {'SCOPES':<40}  NAME")
+    for row in page.items:
+        state = "revoked" if row.revoked_at is not None else "expired" if row.expires_at <= now else "active"
+        expires = row.expires_at.strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(
+            f"{row.id:<36}  {state:<7}  {expires:<19}  {row.created_by:<10}  {row.scopes:<40}  {row.name}"
+        )
+    if page.next_cursor is not None:
+        typer.echo("... more (--limit, at most 1000)", err=True)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The token's id (its `jti`), as `token list` shows.")
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a registered token; servers refuse it within GUESTGATE_API_TOKEN_REVOCATION_SECONDS.
+
+    Revoking a revoked token changes nothing. Exits 1 if no token has this id.
+    """
+    from guestgate.api_tokens import service as token_service
+    from guestgate.db import utcnow
+
+    settings = _settings(data_dir)
+    with _session(settings) as session:
+        row = token_service.find(token_id, session=session)
+        if row is None:
+            typer.echo(
+                f"guestgate: no API token '{token_id}' in {startup.display_url(settings.resolved_database_url)}",
+                err=True,
+            )
+            raise typer.Exit(startup.ExitCode.FAILED)
+        already = row.revoked_at is not None
+        token_service.revoke(row.id, org_id=row.org_id, session=session, now=utcnow())
+        org, name = row.org_id, row.name
+    verb = "was already revoked" if already else "revoked"
+    typer.echo(
+        f"token {token_id} ('{name}', org '{org}') {verb}; servers refuse it within "
+        f"{settings.api_token_revocation_seconds:g} s"
+    )
 
 
 @token_app.command("inspect")
@@ -420,10 +507,13 @@ def gateway_script(
     site_id: Annotated[str, typer.Argument(help="The site (routeros driver).")],
     api_user: Annotated[
         str | None,
-        typer.Option(metavar="USER", help="RouterOS user guestgate logs in as (default: the site's username)."),
+        typer.Option(
+            metavar="USER", help="RouterOS user guestgate logs in as (default: the site's username)."
+        ),
     ] = None,
     controller_address: Annotated[
-        str | None, typer.Option(metavar="ADDRESS", help="Only this address (or CIDR) may log in as the API user.")
+        str | None,
+        typer.Option(metavar="ADDRESS", help="Only this address (or CIDR) may log in as the API user."),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -540,7 +630,9 @@ def agent(
             help="The site's agent key (`guestgate gateway agent-key`).",
         ),
     ],
-    netns: Annotated[str | None, typer.Option(metavar="NS", help="Network namespace to apply the rules in.")] = None,
+    netns: Annotated[
+        str | None, typer.Option(metavar="NS", help="Network namespace to apply the rules in.")
+    ] = None,
     interface: Annotated[
         str | None, typer.Option(metavar="IFACE", help="Guest interface (default: the site's setting).")
     ] = None,
@@ -551,7 +643,8 @@ def agent(
         ),
     ] = None,
     portal_port: Annotated[
-        int | None, typer.Option(metavar="PORT", help="The portal's port (default: the site's).", min=1, max=65535)
+        int | None,
+        typer.Option(metavar="PORT", help="The portal's port (default: the site's).", min=1, max=65535),
     ] = None,
     table: Annotated[
         str | None, typer.Option(metavar="NAME", help="nft table name (default: the site's, or guestgate).")
@@ -559,7 +652,10 @@ def agent(
     wait: Annotated[
         float,
         typer.Option(
-            metavar="SECONDS", help="Long-poll wait in seconds (the table is re-checked as often).", min=1, max=60
+            metavar="SECONDS",
+            help="Long-poll wait in seconds (the table is re-checked as often).",
+            min=1,
+            max=60,
         ),
     ] = 25.0,
     log_level: Annotated[str, typer.Option(metavar="LEVEL", help="debug, info, warning or error.")] = "info",

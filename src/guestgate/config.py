@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     jwt_jwks_timeout_seconds: float = Field(5.0, description="Timeout of one JWKS fetch.")
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
     jwt_audience: str | None = Field(None, description="Required `aud` claim, when set.")
+    api_token_revocation_seconds: float = Field(
+        5.0,
+        ge=0.1,
+        le=300.0,
+        description="A revoked API token is refused by every other process within this many seconds "
+        "(each process asks the database about a token at most this often; the revoking one refuses it at once).",
+    )
 
     encryption_key: SecretStr | None = Field(
         None, description="Fernet key (32 url-safe base64 bytes) that encrypts secrets at rest."

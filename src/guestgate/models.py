@@ -1,5 +1,6 @@
 """Imports every domain's models so the metadata (and Alembic) sees all tables."""
 
+from guestgate.api_tokens.models import ApiToken
 from guestgate.audit.models import AuditEvent
 from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.console.models import ConsoleSession, ConsoleUser, CouponPreset, Membership
@@ -14,6 +15,7 @@ from guestgate.sites.models import Site
 from guestgate.walled_garden.models import WalledGardenEntry
 
 __all__ = [
+    "ApiToken",
     "AuditEvent",
     "AuthIntegration",
     "Base",

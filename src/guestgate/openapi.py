@@ -77,6 +77,10 @@ TAGS = [
         "name": "Audit",
         "description": "[extension] Who changed what, and the guest sign-in failures and lock-outs.",
     },
+    {
+        "name": "API Tokens",
+        "description": "[extension] Named operator tokens of the org: mint (shown once), list, revoke.",
+    },
 ]
 
 ERROR_RESPONSES = {

@@ -16,6 +16,7 @@ from guestgate.outbound import OutboundPolicy
 from guestgate.security import SecretBox, TokenVerifier, UrlSigner
 
 if TYPE_CHECKING:
+    from guestgate.api_tokens.revocation import RevocationCache
     from guestgate.gateways.bus import AgentBus
     from guestgate.gateways.policy import GatewayRules
     from guestgate.gateways.registry import GatewayPool
@@ -39,6 +40,8 @@ class Runtime:
     # Set when the process is told to stop (SIGTERM): long-polls answer at once and the
     # schedule runner stops claiming new work, so in-flight requests and jobs end soon.
     draining: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Which API token ids (`jti`) are still accepted, remembered in memory; also `verifier.revocations`.
+    revocations: RevocationCache | None = field(default=None, repr=False)
     # One driver per site (connections kept), shared by the portal, the operator routes and the
     # reconciler; built on first use so processes that never touch a gateway never load drivers.
     _gateways: GatewayPool | None = field(default=None, repr=False)
@@ -83,17 +86,24 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         """Connect to the database and load the keys."""
+        from guestgate.api_tokens.revocation import RevocationCache
+
         engine = make_engine(settings.resolved_database_url)
+        sessions = make_sessionmaker(engine)
+        verifier = TokenVerifier(settings)
+        revocations = RevocationCache(sessions, ttl_seconds=settings.api_token_revocation_seconds)
+        verifier.revocations = revocations
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             signer=UrlSigner(settings),
             box=SecretBox(settings),
-            verifier=TokenVerifier(settings),
+            verifier=verifier,
             outbound=OutboundPolicy.from_settings(
                 settings.outbound_allow_networks, settings.outbound_gateway_networks
             ),
+            revocations=revocations,
         )
 
     def close(self) -> None:

@@ -9,12 +9,13 @@ checked against a public key (the HS/RS confusion attack). With a JWKS URL, `aut
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -36,6 +37,20 @@ SIGNATURE_MISMATCH = (
     "Mint it with the server's settings; 'guestgate token inspect <token>' tells whether a data "
     "directory's key verifies it."
 )
+REVOKED = (
+    "The bearer token was revoked, or it is not registered in this server's database (its 'jti' is "
+    "unknown here). Mint a new one: 'guestgate token create' or POST /captive/api-tokens."
+)
+
+
+class Revocations(Protocol):
+    """Whether a token id (`jti`) of an org is still accepted: from memory, or from the database."""
+
+    def cached(self, jti: str, org_id: str) -> bool | None:
+        """True (accepted) or False (refused) if known recently, None if the database must be asked."""
+
+    def load(self, jti: str, org_id: str) -> bool:
+        """Ask the database (blocking) and remember the answer."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +91,23 @@ class TokenVerifier:
         )
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        # Set by the runtime (it needs the database); without it a `jti` is not checked.
+        self.revocations: Revocations | None = None
 
     def verify(self, authorization: str | None) -> Principal:
         """The principal of an `Authorization` header value, or AuthenticationFailed (JWKS: cached keys only)."""
         token, header = self._parse(authorization)
         jwks_key = self.jwks.cached(header.get("kid")) if self._uses_jwks(header) and self.jwks else None
-        return self._principal(self._decode(token, header, jwks_key))
+        claims = self._decode(token, header, jwks_key)
+        principal = self._principal(claims)
+        jti = self._registered_id(header, claims)
+        if jti is not None and self.revocations is not None:
+            accepted = self.revocations.cached(jti, principal.org_id)
+            if accepted is None:
+                accepted = self.revocations.load(jti, principal.org_id)
+            if not accepted:
+                raise AuthenticationFailed(REVOKED)
+        return principal
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """`verify`, fetching the JWKS (off the event loop, shared, with a cooldown) when a key is missing."""
@@ -90,7 +116,28 @@ class TokenVerifier:
         if self._uses_jwks(header) and self.jwks is not None:
             kid = header.get("kid")
             jwks_key = await self.jwks.key(kid if isinstance(kid, str) else None)
-        return self._principal(self._decode(token, header, jwks_key))
+        claims = self._decode(token, header, jwks_key)
+        principal = self._principal(claims)
+        jti = self._registered_id(header, claims)
+        if jti is not None and self.revocations is not None:
+            # The hot path: a dict lookup. The database is asked (off the loop) once per token
+            # and process per GUESTGATE_API_TOKEN_REVOCATION_SECONDS.
+            accepted = self.revocations.cached(jti, principal.org_id)
+            if accepted is None:
+                accepted = await asyncio.to_thread(self.revocations.load, jti, principal.org_id)
+            if not accepted:
+                raise AuthenticationFailed(REVOKED)
+        return principal
+
+    @staticmethod
+    def _registered_id(header: dict[str, Any], claims: dict[str, Any]) -> str | None:
+        """The `jti` of a token this deployment minted (HS256), or None if there is nothing to check."""
+        if header.get("alg") != "HS256" or "jti" not in claims:
+            return None
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti or len(jti) > 64:
+            raise AuthenticationFailed("The token's 'jti' claim must be a string of at most 64 characters.")
+        return jti
 
     def _parse(self, authorization: str | None) -> tuple[str, dict[str, Any]]:
         if not authorization:
@@ -151,11 +198,20 @@ class TokenVerifier:
             raise AuthenticationFailed(f"The bearer token is invalid: {exc}.") from exc
 
 
-def mint_token(settings: Settings, *, org: str, subject: str, scopes: Iterable[str], ttl_seconds: int) -> str:
-    """An HS256 operator token signed with the configured secret."""
+def mint_token(
+    settings: Settings,
+    *,
+    org: str,
+    subject: str,
+    scopes: Iterable[str],
+    ttl_seconds: int,
+    jti: str | None = None,
+    issued_at: float | None = None,
+) -> str:
+    """An HS256 operator token signed with the configured secret (with `jti`: a registered, revocable one)."""
     if settings.jwt_secret is None:
         raise RuntimeError("GUESTGATE_JWT_SECRET is needed to mint tokens")
-    now = int(time.time())
+    now = int(time.time() if issued_at is None else issued_at)
     claims: dict[str, Any] = {
         "sub": subject,
         "org": org,
@@ -163,6 +219,8 @@ def mint_token(settings: Settings, *, org: str, subject: str, scopes: Iterable[s
         "iat": now,
         "exp": now + ttl_seconds,
     }
+    if jti is not None:
+        claims["jti"] = jti
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:

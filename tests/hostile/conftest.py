@@ -178,8 +178,10 @@ def build_tenant(client: TestClient, auth: TokenFactory, runtime: Runtime, org: 
         session.add(user)
         session.commit()
         user_id = user.id
+    api_token = ok(client.post("/captive/api-tokens", headers=h, json={"name": f"{org} export"}), 201)
     logo = uploaded["theme"]["logo"]
     tenant.ids = {
+        "apiTokenId": api_token["id"],
         "instanceId": instance["id"],
         "oauthInstanceId": oauth_instance["id"],
         "authIntegrationId": integration["id"],

@@ -92,9 +92,11 @@ VALIDATED = {
     "Site.gateway.driver",
     "NotificationGroup.emails[]",
     "NotificationGroup.webhooks[].url",
+    "ApiToken.scopes[]",
 }
 # Stored and returned as JSON only; they still carry payloads below, and no page may show them raw.
 NOT_ON_PAGES = {
+    "ApiToken.name",
     "AuthIntegration.name",
     "AuthIntegration.config.client_secret",
     "AuthIntegration.config.tenant",

@@ -90,6 +90,7 @@ def base_bodies(a: Tenant) -> dict[str, tuple[str, str, dict[str, Any]]]:
     }
     i, s = a.ids["instanceId"], a.ids["scheduleId"]
     return {
+        "createApiToken": ("POST", "/captive/api-tokens", {"name": "Export", "scopes": ["captive:read"]}),
         "createInstance": ("POST", "/captive/instances", instance),
         "updateInstance": ("PUT", f"/captive/instances/{i}", update_instance),
         "createAuthIntegration": ("POST", "/captive/auth-integrations", integration),

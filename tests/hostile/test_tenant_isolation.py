@@ -81,6 +81,7 @@ OPERATIONS: dict[str, Body] = {
     "getNotificationGroup": _nothing,
     "updateNotificationGroup": lambda a: {"name": "Hijacked", "emails": ["evil@example.com"], "webhooks": []},
     "deleteNotificationGroup": _nothing,
+    "revokeApiToken": _nothing,
 }
 # Signed URLs carry their own authority: another org's id under a valid signature is a forgery.
 SIGNED_OPERATIONS = {"getAsset"}

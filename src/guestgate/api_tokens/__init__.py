@@ -1,0 +1,1 @@
+"""Named, revocable operator API tokens: a row per token, its id the JWT's `jti`."""
