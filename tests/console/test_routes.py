@@ -8,10 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from guestgate.api_tokens import service as token_service
 from guestgate.console import service
 from guestgate.console.models import ConsoleUser
 from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
+from guestgate.pagination import PageRequest
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from tests.console.conftest import PASSWORD, MemberFactory, Org, csrf_of, make_org, sign_in
@@ -30,6 +32,21 @@ def _preset(runtime: Runtime, org: Org, *, count: int = 20) -> str:
             paper="a4",
             session=session,
         ).id
+
+
+def _token(runtime: Runtime, org_id: str) -> str:
+    with runtime.sessions() as session:
+        row, _ = token_service.mint(
+            org_id,
+            "deploy",
+            ["captive:read"],
+            3600,
+            "test",
+            settings=runtime.settings,
+            session=session,
+            now=utcnow(),
+        )
+        return row.id
 
 
 def _user_id(runtime: Runtime, email: str) -> str:
@@ -113,7 +130,7 @@ def test_wrong_passwords_lock_the_login_and_say_so(
 
 
 def _routes(
-    org: Org, preset_id: str, member_id: str
+    org: Org, preset_id: str, member_id: str, token_id: str
 ) -> list[tuple[str, str, dict[str, str], frozenset[str]]]:
     """Every console route: method, path, form, and the roles allowed."""
     everyone = frozenset(ROLES)
@@ -143,6 +160,9 @@ def _routes(
         ("POST", f"/console/users/{member_id}/role", {"role": "viewer"}, owner),
         ("POST", f"/console/users/{member_id}/disable", {}, owner),
         ("POST", f"/console/users/{member_id}/invite", {}, owner),
+        ("GET", "/console/tokens", {}, writers),
+        ("POST", "/console/tokens", {"name": "ci", "scopes": "captive:read", "ttl_days": "1"}, writers),
+        ("POST", f"/console/tokens/{token_id}/revoke", {}, writers),
     ]
 
 
@@ -153,7 +173,9 @@ def test_authorization_matrix(client: TestClient, runtime: Runtime, member: Memb
     other = member("org-a", "viewer", email="other@example.com")
     member_id = _user_id(runtime, other)
     csrf = sign_in(client, member("org-a", role))
-    for method, path, form, allowed in _routes(org, _preset(runtime, org), member_id):
+    for method, path, form, allowed in _routes(
+        org, _preset(runtime, org), member_id, _token(runtime, org.id)
+    ):
         if method == "GET":
             response = client.get(path, follow_redirects=False)
         else:
@@ -179,6 +201,8 @@ def test_another_orgs_objects_are_not_found(
     ]
     if role != "front-desk":
         attempts.append((f"/console/presets/{their_preset}/delete", {}))
+    if role != "front-desk":
+        attempts.append((f"/console/tokens/{_token(runtime, 'org-b')}/revoke", {}))
     if role == "owner":
         attempts += [
             (f"/console/users/{their_member}/role", {"role": "owner"}),
@@ -305,3 +329,34 @@ def test_dashboard_counts_guests_online(client: TestClient, runtime: Runtime, me
     assert '<strong id="online">1</strong>' in page.text
     assert "Sign-ins, last 24 hours: 1" in page.text
     assert utcnow().strftime("%H:00") in page.text
+
+
+def test_admin_mints_a_token_shown_once_and_revokes_it(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    make_org(runtime, "org-a")
+    csrf = sign_in(client, member("org-a", "admin"))
+    page = client.post(
+        "/console/tokens",
+        data={
+            "csrf_token": csrf,
+            "name": "Billing sync",
+            "scopes": ["captive:read", "captive:write"],
+            "ttl_days": "7",
+        },
+    )
+    assert page.status_code == 200
+    start = page.text.index('<code id="minted-token">') + len('<code id="minted-token">')
+    token = page.text[start : page.text.index("</code>", start)]
+    api = {"Authorization": f"Bearer {token}"}
+    assert client.get("/captive/sites", headers=api).status_code == 200
+    assert token not in client.get("/console/tokens").text
+    with runtime.sessions() as session:
+        row = token_service.list_tokens("org-a", page=PageRequest.parse(10, None), session=session).items[0]
+        assert (row.name, row.scopes) == ("Billing sync", "captive:read captive:write")
+    assert client.post(f"/console/tokens/{row.id}/revoke", data={"csrf_token": csrf}).status_code == 200
+    assert client.get("/captive/sites", headers=api).status_code == 401
+    bad = client.post(
+        "/console/tokens", data={"csrf_token": csrf, "name": "x", "scopes": "captive:read", "ttl_days": "900"}
+    )
+    assert bad.status_code == 400 and 'id="ttl_days-error"' in bad.text

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from guestgate.api_tokens import service as token_service
 from guestgate.audit import service as audit_service
 from guestgate.audit.schemas import AuditFilter
 from guestgate.console import auth, dashboard, service
 from guestgate.console.web import (
     PREFIX,
-    SECURITY_HEADERS,
     Anyone,
     ConsoleRoute,
     Desk,
@@ -35,10 +35,11 @@ from guestgate.coupons import service as coupon_service
 from guestgate.coupons.schemas import CouponCreate
 from guestgate.db import utcnow
 from guestgate.deps import RuntimeDep, SessionDep, request_address
-from guestgate.errors import AuthenticationFailed, GuestgateError, ParameterInvalid, RateLimited
+from guestgate.errors import AuthenticationFailed, GuestgateError, ParameterInvalid, RateLimited, kind_of
 from guestgate.gateways import service as gateway_service
 from guestgate.instances import service as instance_service
 from guestgate.pagination import PageRequest
+from guestgate.security import ALL_SCOPES
 from guestgate.site_users import service as site_user_service
 from guestgate.site_users.schemas import SessionFilter
 from guestgate.sites import service as site_service
@@ -435,8 +436,6 @@ def invite(request: Request, who: Owner, session: SessionDep, runtime: RuntimeDe
 
 def kind_of_status(error: GuestgateError) -> int:
     """The HTTP status of a domain error."""
-    from guestgate.errors import kind_of
-
     return kind_of(error).status
 
 
@@ -477,4 +476,85 @@ def reinvite(
     return _users(request, who, session, errors={}, invite_url=_invite_url(runtime, token), status=200)
 
 
-__all__ = ["SECURITY_HEADERS", "router"]
+# What a console role may put in a token it mints: an admin's own powers, never more.
+ROLE_SCOPES = {"owner": ALL_SCOPES, "admin": ALL_SCOPES}
+
+
+@router.get("/tokens")
+def tokens_page(
+    request: Request, who: Writer, session: SessionDep, cursor: Annotated[str | None, Query()] = None
+) -> Response:
+    """The org's API tokens (revoked and expired included), newest first."""
+    return _tokens(request, who, session, cursor=cursor, errors={}, minted=None, status=200)
+
+
+def _tokens(
+    request: Request,
+    who: Writer,
+    session: SessionDep,
+    *,
+    cursor: str | None,
+    errors: dict[str, str],
+    minted: str | None,
+    status: int,
+) -> Response:
+    page = token_service.list_tokens(who.org_id, page=_page(cursor), session=session)
+    return render(
+        request,
+        "tokens.html",
+        {
+            "page": page,
+            "scopes": ALL_SCOPES,
+            "errors": errors,
+            "minted": minted,
+            "now": utcnow(),
+            "days": token_service.DEFAULT_TTL_SECONDS // 86400,
+        },
+        status=status,
+    )
+
+
+@router.post("/tokens")
+async def mint_token(
+    request: Request, who: Writer, session: SessionDep, runtime: RuntimeDep, form: FormDep
+) -> Response:
+    """Mint a named token; it is shown on this page once."""
+    scopes = [value for key, value in (await request.form()).multi_items() if key == "scopes"]
+    try:
+        _, token = token_service.mint(
+            who.org_id,
+            form.get("name", ""),
+            [s for s in scopes if isinstance(s, str)],
+            int_field(form, "ttl_days") * 86400,
+            f"console:{who.email}",
+            settings=runtime.settings,
+            session=session,
+            now=utcnow(),
+            subject=f"console:{who.email}",
+            granted_by=ROLE_SCOPES.get(who.role, ()),
+        )
+    except GuestgateError as error:
+        session.rollback()
+        if isinstance(error, ParameterInvalid) and error.param == "ttl_seconds":
+            error = ParameterInvalid("ttl_days", "must be between 1 and 365")
+        return _tokens(
+            request,
+            who,
+            session,
+            cursor=None,
+            errors=field_errors(error),
+            minted=None,
+            status=kind_of(error).status,
+        )
+    return _tokens(request, who, session, cursor=None, errors={}, minted=token, status=200)
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(
+    token_id: str, who: Writer, session: SessionDep, runtime: RuntimeDep, _form: FormDep
+) -> Response:
+    """Revoke a token: the API refuses it at once here, elsewhere within the revocation bound."""
+    token_service.revoke(
+        token_id, org_id=who.org_id, session=session, now=utcnow(), revocations=runtime.revocations
+    )
+    return redirect(f"{PREFIX}/tokens")

@@ -1,7 +1,7 @@
 """operator console: users, org memberships, browser sessions, coupon presets
 
 Revision ID: 0008
-Revises: 0006 (to be re-chained onto 0007, api_tokens, when that branch is merged)
+Revises: 0007
 Create Date: 2026-12-03 14:40:00.000000
 
 - `console_users`: e-mail (lowercase, unique), argon2id hash, a one-time set-password token's
@@ -20,7 +20,7 @@ from alembic import op
 import guestgate.db
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
