@@ -19,6 +19,7 @@ from guestgate.api_tokens import routes as api_token_routes
 from guestgate.audit import routes as audit_routes
 from guestgate.auth_integrations import routes as auth_integration_routes
 from guestgate.config import Settings, get_settings
+from guestgate.console import routes as console_routes
 from guestgate.coupon_links import limits as coupon_link_limits
 from guestgate.coupon_links import routes as coupon_link_routes
 from guestgate.coupons import routes as coupon_routes
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in OPERATOR_ROUTERS:
         app.include_router(router)
     app.include_router(pages.router)
+    app.include_router(console_routes.router)
     docs.install(app, openapi.TITLE)
 
     def custom_openapi() -> dict[str, Any]:

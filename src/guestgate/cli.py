@@ -31,6 +31,8 @@ gateway_app = App(
     help="Gateways: nftables tables, RouterOS set-up, agent keys, guest entry URLs.", no_args_is_help=True
 )
 app.add_typer(gateway_app, name="gateway")
+user_app = App(help="Operator console users: e-mail, password, role per org.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 DataDir = Annotated[
     Path | None,
@@ -389,6 +391,39 @@ def org_list(
         typer.echo(f"{item.id:<{width}}  {created:<20}  {item.instances:>9}  {item.sites:>5}")
     if total > len(orgs):
         typer.echo(f"... {total - len(orgs)} more (--limit)", err=True)
+
+
+@user_app.command("create")
+def user_create(
+    org: Annotated[str, typer.Option(help="The org the user joins (created if new).")],
+    email: Annotated[str, typer.Option(help="The user's e-mail address (their login).")],
+    role: Annotated[str, typer.Option(help="owner, admin, viewer or front-desk.")] = "owner",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input instead of printing a link.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Give a person a role in an org of the console; prints a one-time set-password link for a new user."""
+    from guestgate.console import service as console_service
+    from guestgate.db import utcnow
+    from guestgate.errors import GuestgateError
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    settings = _settings(data_dir)
+    with _session(settings) as session:
+        try:
+            invited = console_service.add_member(
+                org_id=org, email=email, role=role, now=utcnow(), settings=settings, session=session, password=password
+            )
+        except GuestgateError as error:
+            typer.echo(f"error: {error.message}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"{invited.user.email} is {role} of {org}")
+    if invited.invite_token is not None:
+        typer.echo(
+            f"set-password link (once, valid {settings.console_invite_hours} h): "
+            f"{settings.public_url}/console/set-password/{invited.invite_token}"
+        )
 
 
 def _duration(text: str | int, *, minimum: int) -> int:

@@ -171,6 +171,21 @@ class Settings(BaseSettings):
     portal_lockout_memory_seconds: int = Field(
         86400, description="How long the lock-out level is remembered."
     )
+    console_idle_minutes: int = Field(
+        30, ge=1, le=1440, description="A console session ends after this many minutes without a request."
+    )
+    console_absolute_hours: int = Field(
+        12, ge=1, le=720, description="A console session ends this many hours after sign-in, active or not."
+    )
+    console_login_max_failures: int = Field(
+        5, ge=1, le=100, description="Wrong passwords for one console account before it is locked for a while."
+    )
+    console_login_lock_minutes: int = Field(
+        15, ge=1, le=1440, description="How long a console account refuses sign-in after too many wrong passwords."
+    )
+    console_invite_hours: int = Field(
+        72, ge=1, le=720, description="How long a one-time set-password link of the console stays valid."
+    )
     portal_cache_seconds: float = Field(
         5.0,
         description="How long site subnets and instance pages are cached per process (preview is always fresh).",

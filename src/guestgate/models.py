@@ -3,6 +3,7 @@
 from guestgate.api_tokens.models import ApiToken
 from guestgate.audit.models import AuditEvent
 from guestgate.auth_integrations.models import AuthIntegration
+from guestgate.console.models import ConsoleSession, ConsoleUser, CouponPreset, Membership
 from guestgate.coupons.models import Coupon
 from guestgate.db import Base
 from guestgate.instances.models import Image, Instance, InstanceSubnet
@@ -18,13 +19,17 @@ __all__ = [
     "AuditEvent",
     "AuthIntegration",
     "Base",
+    "ConsoleSession",
+    "ConsoleUser",
     "Coupon",
+    "CouponPreset",
     "CouponSchedule",
     "Delivery",
     "DeliveryAttempt",
     "Image",
     "Instance",
     "InstanceSubnet",
+    "Membership",
     "NotificationGroup",
     "Org",
     "ScheduleRun",

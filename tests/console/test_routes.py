@@ -1,0 +1,362 @@
+"""Console pages over HTTP: sign-in, CSRF, throttling, the role matrix, other orgs, printing and disconnecting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from guestgate.api_tokens import service as token_service
+from guestgate.console import service
+from guestgate.console.models import ConsoleUser
+from guestgate.coupons.models import Coupon
+from guestgate.db import utcnow
+from guestgate.pagination import PageRequest
+from guestgate.runtime import Runtime
+from guestgate.site_users.models import SiteUser
+from tests.console.conftest import PASSWORD, MemberFactory, Org, csrf_of, make_org, sign_in
+
+ROLES = ("owner", "admin", "viewer", "front-desk")
+
+
+def _preset(runtime: Runtime, org: Org, *, count: int = 20) -> str:
+    with runtime.sessions() as session:
+        return service.create_preset(
+            org_id=org.id,
+            instance_id=org.instance_id,
+            name="Day pass",
+            count=count,
+            minutes_valid=1440,
+            paper="a4",
+            session=session,
+        ).id
+
+
+def _token(runtime: Runtime, org_id: str) -> str:
+    with runtime.sessions() as session:
+        row, _ = token_service.mint(
+            org_id,
+            "deploy",
+            ["captive:read"],
+            3600,
+            "test",
+            settings=runtime.settings,
+            session=session,
+            now=utcnow(),
+        )
+        return row.id
+
+
+def _user_id(runtime: Runtime, email: str) -> str:
+    with runtime.sessions() as session:
+        return session.scalars(select(ConsoleUser.id).where(ConsoleUser.email == email)).one()
+
+
+def test_pages_without_a_session_go_to_the_login_page(client: TestClient) -> None:
+    response = client.get("/console/sites", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/login?next=/console/sites"
+
+
+def test_login_sets_a_hardened_cookie_and_strict_headers(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    make_org(runtime, "org-a")
+    email = member("org-a", "admin")
+    page = client.get("/console/login")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    response = client.post(
+        "/console/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": csrf_of(page.text), "next": "/console"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/console"
+    cookie = next(
+        v for k, v in response.headers.multi_items() if k == "set-cookie" and "guestgate_console=" in v
+    )
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # the public URL is http:// in tests
+    assert client.get("/console").status_code == 200
+
+
+def test_login_form_without_its_csrf_token_is_refused(client: TestClient, member: MemberFactory) -> None:
+    email = member("org-a", "admin")
+    client.get("/console/login")
+    response = client.post(
+        "/console/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": "forged"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+    assert "guestgate_console=" not in response.headers.get("set-cookie", "")
+
+
+def test_a_form_without_the_session_csrf_token_changes_nothing(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    org = make_org(runtime, "org-a")
+    sign_in(client, member("org-a", "admin"))
+    response = client.post(f"/console/guests/{org.site_id}/{org.guest_id}/disconnect", data={})
+    assert response.status_code == 403
+    response = client.post(
+        f"/console/guests/{org.site_id}/{org.guest_id}/disconnect", data={"csrf_token": "not-the-token"}
+    )
+    assert response.status_code == 403
+    with runtime.sessions() as session:
+        guest = session.get(SiteUser, org.guest_id)
+        assert guest is not None and guest.status == "active"
+
+
+def test_wrong_passwords_lock_the_login_and_say_so(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    email = member("org-a", "admin")
+    for _ in range(runtime.settings.console_login_max_failures):
+        page = client.get("/console/login")
+        wrong = client.post(
+            "/console/login",
+            data={"email": email, "password": "nope nope nope", "csrf_token": csrf_of(page.text)},
+        )
+        assert wrong.status_code == 401
+        assert "The e-mail address or the password is wrong." in wrong.text
+    page = client.get("/console/login")
+    locked = client.post(
+        "/console/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf_of(page.text)}
+    )
+    assert locked.status_code == 429
+    assert "Too many wrong passwords" in locked.text
+
+
+def _routes(
+    org: Org, preset_id: str, member_id: str, token_id: str
+) -> list[tuple[str, str, dict[str, str], frozenset[str]]]:
+    """Every console route: method, path, form, and the roles allowed."""
+    everyone = frozenset(ROLES)
+    readers = frozenset({"owner", "admin", "viewer"})
+    writers = frozenset({"owner", "admin"})
+    desk = frozenset({"owner", "admin", "front-desk"})
+    owner = frozenset({"owner"})
+    return [
+        ("GET", "/console", {}, everyone),
+        ("GET", "/console/desk", {}, everyone),
+        ("GET", "/console/guests", {}, everyone),
+        ("GET", "/console/sites", {}, readers),
+        ("GET", "/console/coupons", {}, readers),
+        ("GET", "/console/presets", {}, readers),
+        ("GET", "/console/audit", {}, readers),
+        ("GET", "/console/users", {}, owner),
+        ("POST", f"/console/desk/presets/{preset_id}/print", {}, desk),
+        (
+            "POST",
+            "/console/presets",
+            {"name": "X", "instance_id": org.instance_id, "count": "1", "minutes_valid": "60", "paper": "a4"},
+            writers,
+        ),
+        ("POST", f"/console/presets/{preset_id}/delete", {}, writers),
+        ("POST", f"/console/guests/{org.site_id}/{org.guest_id}/disconnect", {}, desk),
+        ("POST", "/console/users", {"email": "someone@example.com", "role": "viewer"}, owner),
+        ("POST", f"/console/users/{member_id}/role", {"role": "viewer"}, owner),
+        ("POST", f"/console/users/{member_id}/disable", {}, owner),
+        ("POST", f"/console/users/{member_id}/invite", {}, owner),
+        ("GET", "/console/tokens", {}, writers),
+        ("POST", "/console/tokens", {"name": "ci", "scopes": "captive:read", "ttl_days": "1"}, writers),
+        ("POST", f"/console/tokens/{token_id}/revoke", {}, writers),
+    ]
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_authorization_matrix(client: TestClient, runtime: Runtime, member: MemberFactory, role: str) -> None:
+    """Each role reaches what it may (never 403) and is refused the rest with 403."""
+    org = make_org(runtime, "org-a")
+    other = member("org-a", "viewer", email="other@example.com")
+    member_id = _user_id(runtime, other)
+    csrf = sign_in(client, member("org-a", role))
+    for method, path, form, allowed in _routes(
+        org, _preset(runtime, org), member_id, _token(runtime, org.id)
+    ):
+        if method == "GET":
+            response = client.get(path, follow_redirects=False)
+        else:
+            response = client.post(path, data={**form, "csrf_token": csrf}, follow_redirects=False)
+        if role in allowed:
+            assert response.status_code in (200, 303), (method, path, response.status_code, response.text)
+        else:
+            assert response.status_code == 403, (method, path, response.status_code)
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "front-desk"])
+def test_another_orgs_objects_are_not_found(
+    client: TestClient, runtime: Runtime, member: MemberFactory, role: str
+) -> None:
+    make_org(runtime, "org-a")
+    theirs = make_org(runtime, "org-b")
+    their_preset = _preset(runtime, theirs)
+    their_member = _user_id(runtime, member("org-b", "viewer"))
+    csrf = sign_in(client, member("org-a", role))
+    attempts: list[tuple[str, dict[str, Any]]] = [
+        (f"/console/desk/presets/{their_preset}/print", {}),
+        (f"/console/guests/{theirs.site_id}/{theirs.guest_id}/disconnect", {}),
+    ]
+    if role != "front-desk":
+        attempts.append((f"/console/presets/{their_preset}/delete", {}))
+    if role != "front-desk":
+        attempts.append((f"/console/tokens/{_token(runtime, 'org-b')}/revoke", {}))
+    if role == "owner":
+        attempts += [
+            (f"/console/users/{their_member}/role", {"role": "owner"}),
+            (f"/console/users/{their_member}/disable", {}),
+            (f"/console/users/{their_member}/invite", {}),
+        ]
+    for path, form in attempts:
+        assert client.post(path, data={**form, "csrf_token": csrf}).status_code == 404, path
+    if role != "front-desk":
+        assert client.get(f"/console/coupons?instance={theirs.instance_id}").status_code == 404
+    assert client.get(f"/console/guests?site={theirs.site_id}").status_code == 404
+    # Nothing of org-b changed.
+    with runtime.sessions() as session:
+        guest = session.get(SiteUser, theirs.guest_id)
+        assert guest is not None and guest.status == "active"
+        assert session.scalars(select(Coupon).where(Coupon.org_id == "org-b")).first() is None
+
+
+def test_front_desk_prints_a_preset_and_gets_its_pdf(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    org = make_org(runtime, "org-a")
+    preset = _preset(runtime, org, count=20)
+    csrf = sign_in(client, member("org-a", "front-desk"))
+    desk = client.get("/console/desk")
+    assert "Print 20 coupons: Day pass" in desk.text
+    response = client.post(
+        f"/console/desk/presets/{preset}/print", data={"csrf_token": csrf}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/captive/coupons?")
+    pdf = client.get(response.headers["location"])
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+    with runtime.sessions() as session:
+        assert len(session.scalars(select(Coupon).where(Coupon.org_id == "org-a")).all()) == 20
+
+
+def test_front_desk_finds_a_guest_by_mac_and_disconnects_it(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    org = make_org(runtime, "org-a")
+    csrf = sign_in(client, member("org-a", "front-desk"))
+    found = client.get(f"/console/guests?site={org.site_id}&mac=AA-BB-CC-DD-EE-FF")
+    assert "10.0.0.23" in found.text
+    bad = client.get(f"/console/guests?site={org.site_id}&mac=not-a-mac")
+    assert bad.status_code == 400 and 'id="mac_address-error"' in bad.text
+    done = client.post(f"/console/guests/{org.site_id}/{org.guest_id}/disconnect", data={"csrf_token": csrf})
+    assert done.status_code == 200
+    with runtime.sessions() as session:
+        guest = session.get(SiteUser, org.guest_id)
+        assert guest is not None and (guest.status, guest.end_reason) == ("disconnected", "operator")
+    assert "10.0.0.23" not in client.get(f"/console/guests?site={org.site_id}").text
+
+
+def test_preset_errors_are_shown_next_to_the_field(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    org = make_org(runtime, "org-a")
+    csrf = sign_in(client, member("org-a", "admin"))
+    response = client.post(
+        "/console/presets",
+        data={
+            "csrf_token": csrf,
+            "name": "Big",
+            "instance_id": org.instance_id,
+            "count": "9999",
+            "minutes_valid": "60",
+            "paper": "a4",
+        },
+    )
+    assert response.status_code == 400
+    assert 'id="count-error"' in response.text and "must be between 1 and 500" in response.text
+
+
+def test_owner_invites_by_one_time_link_and_the_invitee_signs_in(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    make_org(runtime, "org-a")
+    csrf = sign_in(client, member("org-a", "owner"))
+    page = client.post(
+        "/console/users", data={"csrf_token": csrf, "email": "desk@example.com", "role": "front-desk"}
+    )
+    assert page.status_code == 200
+    start = page.text.index('<code id="invite-url">') + len('<code id="invite-url">')
+    link = page.text[start : page.text.index("</code>", start)]
+    path = link.removeprefix(runtime.settings.public_url)
+    invitee = TestClient(client.app)
+    assert invitee.get(path).status_code == 200
+    done = invitee.post(path, data={"password": PASSWORD, "confirm": PASSWORD}, follow_redirects=False)
+    assert done.status_code == 303
+    assert invitee.get(path).status_code == 404  # used once
+    sign_in(invitee, "desk@example.com")
+    assert invitee.get("/console/sites").status_code == 403
+
+
+def test_a_member_of_two_orgs_switches_between_them(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    make_org(runtime, "org-a")
+    make_org(runtime, "org-b")
+    member("org-a", "admin", email="msp@example.com")
+    member("org-b", "viewer", email="msp@example.com")
+    csrf = sign_in(client, "msp@example.com")
+    assert "Site of org-a" in client.get("/console/sites").text
+    assert client.post("/console/org", data={"csrf_token": csrf, "org_id": "org-b"}).status_code == 200
+    assert "Site of org-b" in client.get("/console/sites").text
+    assert client.post("/console/org", data={"csrf_token": csrf, "org_id": "org-c"}).status_code == 404
+
+
+def test_logout_ends_the_session(client: TestClient, runtime: Runtime, member: MemberFactory) -> None:
+    csrf = sign_in(client, member("org-a", "viewer"))
+    assert (
+        client.post("/console/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    )
+    assert client.get("/console/sites", follow_redirects=False).status_code == 303
+
+
+def test_dashboard_counts_guests_online(client: TestClient, runtime: Runtime, member: MemberFactory) -> None:
+    make_org(runtime, "org-a")
+    sign_in(client, member("org-a", "viewer"))
+    page = client.get("/console")
+    assert page.status_code == 200
+    assert '<strong id="online">1</strong>' in page.text
+    assert "Sign-ins, last 24 hours: 1" in page.text
+    assert utcnow().strftime("%H:00") in page.text
+
+
+def test_admin_mints_a_token_shown_once_and_revokes_it(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    make_org(runtime, "org-a")
+    csrf = sign_in(client, member("org-a", "admin"))
+    page = client.post(
+        "/console/tokens",
+        data={
+            "csrf_token": csrf,
+            "name": "Billing sync",
+            "scopes": ["captive:read", "captive:write"],
+            "ttl_days": "7",
+        },
+    )
+    assert page.status_code == 200
+    start = page.text.index('<code id="minted-token">') + len('<code id="minted-token">')
+    token = page.text[start : page.text.index("</code>", start)]
+    api = {"Authorization": f"Bearer {token}"}
+    assert client.get("/captive/sites", headers=api).status_code == 200
+    assert token not in client.get("/console/tokens").text
+    with runtime.sessions() as session:
+        row = token_service.list_tokens("org-a", page=PageRequest.parse(10, None), session=session).items[0]
+        assert (row.name, row.scopes) == ("Billing sync", "captive:read captive:write")
+    assert client.post(f"/console/tokens/{row.id}/revoke", data={"csrf_token": csrf}).status_code == 200
+    assert client.get("/captive/sites", headers=api).status_code == 401
+    bad = client.post(
+        "/console/tokens", data={"csrf_token": csrf, "name": "x", "scopes": "captive:read", "ttl_days": "900"}
+    )
+    assert bad.status_code == 400 and 'id="ttl_days-error"' in bad.text

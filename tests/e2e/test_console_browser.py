@@ -1,0 +1,266 @@
+"""The operator console in real Chromium: owner, admin, front-desk and viewer journeys against `guestgate serve`.
+
+The front desk prints 20 coupons from a preset in two clicks (the preset's button, then the
+PDF opens: headless Chromium hands it over as a download) and disconnects a guest. Every page
+is checked for CSP violations and script errors; the main pages are screenshotted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Response, expect
+from sqlalchemy import func, select
+
+from guestgate.console import service
+from guestgate.coupons.models import Coupon
+from guestgate.db import utcnow
+from guestgate.runtime import Runtime
+from guestgate.site_users.models import SiteUser
+from tests.conftest import TEST_KEYS, make_settings
+from tests.console.conftest import PASSWORD, Org, make_org
+from tests.coupons.test_export import pdftotext
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, stop
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+OFF_LOOPBACK = re.compile(r"^https?://(?!127\.0\.0\.1[:/])")
+DESKTOP = {"width": 1280, "height": 860}
+
+
+@dataclass
+class ConsoleServer:
+    """`guestgate serve` and a runtime on its database."""
+
+    base: str
+    runtime: Runtime
+    org: Org
+
+    def member(self, role: str) -> str:
+        email = f"{role}@console.example.com"
+        with self.runtime.sessions() as session:
+            service.add_member(
+                org_id=self.org.id,
+                email=email,
+                role=role,
+                now=utcnow(),
+                settings=self.runtime.settings,
+                session=session,
+                password=PASSWORD,
+            )
+        return email
+
+
+@pytest.fixture
+def console_server(sqlite_template: Path, tmp_path: Path) -> Iterator[ConsoleServer]:
+    """A fresh `guestgate serve` on 127.0.0.1 with one org (a site, a coupon instance, a guest online)."""
+    database = tmp_path / "guestgate.db"
+    shutil.copy(sqlite_template, database)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    values = {
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DATA_DIR": str(tmp_path / "var"),
+        "PUBLIC_URL": base,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "JWT_SECRET": TEST_KEYS["jwt_secret"],
+        "SIGNING_KEY": TEST_KEYS["signing_key"],
+        "ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
+        "SCHEDULER_ENABLED": "false",
+        "LOG_LEVEL": "warning",
+    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GUESTGATE_")}
+    env.update({f"GUESTGATE_{key}": value for key, value in values.items()})
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "guestgate"), "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    runtime = Runtime.build(make_settings(f"sqlite:///{database}", tmp_path / "var", public_url=base))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"guestgate serve exited:\n{log_path.read_text()}", pytrace=False)
+            try:
+                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"guestgate serve did not answer:\n{log_path.read_text()}", pytrace=False)
+            time.sleep(0.1)
+        yield ConsoleServer(base, runtime, make_org(runtime, "org-console"))
+    finally:
+        runtime.close()
+        stop(process)
+
+
+@pytest.fixture
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Headless Chromium."""
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture
+def shots(screenshots: Path) -> Path:
+    """Where the console's screenshots go (copied to docs/screenshots/ for the README)."""
+    return screenshots
+
+
+def _open(browser: Browser, problems: list[str]) -> Page:
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    context.set_default_timeout(20_000)
+    context.route(OFF_LOOPBACK, lambda route: route.abort())
+    page = context.new_page()
+    page.on("console", lambda message: _note(message, problems))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("response", lambda response: _note_response(response, problems))
+    return page
+
+
+def _note(message: ConsoleMessage, problems: list[str]) -> None:
+    # A page answered 400/403 on purpose logs "Failed to load resource"; failed stylesheets and
+    # images are caught by `_note_response`, CSP violations ("Refused to ...") here.
+    if message.type in ("error", "warning") and not message.text.startswith("Failed to load resource"):
+        problems.append(message.text)
+
+
+def _note_response(response: Response, problems: list[str]) -> None:
+    if response.request.resource_type != "document" and response.status >= 400:
+        problems.append(f"{response.status} {response.url}")
+
+
+def _sign_in(page: Page, server: ConsoleServer, email: str) -> None:
+    page.goto(f"{server.base}/console")
+    expect(page.get_by_role("heading", name="Sign in to guestgate")).to_be_visible()
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_front_desk_prints_20_coupons_and_disconnects_a_guest(
+    console_server: ConsoleServer, browser: Browser, shots: Path
+) -> None:
+    server = console_server
+    with server.runtime.sessions() as session:
+        service.create_preset(
+            org_id=server.org.id,
+            instance_id=server.org.instance_id,
+            name="Day pass",
+            count=20,
+            minutes_valid=1440,
+            paper="a4",
+            session=session,
+        )
+    problems: list[str] = []
+    page = _open(browser, problems)
+    _sign_in(page, server, server.member("front-desk"))
+    expect(page.get_by_role("heading", name="Front desk")).to_be_visible()
+    page.screenshot(path=str(shots / "console-front-desk.png"), full_page=True)
+    # Click one: the preset's button. Click two is the browser's: the PDF opens (a download headless).
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Print 20 coupons: Day pass").click()
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF")
+    with server.runtime.sessions() as session:
+        codes = list(session.scalars(select(Coupon.code).where(Coupon.org_id == server.org.id)))
+    assert len(codes) == 20
+    text = pdftotext(pdf)
+    assert all(code in text for code in codes)
+
+    page.get_by_role("link", name="Guests", exact=True).click()
+    page.get_by_label("MAC address").fill("aa:bb:cc:dd:ee:ff")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("cell", name="10.0.0.23", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "console-guests.png"), full_page=True)
+    page.get_by_role("button", name="Disconnect 10.0.0.23").click()
+    expect(page.get_by_text("Nobody online matches.")).to_be_visible()
+    with server.runtime.sessions() as session:
+        guest = session.get(SiteUser, server.org.guest_id)
+        assert guest is not None and guest.status == "disconnected"
+    # The front desk sees nothing else.
+    expect(page.get_by_role("link", name="Sites")).to_have_count(0)
+    assert page.goto(f"{server.base}/console/sites") is not None
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    assert problems == []
+
+
+def test_admin_adds_a_preset_with_an_error_shown_next_to_the_field(
+    console_server: ConsoleServer, browser: Browser, shots: Path
+) -> None:
+    server = console_server
+    problems: list[str] = []
+    page = _open(browser, problems)
+    _sign_in(page, server, server.member("admin"))
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.locator("#online")).to_have_text("1")
+    page.screenshot(path=str(shots / "console-dashboard.png"), full_page=True)
+    page.get_by_role("link", name="Presets").click()
+    page.get_by_label("Name").fill("Week pass")
+    page.get_by_label("Coupons per print").fill("600")
+    page.get_by_role("button", name="Add preset").click()
+    expect(page.locator("#count-error")).to_have_text("The 'count' parameter must be between 1 and 500.")
+    page.get_by_label("Coupons per print").fill("10")
+    page.get_by_role("button", name="Add preset").click()
+    expect(page.get_by_role("cell", name="Week pass")).to_be_visible()
+    page.screenshot(path=str(shots / "console-presets.png"), full_page=True)
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.get_by_role("cell", name="coupon_preset.create")).to_be_visible()
+    expect(page.get_by_role("cell", name="operator.login", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "console-audit.png"), full_page=True)
+    page.get_by_role("link", name="Sites").click()
+    expect(page.get_by_role("cell", name="Site of org-console")).to_be_visible()
+    page.screenshot(path=str(shots / "console-sites.png"), full_page=True)
+    assert problems == []
+
+
+def test_owner_invites_a_viewer_who_can_only_read(
+    console_server: ConsoleServer, browser: Browser, shots: Path
+) -> None:
+    server = console_server
+    problems: list[str] = []
+    page = _open(browser, problems)
+    _sign_in(page, server, server.member("owner"))
+    page.get_by_role("link", name="Users").click()
+    page.get_by_label("E-mail").fill("reader@console.example.com")
+    page.get_by_label("Role", exact=True).select_option("viewer")
+    page.get_by_role("button", name="Invite").click()
+    link = page.locator("#invite-url").inner_text()
+    assert link.startswith(f"{server.base}/console/set-password/")
+    page.screenshot(path=str(shots / "console-users.png"), full_page=True)
+
+    viewer = _open(browser, problems)
+    viewer.goto(link)
+    viewer.get_by_label("New password").fill(PASSWORD)
+    viewer.get_by_label("Repeat it").fill(PASSWORD)
+    viewer.get_by_role("button", name="Save password").click()
+    viewer.get_by_label("E-mail").fill("reader@console.example.com")
+    viewer.get_by_label("Password").fill(PASSWORD)
+    viewer.get_by_role("button", name="Sign in").click()
+    expect(viewer.get_by_role("heading", name="Dashboard")).to_be_visible()
+    viewer.get_by_role("link", name="Guests").click()
+    expect(viewer.get_by_role("cell", name="10.0.0.23", exact=True)).to_be_visible()
+    expect(viewer.get_by_role("button", name=re.compile("Disconnect"))).to_have_count(0)
+    expect(viewer.get_by_role("link", name="Users")).to_have_count(0)
+    viewer.goto(f"{server.base}/console/users")
+    expect(viewer.get_by_role("heading", name="Not allowed")).to_be_visible()
+    with server.runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Coupon)) == 0
+    assert problems == []
