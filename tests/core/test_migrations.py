@@ -138,7 +138,7 @@ def test_migration_0009_adds_hostname_entries_and_keeps_exactly_one_of_the_two(e
     config = alembic_config(empty_engine.url.render_as_string(hide_password=False))
     with empty_engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0006")
+        command.upgrade(config, "0008")
     site = "11111111-1111-4111-8111-111111111111"
     with empty_engine.begin() as conn:
         conn.execute(text("INSERT INTO orgs (id, created_at) VALUES ('o', CURRENT_TIMESTAMP)"))
@@ -175,7 +175,7 @@ def test_migration_0009_adds_hostname_entries_and_keeps_exactly_one_of_the_two(e
             )
     with empty_engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0006")
+        command.downgrade(config, "0008")
     assert [row[0] for row in _garden_rows_ip_only(empty_engine)] == ["192.0.2.1/32"]
     upgrade(empty_engine)
     assert _differences(empty_engine) == []

@@ -1,7 +1,7 @@
 """walled_garden_entries: host-name entries (`hostname`, an exact name or a `*.` wildcard)
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-03 14:30:00.000000
 
 An entry is an address (`ip_address`, as before) or a DNS name (`hostname`, IDNA-encoded,
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
