@@ -34,7 +34,7 @@ from guestgate.portal.i18n import Translator, negotiate
 from guestgate.portal.oauth import IdentityProviders
 from guestgate.portal.render import STATIC, Page, Renderer
 from guestgate.portal.service import Portal, PortalError, SignInOutcome, scope_hint
-from guestgate.portal.store import GuestSession, GuestStore, InstanceInfo, open_store
+from guestgate.portal.store import AsyncGuestStore, GuestSession, InstanceInfo, open_store
 from guestgate.portal.throttle import (
     SCOPE_NETWORK,
     FailureCounters,
@@ -567,7 +567,7 @@ def build(
     runtime: Runtime,
     *,
     config: PortalConfig | None = None,
-    store: GuestStore | None = None,
+    store: AsyncGuestStore | None = None,
     counters: FailureCounters | None = None,
     notifier: GatewayNotifier | None = None,
     clock: Callable[[], datetime] = utcnow,
