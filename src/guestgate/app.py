@@ -35,6 +35,7 @@ from guestgate.notifications import routes as notification_routes
 from guestgate.ops import ratelimit
 from guestgate.ops.requests import RequestContextMiddleware
 from guestgate.portal import routes as portal_routes
+from guestgate.portal.http import route_path
 from guestgate.runtime import Runtime
 from guestgate.schedules import routes as schedule_routes
 from guestgate.site_users import routes as site_user_routes
@@ -76,9 +77,7 @@ class GuestgateApp(FastAPI):
         portal = self.guest_portal
         if portal is not None and scope["type"] == "http":
             root: str = scope.get("root_path", "")
-            path: str = scope["path"]
-            route_path = path[len(root) :] if root and path.startswith(root) else path
-            if route_path.startswith(GUEST_PREFIX + "/"):
+            if route_path(scope).startswith(GUEST_PREFIX + "/"):
                 # What Starlette's Mount("/guest") would hand the portal.
                 scope["app"] = self
                 scope["app_root_path"] = scope.get("app_root_path", root)

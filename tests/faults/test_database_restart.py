@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from guestgate import db as guestgate_db
 from guestgate.app import create_app
-from guestgate.portal import store as portal_store
+from guestgate.portal.store import sqlite as portal_sqlite
 from guestgate.runtime import Runtime
 from tests.conftest import make_settings
 from tests.faults.conftest import (
@@ -245,7 +245,7 @@ def test_postgres_restart_under_load_is_503_then_recovers_without_restarting_gue
 def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> int:
     """A 300 ms busy timeout for both SQLite paths (the ORM and the portal's store), read at connect."""
     monkeypatch.setattr(guestgate_db, "SQLITE_BUSY_TIMEOUT_MS", 300)
-    monkeypatch.setattr(portal_store, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(portal_sqlite, "SQLITE_BUSY_TIMEOUT_MS", 300)
     return 300
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from guestgate.portal.routes import build
-from guestgate.portal.store import GuestStore, RedeemResult, Redemption, open_store
+from guestgate.portal.store import AsyncGuestStore, RedeemResult, Redemption, open_store
 from guestgate.portal.throttle import MemoryCounters
 from tests.portal.conftest import ClientFactory, World, fresh_token, sign_in
 
@@ -15,12 +15,14 @@ from tests.portal.conftest import ClientFactory, World, fresh_token, sign_in
 class FailingRedeem:
     """A real store whose redemption raises `error`."""
 
-    def __init__(self, inner: GuestStore, error: Exception) -> None:
+    def __init__(self, inner: AsyncGuestStore, error: Exception) -> None:
         self._inner = inner
         self._error = error
-        self.offload = inner.offload
 
     def redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:
+        raise self._error
+
+    async def redeem_async(self, attempt: Redemption, now: datetime) -> RedeemResult:
         raise self._error
 
     def __getattr__(self, name: str) -> Any:

@@ -14,27 +14,25 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from guestgate.db import libpq_conninfo
-from guestgate.portal import store as store_module
 from guestgate.portal.routes import build
 from guestgate.portal.store import (
-    GuestStore,
+    AsyncGuestStore,
     Outcome,
+    PostgresGuestStore,
     RedeemResult,
     Redemption,
     SQLiteGuestStore,
     open_store,
 )
+from guestgate.portal.store import sqlite as sqlite_store
+from guestgate.portal.store import wal as store_wal
 from guestgate.portal.throttle import MemoryCounters
 from tests.portal.conftest import ClientFactory, World, fresh_token, sign_in
 
 
-async def _redeem(store: GuestStore, attempt: Redemption, now: datetime) -> RedeemResult:
-    """The redemption the portal runs: the store's async one where it has one (PostgreSQL)."""
-    redeem_async = getattr(type(store), "redeem_async", None)
-    if redeem_async is not None:
-        result: RedeemResult = await redeem_async(store, attempt, now)
-        return result
-    return store.redeem(attempt, now)
+async def _redeem(store: AsyncGuestStore, attempt: Redemption, now: datetime) -> RedeemResult:
+    """The redemption the portal runs (`Portal.sign_in`): the store's `redeem_async`."""
+    return await store.redeem_async(attempt, now)
 
 
 def _attempt(world: World, ip: str, code: str) -> Redemption:
@@ -129,7 +127,7 @@ def test_the_sqlite_log_starts_over_under_sustained_sign_ins(
     world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The background pass runs on its own time; here it only asks, and the writer does the rest.
-    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 10**9)
+    monkeypatch.setattr(store_wal, "CHECKPOINT_EVERY_COMMITS", 10**9)
     codes = [f"{a}{b}{c}{d}" for a in "ABCDEFGH" for b in "JKMNPQRS" for c in "TUVWXY" for d in "234"][:600]
     for code in codes:
         world.coupon(code)
@@ -142,7 +140,7 @@ def test_the_sqlite_log_starts_over_under_sustained_sign_ins(
         before = os.path.getsize(wal) if wal.exists() else 0
         for index, code in enumerate(codes):
             if index % 20 == 0:
-                store._restart.set()  # what the background pass does when it finds a long log
+                store._checkpoints._restart.set()  # what the background pass does when it finds a long log
             result = store.redeem(_attempt(world, f"10.0.{1 + index // 200}.{index % 200 + 1}", code), now)
             assert result.outcome is Outcome.SUCCESS
         grown = os.path.getsize(wal) - before
@@ -157,8 +155,8 @@ def test_the_sqlite_log_starts_over_under_sustained_sign_ins(
 def test_the_background_checkpoint_asks_for_a_restart_when_the_log_is_long(
     world: World, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 10**9)
-    monkeypatch.setattr(store_module, "WAL_RESTART_FRAMES", 50)
+    monkeypatch.setattr(store_wal, "CHECKPOINT_EVERY_COMMITS", 10**9)
+    monkeypatch.setattr(store_wal, "WAL_RESTART_FRAMES", 50)
     codes = [f"{a}{b}234" for a in "ABCDEFGH" for b in "JKMNPQRS"][:40]
     for code in codes:
         world.coupon(code)
@@ -168,14 +166,14 @@ def test_the_background_checkpoint_asks_for_a_restart_when_the_log_is_long(
     try:
         for index, code in enumerate(codes):
             store.redeem(_attempt(world, f"10.0.1.{index + 10}", code), now)
-        store._restart.clear()
-        store._wake.set()
+        store._checkpoints._restart.clear()
+        store._checkpoints._wake.set()
         deadline = time.monotonic() + 10
-        while not store._restart.is_set() and time.monotonic() < deadline:
+        while not store._checkpoints._restart.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert store._restart.is_set()
+        assert store._checkpoints._restart.is_set()
         store.redeem(_attempt(world, "10.0.2.10", "ZZZ234"), now)
-        assert not store._restart.is_set()
+        assert not store._checkpoints._restart.is_set()
     finally:
         store.close()
 
@@ -207,14 +205,14 @@ def test_pooled_connections_the_server_ended_are_dropped_not_handed_to_a_guest(
     for code in ("ABC234", "DEF345", "GHJ456"):
         world.coupon(code)
     store = open_store(db_url, pg_pool_size=4)
-    assert isinstance(store, store_module.PostgresGuestStore)
+    assert isinstance(store, PostgresGuestStore)
     now = world.clock()
 
     async def sign_in_twice() -> None:
         # The first sign-in leaves an async connection idle; the server then ends it.
         first = await _redeem(store, _attempt(world, "10.0.1.10", "ABC234"), now)
         assert first.outcome is Outcome.SUCCESS
-        _terminate_backends(db_url, [conn.info.backend_pid for conn in store._aidle])
+        _terminate_backends(db_url, [conn.info.backend_pid for conn in store._apool._idle])
         second = await _redeem(store, _attempt(world, "10.0.1.11", "DEF345"), now)
         assert second.outcome is Outcome.SUCCESS
 
@@ -222,7 +220,7 @@ def test_pooled_connections_the_server_ended_are_dropped_not_handed_to_a_guest(
         asyncio.run(sign_in_twice())
         # The same for the thread-side pool the entry page and the status page read through.
         assert store.site_networks(world.site_id) is not None
-        idle = list(store._idle.queue)
+        idle = list(store._pool._idle.queue)
         assert idle
         _terminate_backends(db_url, [conn.info.backend_pid for conn in idle])
         assert store.site_networks(world.site_id) is not None
@@ -294,7 +292,7 @@ def test_a_sqlite_lock_held_past_the_timeout_is_database_locked_with_nothing_wri
 ) -> None:
     import sqlite3
 
-    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(sqlite_store, "SQLITE_BUSY_TIMEOUT_MS", 300)
     world.coupon("ABC234")
     store = open_store(db_url)
     now = world.clock()

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import bindparam, text
 
 from guestgate.db import UTCDateTime, libpq_conninfo
-from guestgate.portal import store as portal_store
 from guestgate.portal.store import Outcome, Redemption, open_store
+from guestgate.portal.store import sql as store_sql
 from tests.portal.conftest import World
 
 SESSIONS = 50_000
@@ -131,7 +131,7 @@ def test_the_generic_plan_of_the_guest_lookup_uses_the_partial_index(
     """The look-up as the store writes it, prepared and forced generic, empty and with 50,000
     live sessions of the site (without statistics, then with them)."""
     # The store's statement (run unprepared today; a generic plan must be safe all the same).
-    lookup = portal_store._SQL_ACTIVE.replace("?", "$1", 1).replace("?", "$2", 1).replace("?", "$3", 1)
+    lookup = store_sql.ACTIVE.replace("?", "$1", 1).replace("?", "$2", 1).replace("?", "$3", 1)
     pg.execute(f"PREPARE lookup(text, text, timestamptz) AS {lookup}")
     pg.execute("SET plan_cache_mode = force_generic_plan")
     args = (world.site_id, "10.100.0.7", world.clock().astimezone(UTC))
@@ -176,7 +176,7 @@ def test_a_guest_among_fifty_thousand_live_sessions_of_the_site_is_found(world: 
 def test_sqlite_looks_the_guest_up_by_a_guest_index(world: World, db_url: str) -> None:
     """SQLite's spelling of the look-up (see guestgate.portal.store) on 50,000 live sessions."""
     _fill(world, SESSIONS)
-    lookup = portal_store._SQL_ACTIVE_SQLITE
+    lookup = store_sql.ACTIVE_SQLITE
     with world.runtime.engine.connect() as conn:
         plan = " ".join(
             str(row)

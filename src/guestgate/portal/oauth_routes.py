@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive
 
 from guestgate.portal import assistants
+from guestgate.portal.http import GuestRequest, PortalPages, Reply, header, html, with_headers
 from guestgate.portal.oauth import GOOGLE, PROVIDER_NAMES, Endpoints, IdentityProviders
 from guestgate.portal.oauth_service import (
     Integrations,
@@ -28,38 +29,34 @@ from guestgate.portal.oauth_service import (
     Tested,
 )
 from guestgate.portal.oauth_state import COOKIE, MemorySpentStates, RedisSpentStates, SpentStates
-from guestgate.portal.routes import GuestRequest, PortalApp, Reply, _html
 from guestgate.portal.service import PortalError, SignInOutcome
 from guestgate.portal.store import InstanceInfo
 from guestgate.portal.tokens import TokenExpired, TokenInvalid
 from guestgate.runtime import Runtime
 
-# Headers are looked at only up to this size (a Cookie header may carry a whole domain's cookies).
-MAX_HEADER_CHARS = 16384
-
 
 class OAuthEndpoints:
     """The OAuth2 endpoints of a portal app, rendered with the app's pages."""
 
-    def __init__(self, app: PortalApp, signin: OAuthSignIn) -> None:
+    def __init__(self, app: PortalPages, signin: OAuthSignIn) -> None:
         self.app = app
         self.signin = signin
 
     def routes(self) -> list[BaseRoute]:
         """The routes to add to the portal app."""
         return [
-            Route("/oauth/start", self.app._endpoint(self.start), methods=["POST"]),
-            Route("/oauth/callback", self.app._endpoint(self.callback), methods=["GET"]),
-            Route("/oauth/test/{integration_id}", self.app._endpoint(self.test), methods=["GET"]),
+            Route("/oauth/start", self.app.endpoint(self.start), methods=["POST"]),
+            Route("/oauth/callback", self.app.endpoint(self.callback), methods=["GET"]),
+            Route("/oauth/test/{integration_id}", self.app.endpoint(self.test), methods=["GET"]),
         ]
 
     async def start(self, request: GuestRequest, receive: Receive) -> Reply:
         """The sign-in button: on to the provider, or the form again saying what is missing."""
-        form = await self.app._read_form(request, receive)
-        started = await self.signin.start(form, peer=request.peer, user_agent=_header(request, b"user-agent"))
-        t = self.app._translator(request, started.instance)
+        form = await self.app.read_form(request, receive)
+        started = await self.signin.start(form, peer=request.peer, user_agent=header(request, b"user-agent"))
+        t = self.app.translator(request, started.instance)
         if started.outcome is StartOutcome.TERMS_REQUIRED:
-            return self.app._form(
+            return self.app.form_page(
                 request,
                 t,
                 started.instance,
@@ -70,11 +67,11 @@ class OAuthEndpoints:
                 outcome=SignInOutcome.TERMS_REQUIRED.value,
             )
         if started.outcome is StartOutcome.USE_BROWSER:
-            return self.app._form(request, t, started.instance, token=started.token, accepted=True)
+            return self.app.form_page(request, t, started.instance, token=started.token, accepted=True)
         return self._to_provider(request, started)
 
     def _to_provider(self, request: GuestRequest, started: Started) -> Reply:
-        t = self.app._translator(request, started.instance)
+        t = self.app.translator(request, started.instance)
         page = self.app.renderer.render(
             "oauth_redirect.html",
             t=t,
@@ -86,7 +83,7 @@ class OAuthEndpoints:
             refresh_url=started.url,
             refresh_seconds=0,
         )
-        return _html(200, page, {"set-cookie": self._cookie(request, started.cookie)})
+        return html(200, page, {"set-cookie": self._cookie(request, started.cookie)})
 
     async def callback(self, request: GuestRequest, _receive: Receive) -> Reply:
         """The provider sends the guest back here: the session (or the test's identity), or why not."""
@@ -95,9 +92,9 @@ class OAuthEndpoints:
         try:
             finished = await self.signin.finish(request.query, cookie=_cookie(request), peer=request.peer)
         except PortalError as exc:
-            return _with_headers(self.app._portal_error(request, exc), spent)
+            return with_headers(self.app.portal_error_page(request, exc), spent)
         if isinstance(finished, Tested):
-            t = self.app._translator(request, None)
+            t = self.app.translator(request, None)
             page = self.app.renderer.render(
                 "oauth_test.html",
                 t=t,
@@ -108,11 +105,11 @@ class OAuthEndpoints:
                 identity=finished.identity,
                 provider_name=PROVIDER_NAMES[finished.identity.provider],
             )
-            return _html(200, page, spent)
-        t = self.app._translator(request, finished.instance)
+            return html(200, page, spent)
+        t = self.app.translator(request, finished.instance)
         granted = finished.granted
         title = t("success_title") if granted.outcome is SignInOutcome.SUCCESS else t("status_title")
-        reply = self.app._session(
+        reply = self.app.session_page(
             request,
             t,
             finished.instance,
@@ -122,7 +119,7 @@ class OAuthEndpoints:
             title,
             activating=granted.activating,
         )
-        return _with_headers(reply, spent)
+        return with_headers(reply, spent)
 
     async def test(self, request: GuestRequest, _receive: Receive) -> Reply:
         """An auth integration's signed test URL: straight on to the provider."""
@@ -143,7 +140,7 @@ class OAuthEndpoints:
             "provider_name": PROVIDER_NAMES.get(provider, ""),
             "oauth_action": f"{request.base}/oauth/start",
         }
-        assistant = assistants.detect(_header(request, b"user-agent"))
+        assistant = assistants.detect(header(request, b"user-agent"))
         if provider == GOOGLE and assistant is not None:
             extras["assistant"] = assistant
             extras["browser_url"] = self._browser_url(token)
@@ -169,7 +166,7 @@ class OAuthEndpoints:
 
 
 def install(
-    app: PortalApp,
+    app: PortalPages,
     runtime: Runtime,
     *,
     providers: IdentityProviders | None = None,
@@ -196,18 +193,6 @@ def install(
     return endpoints
 
 
-def _header(request: GuestRequest, name: bytes) -> str | None:
-    for key, value in request.scope.get("headers", ()):
-        if key == name:
-            text: str = value.decode("latin-1")
-            return text[:MAX_HEADER_CHARS] if len(text) <= MAX_HEADER_CHARS else None
-    return None
-
-
 def _cookie(request: GuestRequest) -> str | None:
-    header = _header(request, b"cookie")
-    return cookie_parser(header).get(COOKIE) if header else None
-
-
-def _with_headers(reply: Reply, extra: dict[str, str]) -> Reply:
-    return Reply(reply.status, reply.body, {**reply.headers, **extra})
+    value = header(request, b"cookie")
+    return cookie_parser(value).get(COOKIE) if value else None

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import psycopg
 import structlog
@@ -26,15 +25,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guestgate import local_time
 from guestgate.db import utcnow
-from guestgate.portal import clients, continue_links
+from guestgate.portal import clients, continue_links, oauth_routes
 from guestgate.portal.config import PortalConfig
 from guestgate.portal.entry_signing import site_keys
 from guestgate.portal.gateway import GatewayNotifier, RecordOnly
+from guestgate.portal.http import (
+    MAX_FORM_BYTES,
+    FormExtras,
+    GuestRequest,
+    Handler,
+    Reply,
+    html,
+    read_form,
+    request_of,
+    route_path,
+)
+from guestgate.portal.http import send as send_reply
 from guestgate.portal.i18n import Translator, negotiate
 from guestgate.portal.oauth import IdentityProviders
-from guestgate.portal.render import STATIC, Page, Renderer
+from guestgate.portal.render import STATIC, Renderer
 from guestgate.portal.service import Portal, PortalError, SignInOutcome, scope_hint
-from guestgate.portal.store import GuestSession, GuestStore, InstanceInfo, open_store
+from guestgate.portal.store import AsyncGuestStore, GuestSession, InstanceInfo, open_store
 from guestgate.portal.throttle import (
     SCOPE_NETWORK,
     FailureCounters,
@@ -48,9 +59,6 @@ from guestgate.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-MAX_FORM_BYTES = 8 * 1024
-MAX_QUERY_FIELDS = 16
-FORM_TYPE = "application/x-www-form-urlencoded"
 CAPPORT_TYPE = "application/captive+json"
 # How often the "activating" page asks again whether the gateway has let the guest through.
 ACTIVATING_REFRESH_SECONDS = 3
@@ -72,47 +80,6 @@ _PLAIN_500 = (
 _HTTP_KEYS = {404: "err_not_found", 405: "err_method", 413: "err_too_large"}
 
 
-@dataclass(frozen=True)
-class GuestRequest:
-    """What a portal endpoint needs from a request."""
-
-    scope: Scope
-    query: dict[str, str]
-    peer: str | None
-    accept_language: str | None
-    content_type: str
-    base: str
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A response: status, headers and body."""
-
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-
-Handler = Callable[[GuestRequest, Receive], Awaitable[Reply]]
-# What an extension adds to the sign-in form of an oauth2 instance: (request, instance, token) -> context.
-FormExtras = Callable[[GuestRequest, InstanceInfo, str], dict[str, Any]]
-
-
-def _first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for key, value in pairs:
-        found.setdefault(key, value)
-    return found
-
-
-def _parse(data: str) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(data, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS, errors="replace")
-    except ValueError as exc:
-        raise PortalError(400, "err_params") from exc
-    return _first_values(pairs)
-
-
 class PortalApp:
     """The ASGI app mounted at /guest."""
 
@@ -122,11 +89,11 @@ class PortalApp:
         self.trusted = portal.config.trusted_proxies
         self.router = Router(
             routes=[
-                Route("/entry", self._endpoint(self.entry), methods=["GET"]),
-                Route("/signin", self._endpoint(self.sign_in), methods=["POST"]),
-                Route("/status", self._endpoint(self.status), methods=["GET"]),
-                Route("/capport", self._endpoint(self.capport), methods=["GET"]),
-                Route("/preview/{instance_id}", self._endpoint(self.preview), methods=["GET"]),
+                Route("/entry", self.endpoint(self.entry), methods=["GET"]),
+                Route("/signin", self.endpoint(self.sign_in), methods=["POST"]),
+                Route("/status", self.endpoint(self.status), methods=["GET"]),
+                Route("/capport", self.endpoint(self.capport), methods=["GET"]),
+                Route("/preview/{instance_id}", self.endpoint(self.preview), methods=["GET"]),
                 Mount("/static", app=StaticFiles(directory=STATIC)),
             ],
             default=self._not_found,
@@ -154,7 +121,7 @@ class PortalApp:
             await send(message)
 
         try:
-            endpoint = self._exact_routes().get((scope["method"], _route_path(scope)))
+            endpoint = self._exact_routes().get((scope["method"], route_path(scope)))
             if endpoint is not None:
                 await endpoint(scope, receive, tracking_send)
             else:
@@ -163,19 +130,19 @@ class PortalApp:
             # A locked or unreachable database: worth retrying in a moment, not a crash.
             log.warning("portal.database_unavailable", path=scope.get("path"), error=str(exc))
             if not started:
-                await self._send(
+                await send_reply(
                     send, self._error(self._request(scope), 503, "err_unavailable", {"retry-after": "5"})
                 )
         except HTTPException as exc:
             if not started:
                 extra = dict(exc.headers or {})
-                await self._send(
+                await send_reply(
                     send, self._error(self._request(scope), exc.status_code, _key_of(exc.status_code), extra)
                 )
         except Exception:
             log.exception("portal.request_failed", path=scope.get("path"))
             if not started:
-                await self._send(send, self._last_resort(scope))
+                await send_reply(send, self._last_resort(scope))
 
     def redirect_params(self, scope: Scope, orig: str) -> dict[str, str]:
         """The entry URL's query for a guest's intercepted request to `orig` (see `continue_links`)."""
@@ -210,53 +177,24 @@ class PortalApp:
                 500, _PLAIN_500, {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"}
             )
 
-    def _endpoint(self, handler: Handler) -> ASGIApp:
+    def endpoint(self, handler: Handler) -> ASGIApp:
+        """`handler` as an ASGI app: a PortalError it raises becomes the error page."""
         return _Endpoint(self, handler)
 
-    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._send(send, self._error(self._request(scope), 404, "err_not_found"))
-
     def _request(self, scope: Scope) -> GuestRequest:
-        headers: dict[bytes, bytes] = {}
-        for key, value in scope.get("headers", ()):
-            headers.setdefault(key, value)
-        client = scope.get("client")
-        forwarded = headers.get(b"x-forwarded-for")
-        peer = clients.client_address(
-            client[0] if client else None,
-            forwarded.decode("latin-1") if forwarded is not None else None,
-            self.trusted,
-        )
-        raw_query = scope.get("query_string", b"").decode("latin-1")
-        try:
-            query = _parse(raw_query) if raw_query else {}
-        except PortalError:
-            query = {}
-        language = headers.get(b"accept-language")
-        return GuestRequest(
-            scope=scope,
-            query=query,
-            peer=peer,
-            accept_language=language.decode("latin-1") if language is not None else None,
-            content_type=headers.get(b"content-type", b"").decode("latin-1"),
-            base=scope.get("root_path", ""),
-        )
+        return request_of(scope, self.trusted)
 
-    @staticmethod
-    async def _send(send: Send, reply: Reply) -> None:
-        headers = [(k.encode(), v.encode("latin-1")) for k, v in reply.headers.items()]
-        headers.append((b"content-length", str(len(reply.body)).encode()))
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.body})
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_reply(send, self._error(self._request(scope), 404, "err_not_found"))
 
     # -- endpoints ---------------------------------------------------------------------------
 
     async def entry(self, request: GuestRequest, _receive: Receive) -> Reply:
         """The page a gateway sends a guest to: the sign-in form, or its session if signed in."""
         entry = await self.portal.enter(request.query, peer=request.peer)
-        t = self._translator(request, entry.instance)
+        t = self.translator(request, entry.instance)
         if entry.session is not None:
-            return self._session(
+            return self.session_page(
                 request,
                 t,
                 entry.instance,
@@ -272,18 +210,18 @@ class PortalApp:
             return self._locked(
                 request, t, entry.instance, entry.identity.site_id, entry.lockout, entry.now, code=code[:16]
             )
-        return self._form(request, t, entry.instance, token=entry.token, code=code[:16])
+        return self.form_page(request, t, entry.instance, token=entry.token, code=code[:16])
 
     async def sign_in(self, request: GuestRequest, receive: Receive) -> Reply:
         """The coupon form's POST."""
-        form = await self._read_form(request, receive)
+        form = await self.read_form(request, receive)
         result = await self.portal.sign_in(form, peer=request.peer)
-        t = self._translator(request, result.instance)
+        t = self.translator(request, result.instance)
         outcome = result.outcome
         if outcome in (SignInOutcome.SUCCESS, SignInOutcome.ALREADY_ACTIVE):
             assert result.session is not None
             title = t("success_title") if outcome is SignInOutcome.SUCCESS else t("status_title")
-            return self._session(
+            return self.session_page(
                 request,
                 t,
                 result.instance,
@@ -299,7 +237,7 @@ class PortalApp:
                 request, t, result.instance, result.identity.site_id, result.lockout, result.now
             )
         status, key, field = _FORM_OUTCOMES[outcome]
-        return self._form(
+        return self.form_page(
             request,
             t,
             result.instance,
@@ -315,9 +253,9 @@ class PortalApp:
     async def status(self, request: GuestRequest, _receive: Receive) -> Reply:
         """The page a guest reopens to see its session."""
         view = await self.portal.status(request.query, peer=request.peer)
-        t = self._translator(request, view.instance)
+        t = self.translator(request, view.instance)
         if view.session is not None and view.instance is not None:
-            return self._session(
+            return self.session_page(
                 request,
                 t,
                 view.instance,
@@ -339,7 +277,7 @@ class PortalApp:
             message=message,
             entry_url=f"{request.base}/entry?{urlencode({'site': view.site_id})}",
         )
-        return _html(200, page)
+        return html(200, page)
 
     async def capport(self, request: GuestRequest, _receive: Receive) -> Reply:
         """RFC 8908: the captive portal API state of the calling guest."""
@@ -365,18 +303,18 @@ class PortalApp:
         """The instance's real page with its real theme, with a form that cannot be sent."""
         instance_id = str(request.scope.get("path_params", {}).get("instance_id", ""))
         instance = await self.portal.preview(instance_id, request.query)
-        t = self._translator(request, instance)
-        return self._form(request, t, instance, token="", preview=True)
+        t = self.translator(request, instance)
+        return self.form_page(request, t, instance, token="", preview=True)
 
     # -- pages -------------------------------------------------------------------------------
 
     def _now(self) -> datetime:
         return self.portal.clock()
 
-    def _translator(self, request: GuestRequest, instance: InstanceInfo | None) -> Translator:
+    def translator(self, request: GuestRequest, instance: InstanceInfo | None) -> Translator:
         return Translator(negotiate(request.accept_language, instance.locale if instance else None))
 
-    def _form(
+    def form_page(
         self,
         request: GuestRequest,
         t: Translator,
@@ -400,9 +338,9 @@ class PortalApp:
             preview=preview,
             **context,
         )
-        return _html(status, page)
+        return html(status, page)
 
-    def _session(
+    def session_page(
         self,
         request: GuestRequest,
         t: Translator,
@@ -449,7 +387,7 @@ class PortalApp:
             activating=activating,
             refresh_seconds=ACTIVATING_REFRESH_SECONDS,
         )
-        return _html(200, page)
+        return html(200, page)
 
     def _locked(
         self,
@@ -479,9 +417,9 @@ class PortalApp:
             refresh_url=retry_url,
             refresh_seconds=wait,
         )
-        return _html(429, page, {"retry-after": str(wait)})
+        return html(429, page, {"retry-after": str(wait)})
 
-    def _portal_error(self, request: GuestRequest, exc: PortalError) -> Reply:
+    def portal_error_page(self, request: GuestRequest, exc: PortalError) -> Reply:
         return self._error(request, exc.status, exc.key, site_id=exc.site_id)
 
     def _error(
@@ -493,7 +431,7 @@ class PortalApp:
         *,
         site_id: str | None = None,
     ) -> Reply:
-        t = self._translator(request, None)
+        t = self.translator(request, None)
         entry_url = f"{request.base}/entry?{urlencode({'site': site_id})}" if site_id else None
         page = self.renderer.render(
             "error.html",
@@ -505,26 +443,11 @@ class PortalApp:
             message=t(key),
             entry_url=entry_url,
         )
-        return _html(status, page, extra)
+        return html(status, page, extra)
 
-    async def _read_form(self, request: GuestRequest, receive: Receive) -> dict[str, str]:
-        if request.content_type.split(";", 1)[0].strip().lower() != FORM_TYPE:
-            raise PortalError(400, "err_token_missing")
-        limit = min(MAX_FORM_BYTES, self.portal.config.max_body_bytes)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise PortalError(400, "err_token_missing")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PortalError(413, "err_too_large")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return _parse(b"".join(chunks).decode("utf-8", errors="replace"))
+    async def read_form(self, request: GuestRequest, receive: Receive) -> dict[str, str]:
+        """The request's form, within the portal's body limit."""
+        return await read_form(request, receive, limit=min(MAX_FORM_BYTES, self.portal.config.max_body_bytes))
 
 
 class _Endpoint:
@@ -539,35 +462,19 @@ class _Endpoint:
         try:
             reply = await self.handler(request, receive)
         except PortalError as exc:
-            reply = self.owner._portal_error(request, exc)
-        await self.owner._send(send, reply)
-
-
-def _route_path(scope: Scope) -> str:
-    """The path below the mount point (as Starlette's router computes it)."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
-        return path[len(root) :]
-    return path
+            reply = self.owner.portal_error_page(request, exc)
+        await send_reply(send, reply)
 
 
 def _key_of(status: int) -> str:
     return _HTTP_KEYS.get(status, "err_internal" if status >= 500 else "err_params")
 
 
-def _html(status: int, page: Page, extra: dict[str, str] | None = None) -> Reply:
-    headers = page.headers()
-    if extra:
-        headers.update({k.lower(): v for k, v in extra.items()})
-    return Reply(status, page.body, headers)
-
-
 def build(
     runtime: Runtime,
     *,
     config: PortalConfig | None = None,
-    store: GuestStore | None = None,
+    store: AsyncGuestStore | None = None,
     counters: FailureCounters | None = None,
     notifier: GatewayNotifier | None = None,
     clock: Callable[[], datetime] = utcnow,
@@ -599,7 +506,5 @@ def build(
     # portal's own connections close with it.
     event.listen(runtime.engine, "engine_disposed", lambda _engine: opened.close())
     app = PortalApp(portal, Renderer(signer=runtime.signer))
-    from guestgate.portal import oauth_routes  # it builds on this module
-
     oauth_routes.install(app, runtime, providers=identity_providers)
     return app

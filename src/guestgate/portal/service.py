@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -28,13 +28,12 @@ from guestgate.portal.config import PortalConfig
 from guestgate.portal.entry_signing import entry_signature_valid
 from guestgate.portal.gateway import GatewayNotifier
 from guestgate.portal.store import (
+    AsyncGuestStore,
     AuditRecord,
     Grant,
     GuestSession,
-    GuestStore,
     InstanceInfo,
     Outcome,
-    RedeemResult,
     Redemption,
     SiteNetworks,
 )
@@ -78,6 +77,21 @@ class SignInOutcome(StrEnum):
     MALFORMED = "malformed"
     TERMS_REQUIRED = "terms_required"
     LOCKED = "locked"
+
+
+def signin_outcome(outcome: Outcome) -> SignInOutcome:
+    """How a form ends when the store has answered: each of the store's outcomes, named."""
+    match outcome:
+        case Outcome.SUCCESS:
+            return SignInOutcome.SUCCESS
+        case Outcome.ALREADY_ACTIVE:
+            return SignInOutcome.ALREADY_ACTIVE
+        case Outcome.UNKNOWN:
+            return SignInOutcome.UNKNOWN
+        case Outcome.EXPIRED:
+            return SignInOutcome.EXPIRED
+        case Outcome.USED:
+            return SignInOutcome.USED
 
 
 # A form refused before any code was looked at (bad or expired token, wrong address, no portal).
@@ -165,7 +179,7 @@ class Portal:
         self,
         *,
         config: PortalConfig,
-        store: GuestStore,
+        store: AsyncGuestStore,
         sealer: TokenSealer,
         signer: UrlSigner,
         entry_keys: Callable[[str], list[bytes]],
@@ -185,23 +199,8 @@ class Portal:
         self._instances = _Cache(config.cache_seconds)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        if self.store.offload:
-            return await anyio.to_thread.run_sync(lambda: fn(*args))
-        # A store on the event loop (SQLite) that can wait for a lock without blocking the loop.
-        call: Callable[..., Awaitable[T]] | None = getattr(self.store, "call", None)
-        if call is not None:
-            return await call(fn, *args)
-        return fn(*args)
-
-    async def _redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:
-        # A store class with a native async redemption (PostgreSQL) runs it on the event loop.
-        # Looked up on the class: a wrapper that replaces `redeem` (a test double) keeps its own.
-        redeem_async: Callable[[Any, Redemption, datetime], Awaitable[RedeemResult]] | None = getattr(
-            type(self.store), "redeem_async", None
-        )
-        if redeem_async is not None:
-            return await redeem_async(self.store, attempt, now)
-        return await self._db(self.store.redeem, attempt, now)
+        """One of the store's blocking calls, made the store's way from the event loop."""
+        return await self.store.call(fn, *args)
 
     async def site(self, site_id: str) -> SiteNetworks | None:
         """The site's networks (cached briefly)."""
@@ -376,7 +375,7 @@ class Portal:
             identity.mac,
             self.config.code_hash(code),
         )
-        redeemed = await self._redeem(attempt, now)
+        redeemed = await self.store.redeem_async(attempt, now)
         if redeemed.outcome in (Outcome.SUCCESS, Outcome.ALREADY_ACTIVE):
             session = redeemed.session
             assert session is not None
@@ -385,7 +384,7 @@ class Portal:
             else:
                 activating = await self.activating(session)
             return result(
-                SignInOutcome(redeemed.outcome.value),
+                signin_outcome(redeemed.outcome),
                 session=session,
                 status_token=self._status_token(session),
                 activating=activating,
@@ -399,7 +398,7 @@ class Portal:
         refusing = [x for x in lockouts if x.scope != SCOPE_SITE]
         if refusing:
             return result(SignInOutcome.LOCKED, lockout=max(refusing, key=lambda x: x.until))
-        return result(SignInOutcome(redeemed.outcome.value))
+        return result(signin_outcome(redeemed.outcome))
 
     async def record_failure(self, identity: GuestIdentity, *, strategy: str, reason: str) -> None:
         """Audit a sign-in that failed outside the coupon store (an OAuth2 callback refused).
@@ -455,7 +454,7 @@ class Portal:
         else:
             activating = await self.activating(done.session)
         return Granted(
-            SignInOutcome(done.outcome.value), done.session, self._status_token(done.session), activating
+            signin_outcome(done.outcome), done.session, self._status_token(done.session), activating
         )
 
     async def open_auth_window(self, identity: GuestIdentity, seconds: int) -> None:

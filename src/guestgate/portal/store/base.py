@@ -1,0 +1,261 @@
+"""The store's logic on both databases: the queries of `sql`, run and read by column name.
+
+A redemption is one transaction: the conditional UPDATE that only an unredeemed, unexpired
+coupon passes (so of any number of concurrent attempts exactly one changes the row), then
+the session INSERT. A failure's audit record is written in the same transaction. The
+subclasses supply the connections, the value conversions and the per-guest lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+from guestgate import networks
+from guestgate.portal.store import sql
+from guestgate.portal.store.records import (
+    AuditRecord,
+    Grant,
+    GuestSession,
+    ImageRef,
+    InstanceInfo,
+    Outcome,
+    RedeemResult,
+    Redemption,
+    SiteNetworks,
+    failure_record,
+    new_session,
+)
+
+
+def guest_lock_key(site_id: str, ip: str) -> str:
+    """The key of a guest's sign-in lock: what concurrent sign-ins of one guest queue on.
+
+    `guestgate_redeem_coupon` builds the same text from its own arguments (`p_site || '|' || p_ip`).
+    """
+    return f"{site_id}|{ip}"
+
+
+class SqlGuestStore(ABC):
+    """The queries of both databases; subclasses supply connections and value conversions.
+
+    Rows are mappings by column name: `sqlite3.Row` on SQLite, psycopg's `dict_row` on PostgreSQL.
+    """
+
+    _placeholder = "?"
+    _active_sql = sql.ACTIVE
+
+    def _sql(self, text: str) -> str:
+        return text if self._placeholder == "?" else text.replace("?", self._placeholder)
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Any]:
+        """A connection for single statements (autocommit)."""
+
+    @abstractmethod
+    def _writing(self) -> AbstractContextManager[Any]:
+        """A connection inside a write transaction, committed on exit."""
+
+    @abstractmethod
+    def _ts(self, value: datetime) -> Any:
+        """A datetime as the database column takes it."""
+
+    @abstractmethod
+    def _from_ts(self, value: Any) -> datetime:
+        """A datetime column value as an aware UTC datetime."""
+
+    @abstractmethod
+    def _json_in(self, value: Any) -> Any:
+        """A JSON document as the database column takes it."""
+
+    @abstractmethod
+    def _json_out(self, value: Any) -> Any:
+        """A JSON column value as Python data."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections (the store reconnects if used again)."""
+
+    @abstractmethod
+    def _lock_guest(self, conn: Any, key: str) -> None:
+        """Serialise concurrent sign-ins of one guest (`guest_lock_key`) inside the write transaction."""
+
+    def site_networks(self, site_id: str) -> SiteNetworks | None:
+        """The site's subnets and instance subnets, or None if there is no such site."""
+        with self._reading() as conn:
+            row = conn.execute(self._sql(sql.SITE), (site_id,)).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(self._sql(sql.SITE_SUBNETS), (site_id,)).fetchall()
+        subnets = tuple(networks.parse(s) for s in (self._json_out(row["subnets"]) or []))
+        mine = tuple((networks.parse(r["subnet"]), r["instance_id"]) for r in rows)
+        return SiteNetworks(site_id=site_id, org_id=row["org_id"], subnets=subnets, instance_subnets=mine)
+
+    def instance(self, instance_id: str) -> InstanceInfo | None:
+        """What the instance's page shows, or None if it is gone."""
+        with self._reading() as conn:
+            row = conn.execute(self._sql(sql.INSTANCE), (instance_id,)).fetchone()
+            if row is None:
+                return None
+            images = {
+                image["kind"]: ImageRef(id=image["id"], width=image["width"], height=image["height"])
+                for image in conn.execute(self._sql(sql.IMAGES), (instance_id,)).fetchall()
+            }
+            provider = None
+            if row["strategy"] == "oauth2":
+                found = conn.execute(self._sql(sql.AUTH_PROVIDER), (instance_id,)).fetchone()
+                provider = None if found is None else found["type"]
+        theme = self._json_out(row["theme"]) or {}
+        return InstanceInfo(
+            id=row["id"],
+            org_id=row["org_id"],
+            name=row["name"],
+            strategy=row["strategy"],
+            session_ttl=int(row["session_ttl"]),
+            theme={str(k): str(v) for k, v in theme.items() if isinstance(v, str)},
+            terms_text=row["terms_text"],
+            locale=row["locale"] or "en",
+            timezone=row["timezone"],
+            logo=images.get("logo"),
+            icon=images.get("icon"),
+            auth_provider=provider,
+        )
+
+    def subnet_claims(self) -> list[tuple[int, str, str, str, str]]:
+        """Every instance subnet as `(row id, site id, org id, instance id, subnet)`."""
+        with self._reading() as conn:
+            rows = conn.execute(self._sql(sql.ALL_SUBNETS)).fetchall()
+        return [
+            (int(r["id"]), str(r["site_id"]), str(r["org_id"]), str(r["instance_id"]), str(r["subnet"]))
+            for r in rows
+        ]
+
+    def active_session(self, site_id: str, ip: str, mac: str | None, now: datetime) -> GuestSession | None:
+        """The guest's active, unexpired session at the site, if any."""
+        with self._reading() as conn:
+            return self._active(conn, site_id, ip, mac, now)
+
+    def session(self, session_id: str, now: datetime) -> GuestSession | None:
+        """The session by id if it is active and unexpired."""
+        with self._reading() as conn:
+            row = conn.execute(self._sql(sql.SESSION), (session_id, self._ts(now))).fetchone()
+        return None if row is None else self._session_of(row)
+
+    def redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:
+        """Redeem a code atomically: a new session, the guest's existing one, or why not."""
+        with self._writing() as conn:
+            self._lock_guest(conn, guest_lock_key(attempt.site_id, attempt.ip))
+            instance = conn.execute(self._sql(sql.INSTANCE_TTL), (attempt.instance_id,)).fetchone()
+            org_id: str | None = None if instance is None else instance["org_id"]
+            if instance is not None:
+                existing = self._active(conn, attempt.site_id, attempt.ip, attempt.mac, now)
+                if existing is not None:
+                    return RedeemResult(Outcome.ALREADY_ACTIVE, existing, org_id)
+                stamp = self._ts(now)
+                won = conn.execute(
+                    self._sql(sql.REDEEM), (stamp, attempt.instance_id, attempt.code, stamp)
+                ).fetchall()
+                if won:
+                    session = new_session(
+                        str(uuid.uuid4()), attempt, now, int(instance["session_ttl"]), coupon_id=won[0]["id"]
+                    )
+                    self._insert_session(conn, session, instance["org_id"], strategy="coupon", identity=None)
+                    return RedeemResult(Outcome.SUCCESS, session, org_id)
+            return self._refused(conn, attempt, org_id, now)
+
+    def _refused(self, conn: Any, attempt: Redemption, org_id: str | None, now: datetime) -> RedeemResult:
+        """Why a code was not redeemed (unknown, used or expired), recorded as an audit event."""
+        state = conn.execute(self._sql(sql.COUPON_STATE), (attempt.instance_id, attempt.code)).fetchone()
+        if state is None:
+            outcome = Outcome.UNKNOWN
+        elif state["redeemed_at"] is not None:
+            outcome = Outcome.USED
+        else:
+            outcome = Outcome.EXPIRED
+        self._insert_audit(conn, [failure_record(attempt, outcome, org_id)], now)
+        return RedeemResult(outcome, None, org_id)
+
+    def grant(self, grant: Grant, now: datetime) -> RedeemResult:
+        """Start a session for a guest signed in without a coupon, or find its active one."""
+        with self._writing() as conn:
+            # The same per-guest order as a redemption: one guest never gets two sessions.
+            self._lock_guest(conn, guest_lock_key(grant.site_id, grant.ip))
+            instance = conn.execute(self._sql(sql.INSTANCE_TTL), (grant.instance_id,)).fetchone()
+            if instance is None:
+                return RedeemResult(Outcome.UNKNOWN)
+            org_id: str = instance["org_id"]
+            existing = self._active(conn, grant.site_id, grant.ip, grant.mac, now)
+            if existing is not None:
+                return RedeemResult(Outcome.ALREADY_ACTIVE, existing, org_id)
+            session = new_session(str(uuid.uuid4()), grant, now, int(instance["session_ttl"]))
+            self._insert_session(conn, session, org_id, strategy=grant.strategy, identity=grant.identity)
+            return RedeemResult(Outcome.SUCCESS, session, org_id)
+
+    def _insert_session(
+        self, conn: Any, session: GuestSession, org_id: str, *, strategy: str, identity: Any
+    ) -> None:
+        conn.execute(
+            self._sql(sql.INSERT_SESSION),
+            (
+                session.id,
+                org_id,
+                session.site_id,
+                session.instance_id,
+                session.ip,
+                session.mac,
+                strategy,
+                session.coupon_id,
+                None if identity is None else self._json_in(identity),
+                self._ts(session.started_at),
+                self._ts(session.expires_at),
+            ),
+        )
+
+    def audit(self, records: list[AuditRecord], now: datetime) -> None:
+        """Write audit events."""
+        if records:
+            with self._writing() as conn:
+                self._insert_audit(conn, records, now)
+
+    def _insert_audit(self, conn: Any, records: list[AuditRecord], now: datetime) -> None:
+        stamp = self._ts(now)
+        for record in records:
+            conn.execute(
+                self._sql(sql.INSERT_AUDIT),
+                (
+                    record.org_id,
+                    stamp,
+                    record.actor,
+                    record.action,
+                    record.target_type,
+                    record.target_id,
+                    record.ip,
+                    self._json_in(record.detail),
+                ),
+            )
+
+    def _active(
+        self, conn: Any, site_id: str, ip: str, mac: str | None, now: datetime
+    ) -> GuestSession | None:
+        rows = conn.execute(self._sql(self._active_sql), (site_id, ip, self._ts(now))).fetchall()
+        for row in rows:
+            # A different device behind a reused address is not this guest.
+            if mac is None or row["mac_address"] is None or row["mac_address"] == mac:
+                return self._session_of(row)
+        return None
+
+    def _session_of(self, row: Any) -> GuestSession:
+        """A session from a row with the session columns (`sql.SESSION`'s, or `sql.PG_REDEEM`'s)."""
+        return GuestSession(
+            id=row["id"],
+            site_id=row["site_id"],
+            instance_id=row["instance_id"],
+            ip=row["ip_address"],
+            mac=row["mac_address"],
+            started_at=self._from_ts(row["started_at"]),
+            expires_at=self._from_ts(row["expires_at"]),
+            coupon_id=row["coupon_id"],
+        )
