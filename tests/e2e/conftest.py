@@ -23,14 +23,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from playwright.sync_api import BrowserContext, Playwright, sync_playwright
 from sqlalchemy import select as sql_select
@@ -45,6 +43,7 @@ from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
 from tests.conftest import TEST_KEYS, make_settings
+from tests.utils.serving import wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 OIDC_DIR = Path(__file__).parent / "oidc"
@@ -324,18 +323,7 @@ def server(
         process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     runtime = Runtime.build(make_settings(f"sqlite:///{database}", root / "var", public_url=base))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"guestgate serve exited:\n{log_path.read_text()}", pytrace=False)
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"guestgate serve did not answer:\n{log_path.read_text()}", pytrace=False)
-            time.sleep(0.1)
+        wait_until_healthy(process, base, log_path)
         yield Server(base=base, runtime=runtime)
     finally:
         runtime.close()

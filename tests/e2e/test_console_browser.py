@@ -12,12 +12,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Response, expect
 from sqlalchemy import func, select
@@ -31,6 +29,7 @@ from tests.conftest import TEST_KEYS, make_settings
 from tests.console.conftest import PASSWORD, Org, make_org
 from tests.coupons.test_export import pdftotext
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, stop
+from tests.utils.serving import wait_until_healthy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 OFF_LOOPBACK = re.compile(r"^https?://(?!127\.0\.0\.1[:/])")
@@ -92,18 +91,7 @@ def console_server(sqlite_template: Path, tmp_path: Path) -> Iterator[ConsoleSer
         )
     runtime = Runtime.build(make_settings(f"sqlite:///{database}", tmp_path / "var", public_url=base))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"guestgate serve exited:\n{log_path.read_text()}", pytrace=False)
-            try:
-                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"guestgate serve did not answer:\n{log_path.read_text()}", pytrace=False)
-            time.sleep(0.1)
+        wait_until_healthy(process, base, log_path)
         yield ConsoleServer(base, runtime, make_org(runtime, "org-console"))
     finally:
         runtime.close()
