@@ -152,12 +152,21 @@ def test_sigterm_to_a_worker_commits_the_batch_it_holds_and_leaves_the_rest_due(
                 next_run_at=slot,
             )
         session.commit()
-    env = cluster.environment(db_url, tmp_path / "worker", worker_poll_seconds="0.5")
+    # `schedule_ran` is logged inside the batch's transaction, before its commit.
+    env = cluster.environment(db_url, tmp_path / "worker", worker_poll_seconds="0.5", log_level="info")
     worker = cluster.start("worker", "worker", env, tmp_path / "logs")
+    committed: list[int] = []
+
+    def holding_a_batch() -> bool:
+        # Logged before committed is read, so more logged than committed means a batch was still
+        # open when `committed` was read: the signal below lands with that batch (or a later one) held.
+        logged = worker.output().count("schedule_ran")
+        committed.append(_runs(runtime))
+        return committed[-1] >= jobs.CLAIM_BATCH and logged > committed[-1]
+
     try:
-        assert _wait(lambda: _runs(runtime) >= jobs.CLAIM_BATCH, seconds=120) is not None, worker.output()
-        time.sleep(0.2)  # into the next batch
-        at_signal = _runs(runtime)
+        assert _wait(holding_a_batch, seconds=120) is not None, worker.output()
+        at_signal = committed[-1]
         worker.popen.send_signal(signal.SIGTERM)
         assert worker.popen.wait(timeout=120) == 0, worker.output()
     finally:
