@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestgate.db import Base, UTCDateTime, UUIDStr, new_id, utcnow
+from guestgate.plans.columns import PlanColumns
 
 
-class Coupon(Base):
+class Coupon(PlanColumns, Base):
     """A 6-character single-use access code of one instance."""
 
     __tablename__ = "coupons"
@@ -48,5 +49,7 @@ class Coupon(Base):
     )
     code: Mapped[str] = mapped_column(String(6))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The first sign-in (None: unused); `uses` counts every sign-in (the plan's `max_uses`).
     redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,9 +9,10 @@ from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, Un
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestgate.db import Base, JSONDoc, UTCDateTime, UUIDStr, new_id, utcnow
+from guestgate.plans.columns import PlanColumns
 
 
-class Instance(Base):
+class Instance(PlanColumns, Base):
     """A captive portal configuration: strategy, session rules, theme, terms and sites."""
 
     __tablename__ = "instances"

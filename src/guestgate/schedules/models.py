@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guestgate.db import Base, UTCDateTime, UUIDStr, new_id, utcnow
+from guestgate.db import Base, JSONDoc, UTCDateTime, UUIDStr, new_id, utcnow
 
 
 class CouponSchedule(Base):
@@ -38,6 +39,8 @@ class CouponSchedule(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Public links of the schedule (and of its batches) signed at or before this second are revoked.
     urls_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Plan overrides of the instance's (a key present overrides; None in it: no limit).
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
 
 
 class ScheduleRun(Base):
@@ -66,3 +69,5 @@ class ScheduleRun(Base):
     ran_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Public links of this batch signed at or before this second are revoked.
     urls_revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The effective plan the batch was made with.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestgate.db import Base, JSONDoc, UTCDateTime, UUIDStr, new_id, utcnow
@@ -48,3 +48,14 @@ class SiteUser(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     # When the site's gateway was first known to let the guest through (None: not yet).
     gateway_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The session's limits, from its code's plan at sign-in (None: no limit).
+    download_kbps: Mapped[int | None] = mapped_column(Integer, default=None)
+    upload_kbps: Mapped[int | None] = mapped_column(Integer, default=None)
+    data_limit_mb: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Usage: bytes from the guest (`in`) and to it (`out`), added up across gateway reboots.
+    bytes_in: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    bytes_out: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The gateway's raw counters at the last reading: a smaller reading means the gateway restarted.
+    gateway_bytes_in: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    gateway_bytes_out: Mapped[int | None] = mapped_column(BigInteger, default=None)
