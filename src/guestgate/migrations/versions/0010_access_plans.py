@@ -21,6 +21,8 @@ Existing rows get the defaults: every existing code stays single-use and unlimit
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -34,7 +36,7 @@ depends_on = None
 LIMITS = ("download_kbps", "upload_kbps", "data_limit_mb")
 
 
-def _plan_columns() -> list[sa.Column[object]]:
+def _plan_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("max_devices", sa.Integer(), nullable=False, server_default="1"),
         sa.Column("max_uses", sa.Integer(), nullable=True, server_default="1"),
