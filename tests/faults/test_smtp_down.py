@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from guestgate.notifications import delivery
-from guestgate.notifications.delivery import DeliveryReport
+from guestgate.notifications.outbox import DeliveryReport
 from guestgate.runtime import Runtime
 from guestgate.schedules import jobs
 from guestgate.schedules.models import CouponSchedule
