@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from guestgate.db import utcnow
 from guestgate.gateways import service as gateway_service
 from guestgate.gateways.agent import AGENT_STALE_SECONDS, agent_key, agent_key_valid, agent_keys
-from guestgate.gateways.agent_client import Agent, AgentOptions, AgentRefused, LocalState, nftables_gateway
+from guestgate.gateways.agent_client import Agent, AgentOptions, AgentRefused, nftables_gateway
+from guestgate.gateways.agent_protocol import LocalState
 from guestgate.gateways.base import GatewayMisconfigured, GuestAccess
 from guestgate.gateways.nftables import NftablesGateway, table_name
 from guestgate.gateways.none import NoneGateway
