@@ -26,8 +26,8 @@ from aiosmtpd.smtp import Envelope
 from guestgate.notifications import delivery, outbox
 from guestgate.notifications.outbox import DeliveryReport
 from guestgate.runtime import Runtime
-from tests.conftest import make_settings
 from tests.notifications.test_delivery import T0, attempts, deliveries, free_port, make_batch
+from tests.utils.settings import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

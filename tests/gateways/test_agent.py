@@ -22,10 +22,10 @@ from guestgate.gateways.nftables import NftablesGateway, table_name
 from guestgate.gateways.none import NoneGateway
 from guestgate.runtime import Runtime
 from guestgate.sites.schemas import GatewayIn
-from tests.conftest import TEST_KEYS, TokenFactory, make_settings
 from tests.gateways.journey import GUEST_IP, app_client, refresh_of, sign_in, text_of
 from tests.gateways.netns import namespaces
 from tests.gateways.world import ACTIVATING, GuestSite, make_guest_site
+from tests.utils.settings import TEST_KEYS, TokenFactory, make_settings
 
 STATE = "/agent/v1/state"
 

@@ -36,7 +36,7 @@ from guestgate.notifications.payload import batch_payload
 from guestgate.orgs.models import Org
 from guestgate.runtime import Runtime
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
-from tests.conftest import fake_resolver, make_settings
+from tests.utils.settings import fake_resolver, make_settings
 
 ORG = "org-a"
 SECRET = "webhook-signing-secret-0123456789"
