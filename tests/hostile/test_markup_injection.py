@@ -416,12 +416,14 @@ def test_script_in_operator_fields_is_text_on_every_page(
         assert marker not in pdf.content, marker
 
 
-def test_the_error_page_of_an_unknown_code_does_not_reflect_it(client: TestClient) -> None:
-    for code in (payload("code"), "<script>alert(1)<", "%3Cscript%3E"):
-        response = client.get(f"/errors/{code}")
-        assert response.status_code == 404
-        assert response.headers["content-type"].startswith("application/json")
-        assert response.json()["code"] in ("resource_not_found", "route_not_found")
+@pytest.mark.parametrize(
+    "code", [payload("code"), "<script>alert(1)<", "%3Cscript%3E"], ids=["payload", "script", "escaped"]
+)
+def test_the_error_page_of_an_unknown_code_does_not_reflect_it(client: TestClient, code: str) -> None:
+    response = client.get(f"/errors/{code}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["code"] in ("resource_not_found", "route_not_found")
 
 
 @pytest.mark.parametrize(
