@@ -15,6 +15,14 @@ static DNS entries (v7): `type=FWD` needs `forward-to`; with `address-list=` eve
 router answers for `name` (and, with `match-subdomain=yes`, for names below it) joins that list
 as a dynamic entry; `answer(name)` stands for a guest's query through the router's DNS.
 
+`/rest/queue/simple` holds simple queues (static: they survive `reboot()`, but their counters
+start again at 0 and their `.id`s change): PUT needs `target` (addresses, stored as `a.b.c.d/32`)
+and takes `name` (unique: a second one answers 400 `failure: already have such name`; without
+one the router names it `queue<N>`), `max-limit` (`<upload>/<download>` bits per second, `k`/`M`/`G`
+suffixes allowed, printed with them, `0` for unlimited), `comment`; `bytes` and `packets` are
+`<upload>/<download>` and read-only; `traffic(ip, up, down)` stands for a guest's traffic through
+the queue that targets it.
+
 A single IPv6 address is printed with its `/128`, so a client cannot rely on the string it sent.
 Every request is counted (`requests`), as are TLS connections (`connections`).
 """
@@ -45,6 +53,11 @@ MENUS = ("ip/firewall/address-list", "ipv6/firewall/address-list")
 DNS_STATIC = "ip/dns/static"
 _HOSTNAME = re.compile(r"(?=.*[a-z])[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})+")
 DUPLICATE = "failure: already have such entry"
+QUEUES = "queue/simple"
+DUPLICATE_NAME = "failure: already have such name"
+_RATE = re.compile(r"(\d+)([kMG]?)")
+_RATE_SIZES = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3}
+_QUEUE_READ_ONLY = ("bytes", "packets", "dynamic", ".id")
 _UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
@@ -172,6 +185,7 @@ class FakeRouterOS:
         self.clock = FakeClock()
         self.lists: dict[str, dict[str, dict[str, Any]]] = {menu: {} for menu in MENUS}
         self.dns_static: dict[str, dict[str, str]] = {}
+        self.queues: dict[str, dict[str, str]] = {}
         # What the router's resolver answers: name -> IPv4 addresses (set by the test).
         self.dns: dict[str, list[str]] = {}
         self.requests: list[tuple[str, str]] = []
@@ -211,10 +225,29 @@ class FakeRouterOS:
             self._expire()
             return [self._show(e) for e in self.lists[menu].values() if e["list"] == list_name]
 
+    def queue_entries(self) -> list[dict[str, str]]:
+        """The simple queues, as printed."""
+        with self._lock:
+            return [dict(q) for q in self.queues.values()]
+
+    def traffic(self, ip: str, upload: int, download: int) -> None:
+        """Bytes from (`upload`) and to (`download`) the guest `ip` through the first queue targeting it."""
+        with self._lock:
+            for queue in self.queues.values():
+                if any(ipaddress.ip_address(ip) in net for net in _targets(queue["target"])):
+                    up, down = (int(v) for v in queue["bytes"].split("/"))
+                    queue["bytes"] = f"{up + upload}/{down + download}"
+                    return
+
     def reboot(self) -> None:
-        """Dynamic (timeout) entries vanish, the rest get new `.id`s, connections drop."""
+        """Dynamic (timeout) entries vanish, the rest get new `.id`s, queue counters restart, connections drop."""
         with self._lock:
             self._next_id += 0x100
+            queues = list(self.queues.values())
+            self.queues = {}
+            for queue in queues:
+                queue.update({".id": self._new_id(), "bytes": "0/0", "packets": "0/0"})
+                self.queues[queue[".id"]] = queue
             for menu, entries in self.lists.items():
                 kept = [e for e in entries.values() if e["_deadline"] is None]
                 self.lists[menu] = {}
@@ -258,6 +291,8 @@ class FakeRouterOS:
             entry_id = "*" + entry_id if entry_id else ""
             if menu == DNS_STATIC:
                 return self._dns_static(method, entry_id, query, body)
+            if menu == QUEUES:
+                return self._queue(method, entry_id, query, body)
             if menu not in self.lists:
                 return 400, {"error": 400, "message": "Bad Request", "detail": "no such command or directory"}
             entries = self.lists[menu]
@@ -326,6 +361,60 @@ class FakeRouterOS:
         if method == "GET":
             return 200, dict(self.dns_static[entry_id])
         return 400, {"error": 400, "message": "Bad Request", "detail": "no such command"}
+
+    def _queue(self, method: str, entry_id: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        bad = {"error": 400, "message": "Bad Request"}
+        if not entry_id:
+            if method == "GET":
+                wanted = query.get(".proplist")
+                filters = {k: v for k, v in query.items() if not k.startswith(".")}
+                return 200, [
+                    {k: v for k, v in q.items() if not wanted or k in wanted.split(",")}
+                    for q in self.queues.values()
+                    if all(q.get(k) == v for k, v in filters.items())
+                ]
+            if method == "PUT":
+                problem = _invalid_queue(body, creating=True)
+                if problem:
+                    return 400, {**bad, "detail": problem}
+                name = body.get("name") or f"queue{len(self.queues) + 1}"
+                if any(q["name"] == name for q in self.queues.values()):
+                    return 400, {**bad, "detail": DUPLICATE_NAME}
+                queue = {
+                    ".id": self._new_id(),
+                    "name": name,
+                    "target": "",
+                    "parent": "none",
+                    "max-limit": "0/0",
+                    "limit-at": "0/0",
+                    "bytes": "0/0",
+                    "packets": "0/0",
+                    "disabled": "false",
+                    "dynamic": "false",
+                }
+                _set_queue(queue, body)
+                self.queues[queue[".id"]] = queue
+                return 200, dict(queue)
+            return 400, {**bad, "detail": "no such command"}
+        queue = self.queues.get(entry_id)
+        if queue is None:
+            return 404, {"error": 404, "message": "Not Found"}
+        if method == "GET":
+            return 200, dict(queue)
+        if method == "DELETE":
+            del self.queues[entry_id]
+            return 204, None
+        if method == "PATCH":
+            problem = _invalid_queue(body, creating=False)
+            if problem:
+                return 400, {**bad, "detail": problem}
+            if "name" in body and any(
+                q["name"] == body["name"] and q is not queue for q in self.queues.values()
+            ):
+                return 400, {**bad, "detail": DUPLICATE_NAME}
+            _set_queue(queue, body)
+            return 200, dict(queue)
+        return 400, {**bad, "detail": "no such command"}
 
     def _add_dynamic(self, menu: str, list_name: str, address: str) -> None:
         stored = _stored_address(address)
@@ -451,6 +540,54 @@ def _invalid_dns(body: Any) -> str | None:
     if body.get("match-subdomain", "no") not in ("yes", "no"):
         return "invalid value for argument match-subdomain"
     return None
+
+
+def _invalid_queue(body: Any, *, creating: bool) -> str | None:
+    if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+        return "expected a JSON object of strings"
+    if creating and "target" not in body:
+        return "missing value(s) of argument(s) target"
+    for key in body:
+        if key in _QUEUE_READ_ONLY:
+            return f"{key} is read-only"
+    if "target" in body:
+        try:
+            _targets(body["target"])
+        except ValueError:
+            return "invalid value for argument target"
+    if "max-limit" in body:
+        parts = body["max-limit"].split("/")
+        if len(parts) != 2 or not all(_RATE.fullmatch(p) for p in parts):
+            return "invalid value for argument max-limit"
+    return None
+
+
+def _set_queue(queue: dict[str, str], body: dict[str, str]) -> None:
+    for key, value in body.items():
+        if key == "target":
+            queue["target"] = ",".join(str(n) for n in _targets(value))
+        elif key == "max-limit":
+            queue["max-limit"] = "/".join(_print_rate(_read_rate(p)) for p in value.split("/"))
+        else:
+            queue[key] = value
+
+
+def _targets(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
+
+
+def _read_rate(text: str) -> int:
+    match = _RATE.fullmatch(text)
+    assert match is not None
+    return int(match.group(1)) * _RATE_SIZES[match.group(2)]
+
+
+def _print_rate(bits: int) -> str:
+    # As RouterOS prints rates: with the largest suffix that divides them.
+    for suffix, size in (("G", 1000**3), ("M", 1000**2), ("k", 1000)):
+        if bits and bits % size == 0:
+            return f"{bits // size}{suffix}"
+    return str(bits)
 
 
 def _stored_address(text: str) -> str:

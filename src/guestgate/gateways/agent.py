@@ -41,6 +41,7 @@ from guestgate.gateways.base import (
     GuestAccess,
     HeldGuest,
     SyncResult,
+    UsageCheck,
     active_guests,
     default_now,
     normalize_ip,
@@ -198,8 +199,9 @@ class AgentGateway(Gateway):
         *,
         now: datetime,
         names: Sequence[GardenName] = (),
+        check: UsageCheck | None = None,
     ) -> SyncResult:
-        """Wake the agent, which syncs itself."""
+        """Wake the agent, which syncs itself (and counts nothing the controller could read)."""
         self.feed.bump(self.site_id)
         return SyncResult(added=0, removed=0, updated=0)
 
@@ -231,6 +233,9 @@ class AgentState:
                     "mac": g.mac,
                     "expires_at": _iso(g.until),
                     "seconds_remaining": remaining_seconds(g.until, now=now),
+                    # Extensions: the session's speed limits in kbit/s (null: none).
+                    "download_kbps": g.download_kbps,
+                    "upload_kbps": g.upload_kbps,
                 }
                 for g in self.guests
             ],
@@ -276,9 +281,14 @@ def desired_state(
             SiteUser.mac_address,
             SiteUser.expires_at,
             SiteUser.gateway_applied_at,
+            SiteUser.download_kbps,
+            SiteUser.upload_kbps,
         ).where(SiteUser.site_id == site.id, SiteUser.status == "active", SiteUser.expires_at > now)
     ).all()
-    guests = [GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows]
+    guests = [
+        GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3], download_kbps=r[5], upload_kbps=r[6])
+        for r in rows
+    ]
     kept = active_guests(guests, now=now)
     chosen = sorted(kept.values(), key=lambda g: (g.ip, g.session_id))
     chosen_ids = {g.session_id for g in chosen}
@@ -294,7 +304,10 @@ def desired_state(
     windows = feed.windows(site.id, now=now)
     content = {
         "gateway": gateway,
-        "guests": [[g.session_id, normalize_ip(g.ip), g.mac, _iso(g.until)] for g in chosen],
+        "guests": [
+            [g.session_id, normalize_ip(g.ip), g.mac, _iso(g.until), g.download_kbps, g.upload_kbps]
+            for g in chosen
+        ],
         "garden": [[e.cidr, e.type] for e in garden],
         "windows": sorted([ip, _iso(until)] for ip, until in windows.items()),
         "names": [[n.hostname, n.type, [[a, _iso(u)] for a, u in n.addresses]] for n in names],

@@ -231,6 +231,8 @@ def _local_state(document: dict[str, Any], *, received: datetime) -> LocalState:
                 ip=str(g["ip"]),
                 mac=g.get("mac"),
                 until=received + timedelta(seconds=int(g["seconds_remaining"])),
+                download_kbps=_kbps(g.get("download_kbps")),
+                upload_kbps=_kbps(g.get("upload_kbps")),
             )
             for g in document.get("guests", [])
         ]
@@ -260,3 +262,8 @@ def _local_state(document: dict[str, Any], *, received: datetime) -> LocalState:
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"the controller sent a state the agent cannot read: {exc!r}") from exc
+
+
+def _kbps(value: Any) -> int | None:
+    # A controller from before access plans sends no limits.
+    return None if value is None else int(value)

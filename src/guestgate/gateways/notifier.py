@@ -49,7 +49,16 @@ class PoolNotifier:
         site = await self._site(session.site_id)
         if site is None:
             return False
-        guest = GuestAccess(session_id=session.id, ip=session.ip, mac=session.mac, until=session.expires_at)
+        guest = GuestAccess(
+            session_id=session.id,
+            ip=session.ip,
+            mac=session.mac,
+            until=session.expires_at,
+            # The session's speed limits, where the portal's store carries them (access plans);
+            # otherwise the reconciler applies them from the database on its next pass.
+            download_kbps=getattr(session, "download_kbps", None),
+            upload_kbps=getattr(session, "upload_kbps", None),
+        )
         if site.gateway_driver == "none":
             # In-memory only: no thread, no query on the sign-in path of the embedded default.
             return service.allow(self.runtime, site, guest, now=self.clock())

@@ -171,11 +171,19 @@ def garden_of(site_id: str, *, session: Session) -> list[GardenEntry]:
 def guests_of(site_id: str, *, now: datetime, session: Session) -> list[GuestAccess]:
     """The site's sessions active at `now`, as the gateway must hold them."""
     rows = session.execute(
-        select(SiteUser.id, SiteUser.ip_address, SiteUser.mac_address, SiteUser.expires_at).where(
-            SiteUser.site_id == site_id, SiteUser.status == "active", SiteUser.expires_at > now
-        )
+        select(
+            SiteUser.id,
+            SiteUser.ip_address,
+            SiteUser.mac_address,
+            SiteUser.expires_at,
+            SiteUser.download_kbps,
+            SiteUser.upload_kbps,
+        ).where(SiteUser.site_id == site_id, SiteUser.status == "active", SiteUser.expires_at > now)
     ).all()
-    return [GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows]
+    return [
+        GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3], download_kbps=r[4], upload_kbps=r[5])
+        for r in rows
+    ]
 
 
 def find_site(site_id: str, *, session: Session) -> Site:

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 from guestgate.errors import ParameterInvalid
 from guestgate.schemas import Timestamp
 
-SessionStatus = Literal["active", "expired", "disconnected"]
+# `quota_exceeded` (an extension): the session passed its data limit; only sessions with one end so.
+SessionStatus = Literal["active", "expired", "disconnected", "quota_exceeded"]
 Strategy = Literal["coupon", "oauth2"]
 T = TypeVar("T")
 
@@ -125,7 +126,10 @@ class SiteUser(BaseModel):
     coupon_id: str | None = Field(description="The coupon redeemed, for the 'coupon' strategy.")
     identity: Identity | None = Field(description="Who signed in, for the 'oauth2' strategy.")
     status: SessionStatus = Field(
-        description="`active` until `expires_at`, then `expired`; `disconnected` when ended early."
+        description=(
+            "`active` until `expires_at`, then `expired`; `disconnected` when ended early; "
+            "`quota_exceeded` (extension) when it used its data limit."
+        )
     )
     started_at: Timestamp = Field(description="When the guest authenticated.")
     expires_at: Timestamp = Field(description="When the session ends unless disconnected earlier.")
