@@ -26,7 +26,7 @@ from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.schemas import GatewayIn
 from tests.gateways.netns import HTTP_GET, Namespace, namespaces, veth
-from tests.gateways.test_limits_routeros import add_guest, user
+from tests.gateways.test_limits_routeros import user
 from tests.gateways.test_reconcile import make_site
 
 pytestmark = pytest.mark.netns

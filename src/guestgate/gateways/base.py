@@ -221,6 +221,21 @@ class Gateway(ABC):
         )
 
 
+def with_fresh_counters(
+    usage: Mapping[str, GuestCounters], desired: Iterable[GuestAccess]
+) -> dict[str, GuestCounters]:
+    """`usage`, plus a reading of 0 for each desired session the gateway holds no counters of.
+
+    Those counters are created in this sync, at 0: reporting it tells the usage arithmetic that
+    the counter started again (a reboot, a flushed table), so the next reading is added whole even
+    when it is larger than the last one before.
+    """
+    found = dict(usage)
+    for guest in desired:
+        found.setdefault(guest.session_id, GuestCounters(0, 0))
+    return found
+
+
 def without(guests: Sequence[GuestAccess], dropped: Collection[str]) -> list[GuestAccess]:
     """`guests` less the sessions in `dropped`."""
     if not dropped:

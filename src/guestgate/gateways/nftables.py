@@ -89,6 +89,7 @@ from guestgate.gateways.base import (
     session_of,
     session_tag,
     split_garden,
+    with_fresh_counters,
     without,
 )
 
@@ -288,7 +289,7 @@ class NftablesGateway(Gateway):
         """
         state = self._read()
         ours, foreign = self._held(state) if state is not None else ([], [])
-        usage = _usage(ours, state) if state is not None else {}
+        usage = with_fresh_counters(_usage(ours, state) if state is not None else {}, desired_guests)
         dropped = frozenset(check(usage)) if check is not None else frozenset()
         desired = without(desired_guests, dropped)
         plan = plan_sync(ours, desired, now=now, foreign=[e.value for e in foreign])

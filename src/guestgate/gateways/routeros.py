@@ -79,6 +79,7 @@ from guestgate.gateways.base import (
     session_of,
     session_tag,
     split_garden,
+    with_fresh_counters,
     without,
 )
 from guestgate.outbound import OutboundPolicy, OutboundRefused, canonical_host, describe_failure
@@ -295,7 +296,7 @@ class RouterOSGateway(Gateway):
 
         ours, foreign = self._held()
         queues = self._queues()
-        usage = _queue_usage(queues)
+        usage = with_fresh_counters(_queue_usage(queues), desired_guests)
         dropped = frozenset(check(usage)) if check is not None else frozenset()
         desired = without(desired_guests, dropped)
         plan = plan_sync(ours, desired, now=now, foreign=foreign)
