@@ -306,8 +306,9 @@ def remaining_seconds(until: datetime, *, now: datetime) -> int:
     return max(1, math.ceil((until - now).total_seconds()))
 
 
-# Pure and called for every guest a gateway is told about (each sign-in): parsed once per address.
-@lru_cache(maxsize=4096)
+# Pure and called for every guest a gateway is told about (each sign-in, and several times per
+# guest in each reconcile pass): parsed once per address, for up to a large site's guests.
+@lru_cache(maxsize=65536)
 def normalize_ip(value: str) -> str:
     """The canonical text of an address; a host prefix (/32, /128) becomes the bare address."""
     text = value.strip()

@@ -62,6 +62,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from guestgate.gateways.base import (
@@ -81,7 +82,6 @@ from guestgate.gateways.base import (
     UsageCheck,
     active_guests,
     default_now,
-    is_ipv6,
     kbps_to_bytes,
     normalize_ip,
     plan_sync,
@@ -769,7 +769,8 @@ def table_name(site_id: str) -> str:
 
 
 def _family(value: str) -> int:
-    return 6 if is_ipv6(value) else 4
+    # An address or CIDR that parsed (every caller's has) is IPv6 exactly when it has a colon.
+    return 6 if ":" in value else 4
 
 
 def _guest_element(guest: GuestAccess, *, now: datetime) -> str:
@@ -866,7 +867,12 @@ _BYTE_UNITS = {"bytes": 1, "kbytes": 1024, "mbytes": 1024**2, "gbytes": 1024**3}
 
 def object_name(prefix: str, ip: str) -> str:
     """The name of a guest's limit or counter object: `lu`/`ld`/`cu`/`cd`, `_`, the address in hex."""
-    return f"{prefix}_{ipaddress.ip_address(ip).packed.hex()}"
+    return f"{prefix}_{_hex(ip)}"
+
+
+@lru_cache(maxsize=65536)
+def _hex(ip: str) -> str:
+    return ipaddress.ip_address(ip).packed.hex()
 
 
 def limit_of(kbps: int | None) -> tuple[int, int] | None:

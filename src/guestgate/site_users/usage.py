@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
@@ -136,24 +135,25 @@ def end_over_quota(
     Returns the ids that were ended here (a session ended meanwhile by anything else is left as it is).
     """
     ended: list[str] = []
-    for session_id in sorted(set(session_ids)):
-        result = cast(
-            CursorResult[Any],
-            session.execute(
-                update(SiteUser)
-                .where(SiteUser.id == session_id, SiteUser.status == "active")
-                .values(status=QUOTA_EXCEEDED, ended_at=now, end_reason=QUOTA_EXCEEDED)
-                .execution_options(synchronize_session=False)
-            ),
+    wanted = sorted(set(session_ids))
+    for start in range(0, len(wanted), WRITE_BATCH):
+        chunk = wanted[start : start + WRITE_BATCH]
+        # Conditional and RETURNING: a session another writer ended meanwhile is not counted here.
+        found = session.scalars(
+            update(SiteUser)
+            .where(SiteUser.id.in_(chunk), SiteUser.status == "active")
+            .values(status=QUOTA_EXCEEDED, ended_at=now, end_reason=QUOTA_EXCEEDED)
+            .returning(SiteUser.id)
+            .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:
-            ended.append(session_id)
-            audit_service.record(
-                session,
-                org_id=org_id,
-                action="site_user.quota_exceeded",
-                target_type="site_user",
-                target_id=session_id,
-                detail={"site_id": site_id},
-            )
+        ended.extend(sorted(found))
+    for session_id in ended:
+        audit_service.record(
+            session,
+            org_id=org_id,
+            action="site_user.quota_exceeded",
+            target_type="site_user",
+            target_id=session_id,
+            detail={"site_id": site_id},
+        )
     return ended
