@@ -149,6 +149,8 @@ class StatusView:
     instance: InstanceInfo | None
     session: GuestSession | None
     status_token: str | None = None
+    # The session a valid status link names, even when it has ended (to say why it did).
+    session_id: str | None = None
 
 
 class _Cache:
@@ -504,7 +506,7 @@ class Portal:
                 raise PortalError(403, "err_token_invalid") from exc
             session = await self._db(self.store.session, ref.session_id, now)
             instance = await self.instance(session.instance_id) if session else None
-            return StatusView(ref.site_id, instance, session, token if session else None)
+            return StatusView(ref.site_id, instance, session, token if session else None, ref.session_id)
         site_id = (params.get("site") or "").strip()
         if not site_id:
             raise PortalError(400, "err_site_missing")
@@ -513,7 +515,8 @@ class Portal:
             raise PortalError(403, "err_outside", site_id=site.site_id)
         instance = await self.instance(locate(site, peer))
         session = await self._db(self.store.active_session, site.site_id, peer, None, now)
-        return StatusView(site.site_id, instance, session, self._status_token(session) if session else None)
+        link = self._status_token(session) if session else None
+        return StatusView(site.site_id, instance, session, link, session.id if session else None)
 
     async def capport(
         self, site_id: str | None, *, peer: str | None, instance_id: str | None = None

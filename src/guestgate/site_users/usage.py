@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
@@ -157,3 +157,61 @@ def end_over_quota(
             detail={"site_id": site_id},
         )
     return ended
+
+
+@dataclass(frozen=True)
+class SessionUsage:
+    """What a guest's status page shows of its session: state, limits and usage."""
+
+    status: str
+    end_reason: str | None
+    download_kbps: int | None
+    upload_kbps: int | None
+    data_limit_mb: int | None
+    bytes_in: int
+    bytes_out: int
+
+    @property
+    def limited(self) -> bool:
+        """Whether the session has any limit to show."""
+        return any(v is not None for v in (self.download_kbps, self.upload_kbps, self.data_limit_mb))
+
+    @property
+    def data_left(self) -> int | None:
+        """Bytes left (None: no data limit)."""
+        return data_left(Usage(self.bytes_in, self.bytes_out, None, None, self.data_limit_mb))
+
+
+_USAGE_COLUMNS = (
+    SiteUser.status,
+    SiteUser.end_reason,
+    SiteUser.download_kbps,
+    SiteUser.upload_kbps,
+    SiteUser.data_limit_mb,
+    SiteUser.bytes_in,
+    SiteUser.bytes_out,
+)
+
+
+def session_usage(session_id: str, *, session: Session) -> SessionUsage | None:
+    """The state, limits and usage of one session (None: no such session)."""
+    row = session.execute(select(*_USAGE_COLUMNS).where(SiteUser.id == session_id)).first()
+    return SessionUsage(*row) if row is not None else None
+
+
+def ended_over_quota(site_id: str, ip: str, *, now: datetime, session: Session) -> bool:
+    """Whether the guest at `ip` had a session at the site that ended over its data limit and would still run.
+
+    What the status page says to a guest that the gateway dropped for its quota.
+    """
+    found = session.execute(
+        select(SiteUser.id)
+        .where(
+            SiteUser.site_id == site_id,
+            SiteUser.ip_address == ip,
+            SiteUser.status == QUOTA_EXCEEDED,
+            SiteUser.expires_at > now,
+        )
+        .limit(1)
+    ).first()
+    return found is not None
