@@ -9,7 +9,7 @@ here undoes a committed change because a gateway was down.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,13 +26,23 @@ from guestgate.gateways.base import (
     GatewayMisconfigured,
     GatewayUnreachable,
     GuestAccess,
+    GuestCounters,
 )
 from guestgate.gateways.locks import gateway_lock
 from guestgate.gateways.nftables import NftablesGateway, remove_table
 from guestgate.gateways.policy import LOCAL_DRIVER, LocalTable, local_table
-from guestgate.gateways.reconcile import ERROR_CHARS, mark_applied, names_of, resolved, status_of
+from guestgate.gateways.reconcile import (
+    ERROR_CHARS,
+    QuotaCheck,
+    mark_applied,
+    names_of,
+    resolved,
+    status_of,
+)
 from guestgate.gateways.rsc import render_script
+from guestgate.ops import metrics as ops_metrics
 from guestgate.runtime import Runtime
+from guestgate.site_users import usage
 from guestgate.site_users.models import SiteUser
 from guestgate.sites import service as site_service
 from guestgate.sites.models import Site
@@ -346,6 +356,44 @@ def agent_report(
             mark_applied(state.pending, now=now, session=session)
         session.commit()
     return state
+
+
+def agent_usage(
+    runtime: Runtime, site: Site, counters: Mapping[str, GuestCounters], *, now: datetime
+) -> tuple[int, int]:
+    """Add an agent's counters to its site's active sessions; end those over quota. Returns (written, ended)."""
+    ids = sorted(counters)
+    before: dict[str, usage.Usage] = {}
+    with runtime.sessions() as session:
+        for start in range(0, len(ids), usage.WRITE_BATCH):
+            chunk = ids[start : start + usage.WRITE_BATCH]
+            rows = session.execute(
+                select(
+                    SiteUser.id,
+                    SiteUser.bytes_in,
+                    SiteUser.bytes_out,
+                    SiteUser.gateway_bytes_in,
+                    SiteUser.gateway_bytes_out,
+                    SiteUser.data_limit_mb,
+                ).where(
+                    SiteUser.id.in_(chunk),
+                    SiteUser.site_id == site.id,
+                    SiteUser.status == "active",
+                    SiteUser.expires_at > now,
+                )
+            )
+            for r in rows:
+                before[r[0]] = usage.Usage(r[1] or 0, r[2] or 0, r[3], r[4], r[5])
+        check = QuotaCheck(before)
+        over = check({sid: c for sid, c in counters.items() if sid in before})
+        written = usage.record(check.readings, now=now, session=session)
+        ended = usage.end_over_quota(over, org_id=site.org_id, site_id=site.id, now=now, session=session)
+        session.commit()
+    if ended:
+        ops_metrics.QUOTA_EXCEEDED.labels(driver="agent").inc(len(ended))
+        # The agent drops them with the state its woken poll brings.
+        runtime.gateways.agents.bump(site.id)
+    return written, len(ended)
 
 
 def mark_stale_agents(runtime: Runtime, *, now: datetime) -> int:
