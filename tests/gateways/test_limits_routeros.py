@@ -169,3 +169,32 @@ def test_queues_guestgate_did_not_create_are_left_alone_and_its_stale_ones_remov
     assert "office" in names
     assert "guestgate-old" not in names
     assert len(names) == 2
+
+
+def test_allowing_a_session_twice_keeps_one_queue_and_sets_it(
+    router: FakeRouterOS, tls: Tls, runtime: Runtime, fast_gateways: registry.GatewayPool
+) -> None:
+    from guestgate.gateways.base import GuestAccess
+    from guestgate.gateways.routeros import RouterOSGateway
+    from tests.gateways.conftest import LOOPBACK_ROUTERS
+
+    gateway = RouterOSGateway(
+        host="127.0.0.1",
+        port=router.port,
+        username=router.username,
+        password=router.password,
+        outbound=LOOPBACK_ROUTERS,
+        ca_pem=tls.ca_pem,
+    )
+    try:
+        gateway.allow(
+            GuestAccess("s1", "10.0.0.5", None, NOW + timedelta(hours=1), download_kbps=1000), now=NOW
+        )
+        gateway.allow(
+            GuestAccess("s1", "10.0.0.5", None, NOW + timedelta(hours=1), download_kbps=3000), now=NOW
+        )
+    finally:
+        gateway.close()
+    [queue] = router.queue_entries()
+    # The second add was refused (a queue of that name exists), so the driver set that one.
+    assert (queue["name"], queue["max-limit"]) == ("guestgate-s1", "0/3M")
