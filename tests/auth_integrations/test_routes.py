@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ
-from tests.conftest import TokenFactory
+from tests.utils.settings import TokenFactory
 
 URL = "/captive/auth-integrations"
 SECRET = "s3cr3t-Value-never-to-be-returned"

@@ -16,7 +16,7 @@ from guestgate.db import utcnow
 from guestgate.pagination import PageRequest
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
-from tests.console.conftest import PASSWORD, MemberFactory, Org, csrf_of, make_org, sign_in
+from tests.utils.console import PASSWORD, MemberFactory, Org, csrf_of, make_org, sign_in
 
 ROLES = ("owner", "admin", "viewer", "front-desk")
 

@@ -25,11 +25,11 @@ from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
-from tests.conftest import TEST_KEYS, make_settings
-from tests.console.conftest import PASSWORD, Org, make_org
 from tests.coupons.test_export import pdftotext
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, stop
+from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, free_port, stop
+from tests.utils.console import PASSWORD, Org, make_org
 from tests.utils.serving import wait_until_healthy
+from tests.utils.settings import TEST_KEYS, make_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 OFF_LOOPBACK = re.compile(r"^https?://(?!127\.0\.0\.1[:/])")

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from guestgate.auth_integrations.service import signed_test_url
 from guestgate.db import utcnow
-from tests.e2e.conftest import PhoneFactory, Server
+from tests.utils.browser import PhoneFactory, Server
 
 pytestmark = pytest.mark.browser
 

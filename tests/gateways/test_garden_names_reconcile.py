@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.gateways import registry
 from guestgate.gateways import service as gateway_service
-from guestgate.gateways.agent_client import _local_state
+from guestgate.gateways.agent_protocol import read_state
 from guestgate.gateways.reconcile import names_of, reconcile_all
 from guestgate.instances.models import Instance, InstanceSubnet
 from guestgate.outbound import OutboundPolicy
@@ -112,7 +112,7 @@ def test_the_agent_state_carries_resolved_names_and_the_dnsmasq_snippet(runtime:
     table = state.gateway["table"]
     assert f"nftset=/cdn.example.com/4#inet#{table}#dns_garden4,6#inet#{table}#dns_garden6" in document["dnsmasq_config"]
     # The agent reads it back into names with deadlines on its own clock.
-    local = _local_state(document, received=NOW)
+    local = read_state(document, received=NOW)
     [idp] = [n for n in local.walled_garden_names if n.hostname == "idp.example.com"]
     assert [a for a, _ in idp.addresses] == ["93.184.215.14"]
     # A new answer is a new version, so the agent pulls it.

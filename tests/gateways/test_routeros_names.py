@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from guestgate.gateways.base import GardenName, GuestAccess
-from tests.gateways.conftest import RouterOSFactory
 from tests.gateways.fake_routeros import FakeRouterOS
+from tests.utils.gateways import RouterOSFactory
 
 AUTH = "guestgate-walled-garden-auth"
 ALWAYS = "guestgate-walled-garden"

@@ -37,11 +37,11 @@ from guestgate.outbound import OutboundPolicy
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE
 from guestgate.sites.models import Site
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
 from tests.gateways.fake_routeros import Tls, make_tls
-from tests.hostile.conftest import Tenant
 from tests.notifications.test_delivery import Receiver, receiver
+from tests.utils.hostile import Tenant
+from tests.utils.settings import TokenFactory
 
 __all__ = ["receiver"]  # a fixture, used by name
 

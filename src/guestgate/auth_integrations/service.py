@@ -21,11 +21,12 @@ from guestgate.auth_integrations.schemas import (
     IntegrationType,
 )
 from guestgate.db import utcnow
-from guestgate.errors import NotFound, ParameterInvalid, ParameterMissing
+from guestgate.errors import ParameterInvalid, ParameterMissing
 from guestgate.instances.models import Instance
 from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.security import SecretBox, UrlSigner
+from guestgate.tenancy import get_owned
 
 TEST_URL_TTL_SECONDS = 3600
 # How many users of an integration a 409 message names before summarising the rest.
@@ -33,10 +34,7 @@ TEST_URL_TTL_SECONDS = 3600
 
 def get(integration_id: str, *, org_id: str, session: Session) -> AuthIntegration:
     """The org's auth integration, or NotFound."""
-    integration = session.get(AuthIntegration, integration_id)
-    if integration is None or integration.org_id != org_id:
-        raise NotFound("auth integration", integration_id)
-    return integration
+    return get_owned(session, AuthIntegration, integration_id, org_id, resource="auth integration")
 
 
 def list_integrations(*, org_id: str, page: PageRequest, session: Session) -> Page[AuthIntegration]:

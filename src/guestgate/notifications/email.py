@@ -31,7 +31,7 @@ from guestgate.coupons.words import Words
 from guestgate.portal import theme
 
 if TYPE_CHECKING:
-    from guestgate.notifications.delivery import BatchPayload
+    from guestgate.notifications.payload import BatchPayload
 
 log = structlog.get_logger(__name__)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
