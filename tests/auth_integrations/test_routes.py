@@ -392,7 +392,7 @@ def test_unknown_type_is_rejected(client: TestClient, headers: dict[str, str], k
         400,
         "invalid_request_error",
         "parameter_invalid",
-        "The 'type' parameter must be one of 'azure', 'github' or 'google'.",
+        "The 'type' parameter must be one of 'azure', 'github', 'google' or 'oidc'.",
     )
 
 

@@ -167,6 +167,7 @@ class Integrations:
             client_id=row.client_id,
             client_secret=secret,
             tenant=row.tenant,
+            issuer=row.issuer,
         )
 
 
