@@ -7,7 +7,9 @@
   installed there with `npm install --no-package-lock` on first use), started on 127.0.0.1 with
   one client whose redirect URI is the server's callback. guestgate's Google and Microsoft code
   paths are pointed at it by `GUESTGATE_OAUTH_GOOGLE_DISCOVERY_URL` and
-  `GUESTGATE_OAUTH_AZURE_AUTHORITY`.
+  `GUESTGATE_OAUTH_AZURE_AUTHORITY`; an `oidc` integration names its Google-like issuer (the
+  server allows http:// issuers on loopback for that: `GUESTGATE_OAUTH_OIDC_ALLOW_HTTP`,
+  `GUESTGATE_OUTBOUND_ALLOW_NETWORKS=127.0.0.0/8`).
 - Chromium (`/usr/bin/chromium`) is driven by Playwright with a fresh profile per test.
 
 Missing Chromium or Node.js fails these tests with the command that installs them: they are
@@ -34,6 +36,7 @@ from playwright.sync_api import BrowserContext, Playwright, sync_playwright
 from sqlalchemy import select as sql_select
 
 from guestgate.auth_integrations import service as integration_service
+from guestgate.auth_integrations.discovery import Discoverer
 from guestgate.auth_integrations.schemas import AuthIntegrationCreate
 from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
@@ -218,6 +221,7 @@ class Server:
 
     base: str
     runtime: Runtime
+    issuer: str
 
     def site(
         self,
@@ -265,17 +269,17 @@ class Server:
             session.commit()
 
     def integration(self, kind: str, *, tenant: str | None = None) -> str:
-        """An auth integration for the test provider's client."""
-        body = AuthIntegrationCreate.model_validate(
-            {
-                "name": f"E2E {kind}",
-                "type": kind,
-                "config": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "tenant": tenant},
-            }
-        )
+        """An auth integration for the test provider's client (`oidc`: its Google-like issuer)."""
+        config = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "tenant": tenant}
+        if kind == "oidc":
+            config["issuer"] = self.issuer
+        body = AuthIntegrationCreate.model_validate({"name": f"E2E {kind}", "type": kind, "config": config})
+        discoverer = Discoverer.from_settings(self.runtime.outbound, self.runtime.settings)
         with self.runtime.sessions() as session:
             org_service.ensure(ORG, session=session)
-            return integration_service.create(body, org_id=ORG, box=self.runtime.box, session=session).id
+            return integration_service.create(
+                body, org_id=ORG, box=self.runtime.box, session=session, discoverer=discoverer
+            ).id
 
     def sessions(self, site_id: str) -> list[SiteUser]:
         """The site's sessions."""
@@ -313,6 +317,8 @@ def server(
         "PORTAL_CACHE_SECONDS": "0",
         "OAUTH_GOOGLE_DISCOVERY_URL": oidc_provider.google_discovery_url,
         "OAUTH_AZURE_AUTHORITY": oidc_provider.origin,
+        "OAUTH_OIDC_ALLOW_HTTP": "true",
+        "OUTBOUND_ALLOW_NETWORKS": "127.0.0.0/8",
         "LOG_LEVEL": "warning",
     }
     env = {key: value for key, value in os.environ.items() if not key.startswith("GUESTGATE_")}
@@ -321,10 +327,18 @@ def server(
     command = [str(Path(sys.executable).parent / "guestgate"), "serve"]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    runtime = Runtime.build(make_settings(f"sqlite:///{database}", root / "var", public_url=base))
+    runtime = Runtime.build(
+        make_settings(
+            f"sqlite:///{database}",
+            root / "var",
+            public_url=base,
+            oauth_oidc_allow_http=True,
+            outbound_allow_networks="127.0.0.0/8",
+        )
+    )
     try:
         wait_until_healthy(process, base, log_path)
-        yield Server(base=base, runtime=runtime)
+        yield Server(base=base, runtime=runtime, issuer=oidc_provider.origin)
     finally:
         runtime.close()
         stop(process)

@@ -267,7 +267,12 @@ class IdentityProviders:
         if integration.type == OIDC:
             auth_method = self._discovered(integration, metadata).token_auth_method
         token = await self._exchange(
-            integration, _text(metadata, "token_endpoint"), code, redirect_uri, attempt, auth_method=auth_method
+            integration,
+            _text(metadata, "token_endpoint"),
+            code,
+            redirect_uri,
+            attempt,
+            auth_method=auth_method,
         )
         id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
@@ -334,7 +339,13 @@ class IdentityProviders:
         return claims
 
     async def _decode(
-        self, id_token: str, jwks_uri: str, algorithms: list[str], *, refresh: bool, client: httpx2.AsyncClient
+        self,
+        id_token: str,
+        jwks_uri: str,
+        algorithms: list[str],
+        *,
+        refresh: bool,
+        client: httpx2.AsyncClient,
     ) -> Any:
         document = await self._document(jwks_uri, refresh=refresh, client=client)
         try:

@@ -70,7 +70,7 @@ def provider_hosts(site_id: str, *, session: Session) -> tuple[list[str], list[s
     )
     names: set[str] = set()
     addresses: set[str] = set()
-    for kind, host in set(session.execute(stmt).tuples()):
+    for kind, host in {(row[0], row[1]) for row in session.execute(stmt)}:
         for found in presets.sign_in_hosts(kind, host):
             (addresses if _is_address(found) else names).add(found)
     return sorted(names), sorted(addresses)
