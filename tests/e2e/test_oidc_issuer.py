@@ -6,11 +6,13 @@ The browser journey of an `oidc` integration is in test_portal_browser.py.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,6 +25,7 @@ from guestgate.gateways.base import GardenEntry
 from guestgate.gateways.reconcile import names_of
 from guestgate.instances.models import Instance, InstanceSubnet
 from guestgate.outbound import OutboundPolicy
+from guestgate.portal.oauth import Attempt, Endpoints, IdentityProviders, Integration, SignInFailed
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
 from tests.conftest import make_settings
@@ -269,3 +272,62 @@ def created_org(runtime: Runtime, integration_id: str) -> str:
         row = session.get(AuthIntegration, integration_id)
         assert row is not None and row.sign_in_host == "127.0.0.1"
         return row.org_id
+
+
+def _providers(policy: OutboundPolicy) -> IdentityProviders:
+    return IdentityProviders(Endpoints(timeout_seconds=5, oidc_allow_http=True), outbound=policy)
+
+
+def _integration(issuer: str) -> Integration:
+    return Integration(
+        id="i", org_id="o", type="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, issuer=issuer
+    )
+
+
+def test_sign_in_sends_the_guest_to_the_discovered_authorization_endpoint(
+    oidc_provider: OpenIDProvider,
+) -> None:
+    attempt = Attempt.new()
+
+    async def run() -> str:
+        providers = _providers(LOOPBACK)
+        try:
+            return await providers.authorization_url(
+                _integration(oidc_provider.origin), redirect_uri="http://127.0.0.1/cb", attempt=attempt
+            )
+        finally:
+            await providers.aclose()
+
+    url = asyncio.run(run())
+    query = parse_qs(urlsplit(url).query)
+    assert url.startswith(f"{oidc_provider.origin}/")
+    assert query["client_id"] == [CLIENT_ID] and query["nonce"] == [attempt.nonce]
+    assert query["code_challenge_method"] == ["S256"] and query["state"] == [attempt.state]
+
+
+@pytest.mark.parametrize(
+    ("policy", "issuer_suffix", "detail"),
+    [
+        # At sign-in the issuer is reached through the outbound policy too (a name may have rebound).
+        (OutboundPolicy(), "", "127.0.0.1 is a loopback address"),
+        # A document that names another issuer is refused at sign-in as when it was saved.
+        (LOOPBACK, "/", "for another issuer"),
+    ],
+)
+def test_sign_in_refuses_what_the_api_would_have_refused(
+    oidc_provider: OpenIDProvider, policy: OutboundPolicy, issuer_suffix: str, detail: str
+) -> None:
+    async def run() -> str:
+        providers = _providers(policy)
+        try:
+            return await providers.authorization_url(
+                _integration(oidc_provider.origin + issuer_suffix),
+                redirect_uri="http://127.0.0.1/cb",
+                attempt=Attempt.new(),
+            )
+        finally:
+            await providers.aclose()
+
+    with pytest.raises(SignInFailed) as failed:
+        asyncio.run(run())
+    assert failed.value.reason == SignInFailed.UNREACHABLE and detail in failed.value.detail

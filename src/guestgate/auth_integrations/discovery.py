@@ -175,10 +175,18 @@ class Discoverer:
     def discover(self, issuer: str) -> Discovered:
         """The issuer's checked discovery document; DiscoveryFailed in our words otherwise."""
         issuer = check_issuer(issuer, allow_http=self.allow_http)
+        url = discovery_url(issuer)
+        try:
+            # Checked when saved, and again by the transport when the connection opens (rebinding).
+            self.policy.vet_url(url, "identity-provider")
+        except OutboundRefused as exc:
+            raise DiscoveryFailed(f"is refused: {exc}") from exc
         transport = self._transport or self.policy.transport("identity-provider")
         try:
             with httpx2.Client(transport=transport, timeout=self.timeout, follow_redirects=False) as client:
-                body = self._get(client, discovery_url(issuer))
+                body = self._get(client, url)
+        except httpx2.InvalidURL as exc:
+            raise DiscoveryFailed("must be a valid URL") from exc
         except httpx2.HTTPError as exc:
             cause = exc.__cause__ or exc.__context__
             failure = cause if isinstance(cause, OutboundRefused) else exc

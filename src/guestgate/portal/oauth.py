@@ -39,7 +39,7 @@ from joserfc.jwt import JWTClaimsRegistry
 from guestgate.auth_integrations import discovery
 from guestgate.auth_integrations.discovery import SIGNING_ALGORITHMS
 from guestgate.config import Settings
-from guestgate.outbound import OutboundPolicy
+from guestgate.outbound import OutboundPolicy, OutboundRefused
 
 log = structlog.get_logger(__name__)
 
@@ -372,7 +372,7 @@ class IdentityProviders:
             response = await (client or self._client()).get(url, headers={"Accept": "application/json"})
             response.raise_for_status()
             document = response.json()
-        except httpx2.HTTPError as exc:
+        except (httpx2.HTTPError, OutboundRefused) as exc:
             raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: {exc}") from exc
         except ValueError as exc:
             raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: not JSON") from exc
@@ -402,7 +402,7 @@ class IdentityProviders:
             raise SignInFailed(
                 SignInFailed.EXCHANGE, f"{exc.error}: {exc.description or ''}".strip()
             ) from exc
-        except httpx2.TransportError as exc:
+        except (httpx2.TransportError, OutboundRefused) as exc:
             raise SignInFailed(SignInFailed.UNREACHABLE, f"POST {endpoint}: {exc}") from exc
         except (httpx2.HTTPError, ValueError) as exc:
             raise SignInFailed(SignInFailed.EXCHANGE, f"POST {endpoint}: {exc}") from exc
