@@ -57,8 +57,8 @@ def create(
 ) -> AuthIntegration:
     """Create an integration; the client secret is stored sealed.
 
-    An `oidc` integration's issuer is discovered first (blocking, before any query: no
-    transaction waits on the network) with `discoverer`.
+    An `oidc` integration's issuer is discovered first with `discoverer` (blocking, before this
+    function's queries, so no write of it waits on the network).
     """
     issuer, sign_in_host = _issuer_for(data.type, data.config, discoverer)
     tenant = _tenant_for(data.type, data.config)

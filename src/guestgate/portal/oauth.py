@@ -21,6 +21,7 @@ cached like the others; the identity comes from the id_token's claims.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
@@ -369,13 +370,11 @@ class IdentityProviders:
         if cached is not None and cached[0] > now and not refresh:
             return cached[1]
         try:
-            response = await (client or self._client()).get(url, headers={"Accept": "application/json"})
-            response.raise_for_status()
-            document = response.json()
+            document = await _json_of(client or self._client(), url)
         except (httpx2.HTTPError, OutboundRefused) as exc:
             raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: {exc}") from exc
         except ValueError as exc:
-            raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: not JSON") from exc
+            raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: not JSON ({exc})") from exc
         if not isinstance(document, dict):
             raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: not a JSON object")
         if len(self._documents) >= MAX_CACHED_DOCUMENTS:
@@ -451,6 +450,18 @@ class IdentityProviders:
             return response.json()
         except ValueError as exc:
             raise SignInFailed(SignInFailed.USER, f"GET {url}: not JSON") from exc
+
+
+async def _json_of(client: httpx2.AsyncClient, url: str) -> Any:
+    """GET a JSON document of at most MAX_DOCUMENT_BYTES (an `oidc` issuer is tenant input)."""
+    async with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
+        response.raise_for_status()
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > discovery.MAX_DOCUMENT_BYTES:
+                raise ValueError("larger than the largest document accepted")
+    return json.loads(bytes(body))
 
 
 class _UnknownKey(Exception):
