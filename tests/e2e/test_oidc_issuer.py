@@ -7,6 +7,7 @@ The browser journey of an `oidc` integration is in test_portal_browser.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
 from guestgate.auth_integrations import discovery
 from guestgate.auth_integrations.discovery import Discoverer, DiscoveryFailed
@@ -331,3 +333,28 @@ def test_sign_in_refuses_what_the_api_would_have_refused(
     with pytest.raises(SignInFailed) as failed:
         asyncio.run(run())
     assert failed.value.reason == SignInFailed.UNREACHABLE and detail in failed.value.detail
+
+
+def test_a_provider_whose_login_host_moved_since_it_was_saved_is_logged(
+    oidc_provider: OpenIDProvider,
+) -> None:
+    moved = dataclasses.replace(_integration(oidc_provider.origin), sign_in_host="login.old.example.org")
+
+    async def run() -> None:
+        providers = _providers(LOOPBACK)
+        try:
+            await providers.authorization_url(
+                moved, redirect_uri="http://127.0.0.1/cb", attempt=Attempt.new()
+            )
+            await providers.authorization_url(
+                dataclasses.replace(moved, sign_in_host="127.0.0.1"),
+                redirect_uri="http://127.0.0.1/cb",
+                attempt=Attempt.new(),
+            )
+        finally:
+            await providers.aclose()
+
+    with capture_logs() as logs:
+        asyncio.run(run())
+    [warning] = [entry for entry in logs if entry["event"] == "portal.oauth_sign_in_host_moved"]
+    assert warning["saved"] == "login.old.example.org" and warning["discovered"] == "127.0.0.1"

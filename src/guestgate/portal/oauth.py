@@ -119,6 +119,8 @@ class Integration:
     client_secret: str = field(repr=False)
     tenant: str | None = None
     issuer: str | None = None
+    # `oidc`: the authorization endpoint's host found when saved (the one the auth window opens).
+    sign_in_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,8 @@ class IdentityProviders:
             metadata = await self.metadata(integration)
             endpoint = _text(metadata, "authorization_endpoint")
             extra["nonce"] = attempt.nonce
+            if integration.type == OIDC:
+                self._warn_if_moved(integration, metadata)
         client = self._oauth_client(integration, redirect_uri)
         try:
             url, _ = client.create_authorization_url(
@@ -293,6 +297,19 @@ class IdentityProviders:
         for key in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
             _text(metadata, key)
         return metadata
+
+    def _warn_if_moved(self, integration: Integration, metadata: dict[str, Any]) -> None:
+        # The auth window opens the host found when the integration was saved; a provider that
+        # moved its login page since is blocked for guests until the integration is saved again.
+        host = self._discovered(integration, metadata).sign_in_host
+        if integration.sign_in_host is not None and host != integration.sign_in_host:
+            log.warning(
+                "portal.oauth_sign_in_host_moved",
+                integration_id=integration.id,
+                saved=integration.sign_in_host,
+                discovered=host,
+                fix="save the auth integration again (PUT) to open the new host in the auth window",
+            )
 
     def _discovered(self, integration: Integration, metadata: dict[str, Any]) -> discovery.Discovered:
         try:

@@ -168,6 +168,7 @@ class Integrations:
             client_secret=secret,
             tenant=row.tenant,
             issuer=row.issuer,
+            sign_in_host=row.sign_in_host,
         )
 
 
