@@ -101,6 +101,8 @@ NOT_ON_PAGES = {
     "AuthIntegration.name",
     "AuthIntegration.config.client_secret",
     "AuthIntegration.config.tenant",
+    # A URL checked against the issuer's own discovery document; no page shows it.
+    "AuthIntegration.config.issuer",
     "WalledGardenEntry.name",
     "Site.name",
     "Site.gateway.ca_pem",

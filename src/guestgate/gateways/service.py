@@ -30,7 +30,14 @@ from guestgate.gateways.base import (
 from guestgate.gateways.locks import gateway_lock
 from guestgate.gateways.nftables import NftablesGateway, remove_table
 from guestgate.gateways.policy import LOCAL_DRIVER, LocalTable, local_table
-from guestgate.gateways.reconcile import ERROR_CHARS, mark_applied, names_of, resolved, status_of
+from guestgate.gateways.reconcile import (
+    ERROR_CHARS,
+    mark_applied,
+    names_of,
+    provider_addresses,
+    resolved,
+    status_of,
+)
 from guestgate.gateways.rsc import render_script
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
@@ -165,7 +172,8 @@ def garden_of(site_id: str, *, session: Session) -> list[GardenEntry]:
     stmt = select(WalledGardenEntry.ip_address, WalledGardenEntry.type).where(
         WalledGardenEntry.site_id == site_id
     )
-    return [GardenEntry(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
+    own = [GardenEntry(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
+    return own + provider_addresses(site_id, session=session)
 
 
 def guests_of(site_id: str, *, now: datetime, session: Session) -> list[GuestAccess]:

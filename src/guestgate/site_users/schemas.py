@@ -104,7 +104,7 @@ def _parsed(name: str, value: str | None, parse: Callable[[str], T], reason: str
 class Identity(BaseModel):
     """Who signed in through an OAuth2 provider."""
 
-    provider: str = Field(description="The identity provider: `google`, `github` or `azure`.")
+    provider: str = Field(description="The identity provider: `google`, `github`, `azure` or **[extension]** `oidc`.")
     subject: str = Field(description="The user's stable id at the provider.")
     email: str | None = Field(description="The user's e-mail address, where the provider shared it.")
     name: str | None = Field(description="The user's display name, where the provider shared it.")
