@@ -175,10 +175,11 @@ def test_reloading_the_callback_does_not_sign_in_twice(server: Server, phone: Ph
     assert len(server.sessions(site_id)) == 1
 
 
+@pytest.mark.parametrize("kind", ["google", "oidc"])
 def test_the_integration_test_url_shows_the_identity_and_creates_nothing(
-    server: Server, phone: PhoneFactory
+    server: Server, phone: PhoneFactory, kind: str
 ) -> None:
-    integration_id = server.integration("google")
+    integration_id = server.integration(kind)
     url = signed_test_url(integration_id, signer=server.runtime.signer, public_url=server.base, now=utcnow())
     page = open_page(phone)
     page.goto(url)
