@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from guestgate.api_tokens import service as token_service
 from guestgate.audit import service as audit_service
 from guestgate.audit.schemas import AuditFilter
-from guestgate.console import auth, dashboard, garden_pages, schedule_pages, service, site_pages
+from guestgate.console import auth, dashboard, garden_pages, group_pages, schedule_pages, service, site_pages
 from guestgate.console.web import (
     PREFIX,
     Anyone,
@@ -556,3 +556,4 @@ router.include_router(pages)
 router.include_router(site_pages.router)
 router.include_router(schedule_pages.router)
 router.include_router(garden_pages.router)
+router.include_router(group_pages.router)
