@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
+from guestgate import local_time
 from guestgate.api_tokens import service as token_service
 from guestgate.audit import service as audit_service
 from guestgate.audit.schemas import AuditFilter
@@ -30,8 +32,9 @@ from guestgate.console.web import (
     redirect,
     render,
 )
+from guestgate.coupon_links import service as coupon_links
 from guestgate.coupon_links import signing
-from guestgate.coupons import batches
+from guestgate.coupons import batches, export
 from guestgate.coupons import service as coupon_service
 from guestgate.coupons.schemas import CouponCreate
 from guestgate.db import utcnow
@@ -291,6 +294,30 @@ def coupons_page(
     return render(request, "coupons.html", {"instances": choices, "chosen": chosen, "page": page})
 
 
+@pages.get("/coupons.csv")
+def coupons_csv(
+    who: Reader, session: SessionDep, runtime: RuntimeDep, instance: Annotated[str, Query()]
+) -> Response:
+    """Every valid coupon of an instance as CSV (the columns of the batch links' CSV), written as read."""
+    chosen = instance_service.get(instance, org_id=who.org_id, session=session)
+    now = utcnow()
+    zone = local_time.zone(chosen.timezone)
+
+    def parts() -> Iterator[str]:
+        # Its own session: the request's is closed once the response has started.
+        with runtime.sessions() as own:
+            pages = coupon_service.valid_pages(chosen.id, org_id=who.org_id, now=now, session=own)
+            for number, items in enumerate(pages):
+                yield export.to_csv(items, zone=zone, header=number == 0)
+
+    stem = signing.filename(coupon_links.file_stem(chosen.name, now, zone, with_time=True), "csv")
+    return StreamingResponse(
+        parts(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{stem}"', "Cache-Control": "no-store"},
+    )
+
+
 @pages.get("/guests")
 def guests_page(
     request: Request,
@@ -299,9 +326,10 @@ def guests_page(
     site: Annotated[str | None, Query()] = None,
     ip: Annotated[str | None, Query()] = None,
     mac: Annotated[str | None, Query()] = None,
+    identity: Annotated[str | None, Query()] = None,
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
-    """Guests online at a site, searched by IP or MAC address."""
+    """Guests online at a site, searched by IP or MAC address or by the e-mail or name they signed in with."""
     sites = site_service.list_sites(
         org_id=who.org_id, page=PageRequest.parse(1000, None), session=session
     ).items
@@ -311,7 +339,9 @@ def guests_page(
     errors: dict[str, str] = {}
     if chosen is not None:
         try:
-            filters = SessionFilter.parse(status="active", ip_address=ip or None, mac_address=mac or None)
+            filters = SessionFilter.parse(
+                status="active", ip_address=ip or None, mac_address=mac or None, identity=identity or None
+            )
             users = site_user_service.list_users(
                 chosen, org_id=who.org_id, filters=filters, now=now, page=_page(cursor), session=session
             )
@@ -326,6 +356,7 @@ def guests_page(
             "users": users,
             "ip": ip or "",
             "mac": mac or "",
+            "identity": identity or "",
             "errors": errors,
             "now": now,
         },
