@@ -39,7 +39,14 @@ from guestgate.coupons import service as coupon_service
 from guestgate.coupons.schemas import CouponCreate
 from guestgate.db import utcnow
 from guestgate.deps import RuntimeDep, SessionDep, request_address
-from guestgate.errors import AuthenticationFailed, GuestgateError, ParameterInvalid, RateLimited, kind_of
+from guestgate.errors import (
+    AuthenticationFailed,
+    GuestgateError,
+    ParameterInvalid,
+    ParameterMissing,
+    RateLimited,
+    kind_of,
+)
 from guestgate.gateways import service as gateway_service
 from guestgate.instances import service as instance_service
 from guestgate.pagination import PageRequest
@@ -296,9 +303,11 @@ def coupons_page(
 
 @pages.get("/coupons.csv")
 def coupons_csv(
-    who: Reader, session: SessionDep, runtime: RuntimeDep, instance: Annotated[str, Query()]
+    who: Reader, session: SessionDep, runtime: RuntimeDep, instance: Annotated[str | None, Query()] = None
 ) -> Response:
     """Every valid coupon of an instance as CSV (the columns of the batch links' CSV), written as read."""
+    if not instance:
+        raise ParameterMissing("instance")
     chosen = instance_service.get(instance, org_id=who.org_id, session=session)
     now = utcnow()
     zone = local_time.zone(chosen.timezone)

@@ -28,7 +28,7 @@ from guestgate.console.web import (
 )
 from guestgate.db import utcnow
 from guestgate.deps import SessionDep
-from guestgate.errors import GuestgateError, kind_of
+from guestgate.errors import GuestgateError, ParameterMissing, kind_of
 from guestgate.instances import service as instance_service
 from guestgate.instances.service import InstanceView
 from guestgate.notifications import service as group_service
@@ -150,9 +150,11 @@ def _schedule_form(
 
 @router.get("/schedules/new")
 def new_schedule(
-    request: Request, who: Writer, session: SessionDep, instance: Annotated[str, Query()]
+    request: Request, who: Writer, session: SessionDep, instance: Annotated[str | None, Query()] = None
 ) -> Response:
     """The form to add a schedule to a coupon instance."""
+    if not instance:
+        raise ParameterMissing("instance")
     values = {"count": "20", "recurrence_type": "daily", "time_of_day": "08:00", "timezone": "UTC"}
     values["valid_for_in_minutes"] = "1440"
     return _schedule_form(
