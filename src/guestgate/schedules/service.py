@@ -15,11 +15,11 @@ from guestgate.coupons.batches import Counters
 from guestgate.db import utcnow
 from guestgate.errors import ParameterMissing, ReferenceMissing
 from guestgate.instances import service as instance_service
-from guestgate.notifications.models import NotificationGroup
+from guestgate.notifications.models import Delivery, NotificationGroup
 from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.schedules import recurrence
-from guestgate.schedules.models import CouponSchedule
+from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.schedules.schemas import DEFAULT_TIME_OF_DAY, CouponScheduleCreate
 from guestgate.schedules.schemas import CouponSchedule as CouponScheduleOut
 from guestgate.security import UrlSigner
@@ -223,6 +223,32 @@ def next_slot(schedule: CouponSchedule, *, after: datetime) -> datetime:
         timezone=schedule.timezone,
         after=after,
     )
+
+
+def next_slots(schedule: CouponSchedule, *, after: datetime, count: int = 5) -> list[datetime]:
+    """The schedule's first `count` slots strictly after `after` (UTC), oldest first."""
+    rule = recurrence.Rule.of(
+        recurrence_type=schedule.recurrence_type,
+        day_of_week=schedule.day_of_week,
+        day_of_month=schedule.day_of_month,
+        time_of_day=schedule.time_of_day or DEFAULT_TIME_OF_DAY,
+        timezone=schedule.timezone,
+    )
+    slots = rule.slots_after(after)
+    return [next(slots) for _ in range(count)]
+
+
+def list_deliveries(
+    schedule_id: str, *, instance_id: str, org_id: str, page: PageRequest, session: Session
+) -> Page[Delivery]:
+    """The deliveries of the schedule's batches (every attempt state), newest first."""
+    schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
+    stmt = (
+        select(Delivery)
+        .join(ScheduleRun, ScheduleRun.id == Delivery.run_id)
+        .where(ScheduleRun.schedule_id == schedule.id)
+    )
+    return fetch_page(session, stmt, page, Delivery.created_at, Delivery.id)
 
 
 def to_out(item: ScheduleView) -> CouponScheduleOut:

@@ -15,6 +15,8 @@ from guestgate.errors import ParameterInvalid
 from guestgate.schemas import Timestamp
 
 SessionStatus = Literal["active", "expired", "disconnected"]
+# The longest identity search (an e-mail address is at most 254 characters).
+MAX_IDENTITY_SEARCH = 254
 Strategy = Literal["coupon", "oauth2"]
 T = TypeVar("T")
 
@@ -66,6 +68,8 @@ class SessionFilter:
     ip_address: str | None = None
     mac_address: str | None = None
     since: datetime | None = None
+    # Part of the e-mail address or name an identity provider shared (lowercase).
+    identity: str | None = None
 
     @classmethod
     def parse(
@@ -75,6 +79,7 @@ class SessionFilter:
         ip_address: str | None = None,
         mac_address: str | None = None,
         since: str | None = None,
+        identity: str | None = None,
     ) -> SessionFilter:
         """Validate and normalise the query parameters; ParameterInvalid names the first bad one."""
         return cls(
@@ -89,7 +94,20 @@ class SessionFilter:
                 parse_rfc3339,
                 "must be an RFC 3339 date-time with a time zone, such as 2025-10-29T08:00:00Z",
             ),
+            identity=_parsed(
+                "identity",
+                identity,
+                _identity_search,
+                f"must be 2 to {MAX_IDENTITY_SEARCH} characters of an e-mail address or a name",
+            ),
         )
+
+
+def _identity_search(value: str) -> str:
+    text = " ".join(value.split()).lower()
+    if not 2 <= len(text) <= MAX_IDENTITY_SEARCH:
+        raise ValueError(value)
+    return text
 
 
 def _parsed(name: str, value: str | None, parse: Callable[[str], T], reason: str) -> T | None:
