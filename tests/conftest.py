@@ -6,19 +6,14 @@ fresh SQLite file and once on PostgreSQL. A missing PostgreSQL fails the run: no
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import os
 import shutil
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
-from sqlalchemy import text
 from typer.testing import CliRunner
 
 from guestgate.app import create_app
@@ -28,17 +23,17 @@ from guestgate.migrate import upgrade
 from guestgate.portal.throttle import FailureCounters, MemoryCounters, RedisCounters
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-PG_ADMIN_URL = os.environ.get("GUESTGATE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-# Separate databases let several checkouts run the suite at once on one server.
-PG_DB = "guestgate_test_" + os.environ.get("GUESTGATE_TEST_DB_SUFFIX", "main")
-PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + PG_DB
-TEST_KEYS = {
-    "jwt_secret": "test-jwt-secret-that-is-at-least-32-bytes-long",
-    "signing_key": "test-signing-key-that-is-at-least-32-bytes-long",
-    "encryption_key": base64.urlsafe_b64encode(b"k" * 32).decode(),
-}
+from tests.utils.settings import (
+    PG_ADMIN_URL,
+    PG_DB,
+    PG_URL,
+    REDIS_URL,
+    TEST_KEYS,
+    TokenFactory,
+    fake_resolver,
+    make_settings,
+    truncate_pg,
+)
 
 
 @pytest.fixture(scope="session")
@@ -63,21 +58,6 @@ def pg_database() -> str:
     return PG_URL
 
 
-def _truncate_pg(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename<>'alembic_version'"
-                )
-            )
-        ]
-        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
     """A clean, migrated database: SQLite file or PostgreSQL (truncated)."""
@@ -86,43 +66,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("pg_database")
-    _truncate_pg(url)
+    truncate_pg(url)
     return url
-
-
-# Names the tests use, as a resolver would answer them: tests never ask a real DNS server (and
-# never connect to these addresses: deliveries in tests go to receivers on loopback).
-TEST_DNS_SUFFIXES = ("example.com", "example.org", "example.net", ".example", ".test")
-TEST_DNS_ADDRESS = "93.184.215.14"
-
-
-def fake_resolver(host: str, port: int) -> list[str]:
-    """The outbound policy's resolver in tests: example names resolve to a public address, others fail."""
-    if host == "localhost":
-        return ["127.0.0.1", "::1"]
-    if host.endswith(TEST_DNS_SUFFIXES):
-        return [TEST_DNS_ADDRESS]
-    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-
-def make_settings(db_url: str, data_dir: Path, **overrides: object) -> Settings:
-    """Settings for tests: fixed keys, a temporary data directory, no background jobs."""
-    values: dict[str, object] = {
-        "database_url": db_url,
-        "data_dir": data_dir,
-        "public_url": "http://testserver",
-        "jwt_secret": SecretStr(TEST_KEYS["jwt_secret"]),
-        "signing_key": SecretStr(TEST_KEYS["signing_key"]),
-        "encryption_key": SecretStr(TEST_KEYS["encryption_key"]),
-        "scheduler_enabled": False,
-        # Off unless a test asks for it (tests/ops/test_rate_limit.py): a test's burst of requests
-        # with one token must not trip it.
-        "rate_limit_per_minute": 0,
-        # The same for the public coupon links (tests/hostile/test_public_coupon_urls.py turns it on).
-        "public_link_rate_per_minute": 0,
-    }
-    values.update(overrides)
-    return Settings.model_validate(values)
 
 
 @pytest.fixture
@@ -163,9 +108,6 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunn
     get_settings.cache_clear()
     yield CliRunner()
     get_settings.cache_clear()
-
-
-TokenFactory = Callable[..., dict[str, str]]
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from guestgate.app import create_app
 from guestgate.config import Settings
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE
-from tests.conftest import TEST_KEYS, TokenFactory, make_settings
 from tests.core.test_errors import assert_error
+from tests.utils.settings import TEST_KEYS, TokenFactory, make_settings
 
 BOUND = 0.5
 

@@ -15,7 +15,7 @@ from guestgate.orgs import service as org_service
 from guestgate.pagination import PageRequest
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE
-from tests.conftest import TEST_KEYS
+from tests.utils.settings import TEST_KEYS
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from guestgate.audit.models import AuditEvent
 from guestgate.db import utcnow
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
-from tests.conftest import TokenFactory
+from tests.utils.settings import TokenFactory
 
 OPERATOR_IP = "192.0.2.77"
 GUEST_IP = "10.20.1.5"

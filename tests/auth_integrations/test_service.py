@@ -18,7 +18,7 @@ from guestgate.instances.models import Instance
 from guestgate.pagination import PageRequest
 from guestgate.runtime import Runtime
 from guestgate.security import UrlSigner
-from tests.conftest import TEST_KEYS, make_settings
+from tests.utils.settings import TEST_KEYS, make_settings
 
 SECRET = "a-client-secret-value"
 

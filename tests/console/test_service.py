@@ -13,7 +13,7 @@ from guestgate.console.models import ConsoleUser
 from guestgate.db import utcnow
 from guestgate.errors import AuthenticationFailed, Conflict, NotFound, ParameterInvalid, RateLimited
 from guestgate.runtime import Runtime
-from tests.console.conftest import PASSWORD, MemberFactory, make_org
+from tests.utils.console import PASSWORD, MemberFactory, make_org
 
 
 def test_password_is_stored_as_argon2id_and_verifies() -> None:

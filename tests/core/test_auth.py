@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE
-from tests.conftest import TEST_KEYS, TokenFactory
 from tests.core.test_errors import assert_error
+from tests.utils.settings import TEST_KEYS, TokenFactory
 
 INSTANCE = {"name": "Lobby", "strategy": "coupon", "session_ttl": 3600}
 

@@ -23,9 +23,9 @@ from guestgate.security import SIGNATURE_MISMATCH
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.schemas import GatewayIn
 from guestgate.startup import ExitCode
-from tests.conftest import TEST_KEYS
 from tests.core.test_startup import assert_short, run
 from tests.gateways.world import ORG, make_guest_site
+from tests.utils.settings import TEST_KEYS
 
 Invoke = Callable[..., Result]
 

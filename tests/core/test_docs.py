@@ -8,7 +8,7 @@ import re
 from fastapi.testclient import TestClient
 
 from guestgate.errors import ERROR_CODES, kind_of
-from tests.conftest import TokenFactory
+from tests.utils.settings import TokenFactory
 
 
 def test_docs_pages_use_only_local_assets(client: TestClient) -> None:

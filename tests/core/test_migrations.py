@@ -16,7 +16,7 @@ from sqlalchemy import Engine, inspect, text
 import guestgate.models  # noqa: F401  (registers every table)
 from guestgate.db import Base, make_engine
 from guestgate.migrate import alembic_config, upgrade
-from tests.conftest import PG_ADMIN_URL, PG_DB
+from tests.utils.settings import PG_ADMIN_URL, PG_DB
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -19,8 +19,8 @@ import httpx2
 import pytest
 from PIL import Image
 
-from tests.faults.conftest import require
 from tests.replicas.cluster import GUESTGATE, ROOT, Process, free_port, start, wait_ready
+from tests.utils.faults import require
 
 README = ROOT / "README.md"
 MARKER = "<!-- first-session:"

@@ -18,9 +18,9 @@ import httpx2
 import pytest
 
 from guestgate.startup import EXIT_CODE_MEANINGS, ExitCode
-from tests.conftest import TEST_KEYS
-from tests.faults.conftest import require
 from tests.replicas.cluster import free_port
+from tests.utils.faults import require
+from tests.utils.settings import TEST_KEYS
 
 GUESTGATE = Path(sys.executable).with_name("guestgate")
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -13,8 +13,8 @@ import time_machine
 from fastapi.testclient import TestClient
 
 from guestgate.coupon_links.page import wants_html
-from tests.conftest import TokenFactory
 from tests.schedules import time_travel_proof
+from tests.utils.settings import TokenFactory
 
 NOW = datetime(2026, 10, 3, 14, 30, tzinfo=UTC)  # 00:30 AEST on 4 October, the day Sydney goes to AEDT
 CHROME = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"

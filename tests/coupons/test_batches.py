@@ -19,9 +19,9 @@ from sqlalchemy import select
 from guestgate.audit.models import AuditEvent
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
 from tests.schedules import make_group, seed_body, time_travel_proof
+from tests.utils.settings import TokenFactory
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 COUPON_FIELDS = {"id", "code", "expires_at", "redeemed_at", "created_at"}

@@ -22,10 +22,10 @@ from guestgate.notifications.models import NotificationGroup
 from guestgate.runtime import Runtime
 from guestgate.schedules import jobs
 from guestgate.schedules.models import CouponSchedule
-from tests.conftest import make_settings
 from tests.coupons.test_export import pdftotext
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, ORG, Server, free_port
 from tests.notifications.test_email import Inbox
+from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, ORG, Server, free_port
+from tests.utils.settings import make_settings
 
 pytestmark = pytest.mark.browser
 OFF_LOOPBACK = re.compile(r"^https?://(?!127\.0\.0\.1[:/])")

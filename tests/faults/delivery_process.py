@@ -8,7 +8,7 @@ from pathlib import Path
 
 from guestgate.notifications import delivery
 from guestgate.runtime import Runtime
-from tests.conftest import make_settings
+from tests.utils.settings import make_settings
 
 
 def main() -> None:

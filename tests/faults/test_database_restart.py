@@ -24,8 +24,7 @@ from guestgate import db as guestgate_db
 from guestgate.app import create_app
 from guestgate.portal.store import sqlite as portal_sqlite
 from guestgate.runtime import Runtime
-from tests.conftest import make_settings
-from tests.faults.conftest import (
+from tests.utils.faults import (
     Answer,
     PrivatePostgres,
     Server,
@@ -36,6 +35,7 @@ from tests.faults.conftest import (
     seed_portal,
     sign_in_form,
 )
+from tests.utils.settings import make_settings
 
 GUEST_THREADS = 3
 DOWN_SECONDS = 3.0

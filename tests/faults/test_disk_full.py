@@ -28,9 +28,9 @@ from guestgate.instances.models import Image
 from guestgate.orgs import service as org_service
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
-from tests.conftest import make_settings
-from tests.faults.conftest import require
 from tests.utils.bodies import stable
+from tests.utils.faults import require
+from tests.utils.settings import make_settings
 
 TMPFS_BYTES = 4 * 1024 * 1024
 LEFT_FREE = 192 * 1024

@@ -26,11 +26,11 @@ from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
 from guestgate.sites.models import Site
 from guestgate.sites.schemas import GatewayIn
-from tests.conftest import make_settings
-from tests.faults.conftest import CuttableProxy
 from tests.gateways.fake_routeros import FakeRouterOS, Tls, make_tls
 from tests.gateways.journey import refresh_of, sign_in, text_of
 from tests.gateways.world import ACTIVATING, CONNECTED, ORG, make_guest_site
+from tests.utils.faults import CuttableProxy
+from tests.utils.settings import make_settings
 
 GUESTS = ("10.0.0.21", "10.0.0.22", "10.0.0.23")
 CODES = ("AAA234", "BBB234", "CCC234")

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from guestgate.db import make_engine
-from tests.faults.conftest import Answer, Server, guest_ip, post_sign_in, seed_portal, sign_in_form
+from tests.utils.faults import Answer, Server, guest_ip, post_sign_in, seed_portal, sign_in_form
 
 GUESTS = 16
 KILL_AFTER_SUCCESSES = 300

@@ -20,13 +20,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from guestgate.notifications import delivery
-from guestgate.notifications.delivery import DeliveryReport
+from guestgate.notifications.outbox import DeliveryReport
 from guestgate.runtime import Runtime
 from guestgate.schedules import jobs
 from guestgate.schedules.models import CouponSchedule
-from tests.conftest import make_settings
 from tests.notifications.test_delivery import T0, attempts, coupon_codes, deliveries, free_port
 from tests.schedules import factory
+from tests.utils.settings import make_settings
 
 DESK = "desk@hotel.example"
 

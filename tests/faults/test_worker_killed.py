@@ -23,11 +23,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
-from guestgate.notifications import delivery
-from guestgate.notifications.delivery import DeliveryReport
+from guestgate.notifications import delivery, outbox
+from guestgate.notifications.outbox import DeliveryReport
 from guestgate.runtime import Runtime
-from tests.conftest import make_settings
 from tests.notifications.test_delivery import T0, attempts, deliveries, free_port, make_batch
+from tests.utils.settings import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,15 +105,15 @@ def test_delivery_worker_killed_mid_send_is_redelivered_after_its_lease(
         inbox.stall_in = None
 
         [row] = deliveries(runtime, batch.run_id)
-        lease_end = T0 + delivery.lease_duration(settings)
+        lease_end = T0 + outbox.lease_duration(settings)
         assert (row.status, row.attempts, row.next_attempt_at) == ("sending", 1, lease_end)
         assert attempts(runtime, row.id) == []
         # Another worker leaves it alone while the dead one's lease lasts, then takes it over.
-        before = lease_end - delivery.lease_duration(settings) / 2
+        before = lease_end - outbox.lease_duration(settings) / 2
         assert delivery.deliver_due_sync(runtime=runtime, now=before) == DeliveryReport()
         assert delivery.deliver_due_sync(runtime=runtime, now=lease_end) == DeliveryReport(sent=1)
         assert delivery.deliver_due_sync(
-            runtime=runtime, now=lease_end + delivery.lease_duration(settings)
+            runtime=runtime, now=lease_end + outbox.lease_duration(settings)
         ) == (DeliveryReport())
 
         [row] = deliveries(runtime, batch.run_id)

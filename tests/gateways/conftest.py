@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +12,12 @@ from guestgate.config import Settings
 from guestgate.gateways import registry
 from guestgate.gateways.base import Gateway
 from guestgate.gateways.routeros import RouterOSGateway
-from guestgate.outbound import OutboundPolicy
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
-from tests.conftest import make_settings
 from tests.gateways.fake_routeros import FakeRouterOS, Tls, make_tls
 from tests.gateways.netns import require_netns_tools
+from tests.utils.gateways import LOOPBACK_ROUTERS, RouterOSFactory
+from tests.utils.settings import make_settings
 
 
 @pytest.fixture
@@ -39,11 +39,6 @@ def router(tls: Tls) -> Iterator[FakeRouterOS]:
     fake = FakeRouterOS(tls).start()
     yield fake
     fake.stop()
-
-
-RouterOSFactory = Callable[..., RouterOSGateway]
-# The fake router listens on loopback, which the outbound policy refuses unless a deployment allows it.
-LOOPBACK_ROUTERS = OutboundPolicy.from_settings("", "127.0.0.0/8")
 
 
 @pytest.fixture

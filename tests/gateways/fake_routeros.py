@@ -10,7 +10,8 @@ entry a new `.id` and drops open connections. `/rest/system/resource` answers li
 
 Walled-garden host names, as RouterOS documents them: an IPv4 address-list entry's `address` may
 be a DNS name (6.36+); the router resolves it (here: through `dns`, name -> addresses, set by
-the test) and adds a dynamic entry per address to the same list. `/rest/ip/dns/static` holds
+the test) and adds a dynamic entry per address to the same list. `/rest/ip/dns` answers the DNS
+settings (`servers`, and the read-only `dynamic-servers`). `/rest/ip/dns/static` holds
 static DNS entries (v7): `type=FWD` needs `forward-to`; with `address-list=` every address the
 router answers for `name` (and, with `match-subdomain=yes`, for names below it) joins that list
 as a dynamic entry; `answer(name)` stands for a guest's query through the router's DNS.
@@ -189,6 +190,12 @@ class FakeRouterOS:
         self._queue_names: dict[str, str] = {}
         # What the router's resolver answers: name -> IPv4 addresses (set by the test).
         self.dns: dict[str, list[str]] = {}
+        # `/ip dns` (as printed: comma-separated lists); `dynamic-servers` is read-only, learnt by DHCP.
+        self.dns_settings: dict[str, str] = {
+            "servers": "",
+            "dynamic-servers": "192.0.2.53,192.0.2.54",
+            "allow-remote-requests": "true",
+        }
         self.requests: list[tuple[str, str]] = []
         self.connections = 0
         self.failures: list[int] = []
@@ -289,6 +296,10 @@ class FakeRouterOS:
                     "uptime": "1d2h3m4s",
                     "cpu-load": "1",
                 }
+            if path == "ip/dns" and method == "GET":
+                wanted = query.get(".proplist")
+                shown = {k: v for k, v in self.dns_settings.items() if not wanted or k in wanted.split(",")}
+                return 200, shown
             menu, _, entry_id = path.partition("/*")
             entry_id = "*" + entry_id if entry_id else ""
             if menu == DNS_STATIC:

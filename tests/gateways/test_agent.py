@@ -15,16 +15,17 @@ from pydantic import SecretStr
 from guestgate.db import utcnow
 from guestgate.gateways import service as gateway_service
 from guestgate.gateways.agent import AGENT_STALE_SECONDS, agent_key, agent_key_valid, agent_keys
-from guestgate.gateways.agent_client import Agent, AgentOptions, AgentRefused, LocalState, nftables_gateway
+from guestgate.gateways.agent_client import Agent, AgentOptions, AgentRefused, nftables_gateway
+from guestgate.gateways.agent_protocol import LocalState
 from guestgate.gateways.base import GatewayMisconfigured, GuestAccess
 from guestgate.gateways.nftables import NftablesGateway, table_name
 from guestgate.gateways.none import NoneGateway
 from guestgate.runtime import Runtime
 from guestgate.sites.schemas import GatewayIn
-from tests.conftest import TEST_KEYS, TokenFactory, make_settings
 from tests.gateways.journey import GUEST_IP, app_client, refresh_of, sign_in, text_of
 from tests.gateways.netns import namespaces
 from tests.gateways.world import ACTIVATING, GuestSite, make_guest_site
+from tests.utils.settings import TEST_KEYS, TokenFactory, make_settings
 
 STATE = "/agent/v1/state"
 

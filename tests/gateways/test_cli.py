@@ -16,9 +16,9 @@ from guestgate.gateways.rsc import render_script
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.schemas import GatewayIn
-from tests.conftest import TEST_KEYS
 from tests.gateways.netns import namespaces
 from tests.gateways.world import ORG, GuestSite, make_guest_site
+from tests.utils.settings import TEST_KEYS
 
 MISSING = "5f4e3d2c-1b0a-4987-8654-3210fedcba98"
 

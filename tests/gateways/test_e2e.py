@@ -34,9 +34,9 @@ from guestgate.migrate import upgrade
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
 from guestgate.sites.schemas import GatewayIn
-from tests.conftest import TEST_KEYS, make_settings
 from tests.gateways.netns import ECHO_SERVER, HTTP_GET, HTTP_SERVER, TCP_CONNECT, Namespace, namespaces, veth
 from tests.gateways.world import ACTIVATING, CONNECTED, GuestSite, make_guest_site
+from tests.utils.settings import TEST_KEYS, make_settings
 
 pytestmark = pytest.mark.netns
 

@@ -17,9 +17,9 @@ from guestgate.gateways.none import NoneGateway
 from guestgate.gateways.routeros import RouterOSGateway
 from guestgate.security import SecretBox
 from guestgate.sites.models import Site
-from tests.conftest import TEST_KEYS
-from tests.gateways.conftest import LOOPBACK_ROUTERS
 from tests.gateways.fake_routeros import FakeRouterOS, Tls
+from tests.utils.gateways import LOOPBACK_ROUTERS
+from tests.utils.settings import TEST_KEYS
 
 
 @pytest.fixture

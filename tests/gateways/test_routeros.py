@@ -16,8 +16,8 @@ from guestgate.gateways.base import (
     SyncResult,
 )
 from guestgate.gateways.routeros import format_duration, parse_duration
-from tests.gateways.conftest import RouterOSFactory
 from tests.gateways.fake_routeros import MENUS, FakeRouterOS, Tls, make_tls
+from tests.utils.gateways import RouterOSFactory
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 V4, V6 = MENUS

@@ -15,10 +15,10 @@ from guestgate.gateways import service as gateway_service
 from guestgate.gateways.reconcile import ReconcileResult, reconcile_all
 from guestgate.runtime import Runtime
 from guestgate.sites.schemas import GatewayIn
-from tests.conftest import TokenFactory
 from tests.gateways.fake_routeros import FakeRouterOS, Tls
 from tests.gateways.journey import GUEST_IP, app_client, refresh_of, sign_in, text_of
 from tests.gateways.world import ACTIVATING, CONNECTED, GuestSite, make_guest_site
+from tests.utils.settings import TokenFactory
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from guestgate.app import create_app
 from guestgate.instances.models import Image, Instance
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
-from tests.conftest import make_settings
-from tests.hostile.conftest import LiveServer, picture
+from tests.utils.hostile import LiveServer, picture
+from tests.utils.settings import make_settings
 
 LIMIT = 4096  # below the portal's own 8 KB form cap, so the setting is what decides
 FORM = "application/x-www-form-urlencoded"

@@ -22,7 +22,7 @@ from guestgate.config import Settings
 from guestgate.instances.models import InstanceSubnet
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
-from tests.conftest import TokenFactory, make_settings
+from tests.utils.settings import TokenFactory, make_settings
 
 GUEST = "10.50.1.7"
 _TOKEN = re.compile(r'name="t" value="([^"]+)"')

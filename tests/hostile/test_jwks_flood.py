@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from guestgate.app import create_app
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES
-from tests.conftest import make_settings
-from tests.hostile.conftest import LiveServer
+from tests.utils.hostile import LiveServer
+from tests.utils.settings import make_settings
 
 _SIGNER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _ROTATED = rsa.generate_private_key(public_exponent=65537, key_size=2048)

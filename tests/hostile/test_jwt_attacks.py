@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from guestgate.app import create_app
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES
-from tests.conftest import TEST_KEYS, make_settings
 from tests.core.test_errors import assert_error
+from tests.utils.settings import TEST_KEYS, make_settings
 
 ISSUER = "https://idp.example.com/"
 AUDIENCE = "guestgate-api"

@@ -25,9 +25,9 @@ from guestgate.app import create_app
 from guestgate.db import utcnow
 from guestgate.notifications import delivery
 from guestgate.runtime import Runtime
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
-from tests.hostile.conftest import local, ok
+from tests.utils.hostile import local, ok
+from tests.utils.settings import TokenFactory
 
 
 def payload(field: str) -> str:
@@ -101,6 +101,8 @@ NOT_ON_PAGES = {
     "AuthIntegration.name",
     "AuthIntegration.config.client_secret",
     "AuthIntegration.config.tenant",
+    # A URL checked against the issuer's own discovery document; no page shows it.
+    "AuthIntegration.config.issuer",
     "WalledGardenEntry.name",
     "Site.name",
     "Site.gateway.ca_pem",

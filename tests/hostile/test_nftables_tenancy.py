@@ -36,9 +36,9 @@ from guestgate.orgs import service as org_service
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
 from tests.gateways.netns import Namespace, namespaces, require_netns_tools
+from tests.utils.settings import TokenFactory
 
 HOST_FILTER = """table inet filter {
 \tchain input {

@@ -34,9 +34,9 @@ from guestgate.audit.models import AuditEvent
 from guestgate.runtime import Runtime
 from guestgate.schedules import jobs
 from guestgate.security import SCOPE_ISSUE
-from tests.conftest import TokenFactory, make_settings
 from tests.core.test_errors import assert_error
 from tests.schedules import time_travel_proof
+from tests.utils.settings import TokenFactory, make_settings
 
 REDIS_URL = os.environ.get("GUESTGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from guestgate.app import create_app
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
-from tests.conftest import make_settings
+from tests.utils.settings import make_settings
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from guestgate.runtime import Runtime
 from guestgate.security import UrlSigner
-from tests.conftest import make_settings
 from tests.core.test_errors import assert_error
-from tests.hostile.conftest import Tenant, local
+from tests.utils.hostile import Tenant, local
+from tests.utils.settings import make_settings
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 OTHER_KEY = "an-entirely-different-signing-key-of-32-bytes-or-more"

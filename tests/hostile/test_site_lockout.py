@@ -35,7 +35,7 @@ from guestgate.portal.throttle import FailureCounters
 from guestgate.portal.tokens import GuestIdentity, TokenSealer
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
-from tests.portal.conftest import Clock
+from tests.utils.portal import Clock
 
 PROXY = "192.0.2.1"  # every request comes through the gateway's signed entry: the peer is fixed
 SUBNETS = ["10.0.1.0/24", "2001:db8:1::/48"]

@@ -34,7 +34,7 @@ from guestgate.portal.entry_signing import entry_query
 from guestgate.portal.theme import colours
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
-from tests.conftest import make_settings
+from tests.utils.settings import make_settings
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "guestgate"
 GUEST_IP = "10.7.1.20"

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 
 from guestgate.app import create_app
 from guestgate.runtime import Runtime
-from tests.conftest import TokenFactory
-from tests.hostile.conftest import Tenant, build_tenant
 from tests.utils.bodies import stable
+from tests.utils.hostile import Tenant, build_tenant
+from tests.utils.settings import TokenFactory
 
 NASTY = [
     "' OR 1=1 --",

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from guestgate.runtime import Runtime
 from tests.core.test_errors import assert_error
-from tests.hostile.conftest import Tenant, audit_rows_of, dump_database, local, picture
+from tests.utils.hostile import Tenant, audit_rows_of, dump_database, local, picture
 
 Body = Callable[[Tenant], dict[str, Any] | None]
 

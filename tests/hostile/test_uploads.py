@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from guestgate.instances.models import Image as ImageRow
 from guestgate.runtime import Runtime
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
-from tests.hostile.conftest import Tenant, local, ok, picture
+from tests.utils.hostile import Tenant, local, ok, picture
+from tests.utils.settings import TokenFactory
 
 HTML = b"<html><body><script>alert(document.cookie)</script></body></html>"
 JS = b"/*<script>*/alert(1)//"

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from guestgate.security import SCOPE_READ
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
+from tests.utils.settings import TokenFactory
 
 CREATE = {"name": "Lobby", "strategy": "coupon", "session_ttl": 3600}
 

@@ -14,8 +14,8 @@ from guestgate.coupons.models import Coupon
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_READ
 from guestgate.site_users.models import SiteUser
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
+from tests.utils.settings import TokenFactory
 
 CREATE = {"name": "Lobby Wi-Fi", "strategy": "coupon", "session_ttl": 3600}
 DEFAULT_COLOURS = {

@@ -29,13 +29,14 @@ from guestgate.coupons import codes
 from guestgate.coupons.models import Coupon
 from guestgate.instances.models import Instance
 from guestgate.instances.schemas import DEFAULT_THEME
-from guestgate.notifications import delivery
-from guestgate.notifications.delivery import DeliveryReport
+from guestgate.notifications import delivery, outbox, payload
 from guestgate.notifications.models import Delivery, DeliveryAttempt, NotificationGroup
+from guestgate.notifications.outbox import DeliveryReport
+from guestgate.notifications.payload import batch_payload
 from guestgate.orgs.models import Org
 from guestgate.runtime import Runtime
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
-from tests.conftest import fake_resolver, make_settings
+from tests.utils.settings import fake_resolver, make_settings
 
 ORG = "org-a"
 SECRET = "webhook-signing-secret-0123456789"
@@ -170,7 +171,7 @@ def make_batch(
         )
         schedule.last_run_id = run.id
         if enqueue:
-            delivery.enqueue(run.id, group, now=now, session=session)
+            outbox.enqueue(run.id, group, now=now, session=session)
         session.commit()
         return Batch(run.id, schedule.id, instance.id, group.id, sorted(drawn))
 
@@ -281,7 +282,7 @@ def test_enqueue_makes_one_pending_delivery_per_address_and_webhook(make_runtime
         assert group is not None
         group.emails = ["desk@example.com", "night@example.com"]
         group.webhooks = [{"url": "https://hooks.example.com/a", "secret_sealed": runtime.box.seal(SECRET)}]
-        rows = delivery.enqueue(batch.run_id, group, now=T0, session=session)
+        rows = outbox.enqueue(batch.run_id, group, now=T0, session=session)
         session.commit()
     assert sorted((row.channel, row.target) for row in rows) == [
         ("email", "desk@example.com"),
@@ -300,7 +301,7 @@ def test_enqueue_only_flushes_so_a_rolled_back_run_leaves_no_delivery(make_runti
     with runtime.sessions() as session:
         group = session.get(NotificationGroup, batch.group_id)
         assert group is not None
-        rows = delivery.enqueue(batch.run_id, group, now=T0, session=session)
+        rows = outbox.enqueue(batch.run_id, group, now=T0, session=session)
         assert session.get(Delivery, rows[0].id) is not None  # flushed: visible in the transaction
         session.rollback()
     assert deliveries(runtime, batch.run_id) == []
@@ -312,7 +313,7 @@ def test_enqueue_of_an_empty_group_makes_nothing(make_runtime: RuntimeFactory) -
     with runtime.sessions() as session:
         group = session.get(NotificationGroup, batch.group_id)
         assert group is not None
-        assert delivery.enqueue(batch.run_id, group, now=T0, session=session) == []
+        assert outbox.enqueue(batch.run_id, group, now=T0, session=session) == []
 
 
 # --- backoff and report ------------------------------------------------------------------------------
@@ -322,7 +323,7 @@ def test_enqueue_of_an_empty_group_makes_nothing(make_runtime: RuntimeFactory) -
     ("attempt", "seconds"), [(1, 30), (2, 60), (3, 120), (4, 240), (7, 1920), (8, 3600), (20, 3600)]
 )
 def test_backoff_doubles_from_30_seconds_and_is_capped_at_one_hour(attempt: int, seconds: int) -> None:
-    assert delivery.backoff(attempt) == timedelta(seconds=seconds)
+    assert outbox.backoff(attempt) == timedelta(seconds=seconds)
 
 
 def test_report_is_false_when_nothing_happened_and_adds_up() -> None:
@@ -333,8 +334,8 @@ def test_report_is_false_when_nothing_happened_and_adds_up() -> None:
 
 def test_lease_outlasts_the_send_deadline() -> None:
     settings = make_settings("sqlite://", Path("var"), smtp_timeout_seconds=20, webhook_timeout_seconds=10)
-    assert delivery.send_deadline(settings) == 110
-    assert delivery.lease_duration(settings) == timedelta(seconds=230)
+    assert outbox.send_deadline(settings) == 110
+    assert outbox.lease_duration(settings) == timedelta(seconds=230)
 
 
 # --- the batch payload -------------------------------------------------------------------------------
@@ -347,8 +348,8 @@ def test_batch_payload_has_names_counts_coupons_and_the_batchs_signed_24h_link(
     batch = make_batch(runtime, now=T0, count=3, valid_minutes=480)
     send_at = T0 + timedelta(minutes=7)
     with runtime.sessions() as session:
-        payload = delivery.batch_payload(batch.run_id, runtime=runtime, session=session, now=send_at)
-    body = payload.to_json()
+        built = batch_payload(batch.run_id, runtime=runtime, session=session, now=send_at)
+    body = built.to_json()
     expires = int(send_at.timestamp()) + 24 * 3600
     assert {k: v for k, v in body.items() if k not in ("coupons", "coupons_url")} == {
         "event": "coupons.batch_generated",
@@ -383,8 +384,8 @@ def test_batch_payload_of_a_deleted_schedule_keeps_the_batchs_link(make_runtime:
         schedule = session.get(CouponSchedule, batch.schedule_id)
         session.delete(schedule)
         session.commit()
-        payload = delivery.batch_payload(batch.run_id, runtime=runtime, session=session, now=T0)
-    body = payload.to_json()
+        built = batch_payload(batch.run_id, runtime=runtime, session=session, now=T0)
+    body = built.to_json()
     assert body["schedule_id"] is None
     assert body["schedule_name"] is None
     assert parse_qs(urlsplit(body["coupons_url"]).query)["batch"] == [batch.run_id]
@@ -453,7 +454,7 @@ def test_sending_delivery_of_a_dead_worker_is_claimed_again_when_its_lease_expir
 ) -> None:
     runtime = make_runtime()
     batch = make_batch(runtime, now=T0, webhooks=(receiver.url,))
-    lease_end = T0 + delivery.lease_duration(runtime.settings)
+    lease_end = T0 + outbox.lease_duration(runtime.settings)
     with runtime.sessions() as session:
         [row] = session.scalars(select(Delivery).where(Delivery.run_id == batch.run_id))
         # What a worker killed in the middle of its first attempt leaves behind.
@@ -549,7 +550,7 @@ def test_deliver_due_never_raises_when_the_database_fails(
     def broken(*_args: Any) -> Any:
         raise RuntimeError("database is gone")
 
-    monkeypatch.setattr(delivery, "_claim", broken)
+    monkeypatch.setattr(outbox, "claim", broken)
     assert delivery.deliver_due_sync(runtime=runtime, now=T0) == DeliveryReport()
 
 
@@ -562,7 +563,7 @@ def test_a_message_that_cannot_be_built_is_a_recorded_failed_attempt(
     def broken_pdf(*_args: Any, **_kwargs: Any) -> bytes:
         raise ValueError("no paper")
 
-    monkeypatch.setattr(delivery, "render_pdf", broken_pdf)
+    monkeypatch.setattr(payload, "render_pdf", broken_pdf)
     assert delivery.deliver_due_sync(runtime=runtime, now=T0) == DeliveryReport(sent=1, retried=1)
     by_channel = {d.channel: d for d in deliveries(runtime, batch.run_id)}
     assert by_channel["webhook"].status == "sent"

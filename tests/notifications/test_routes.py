@@ -13,7 +13,7 @@ from guestgate.notifications.models import NotificationGroup
 from guestgate.runtime import Runtime
 from guestgate.schedules.models import CouponSchedule
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ
-from tests.conftest import TokenFactory
+from tests.utils.settings import TokenFactory
 
 URL = "/captive/notification-groups"
 SECRET = "webhook-signing-secret-0123456789"

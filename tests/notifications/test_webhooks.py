@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from guestgate.db import utcnow
 from guestgate.notifications import delivery, webhooks
-from guestgate.notifications.delivery import DeliveryReport
+from guestgate.notifications.outbox import DeliveryReport
 from tests.notifications.test_delivery import (
     SECRET,
     T0,

@@ -12,7 +12,7 @@ from guestgate.app import create_app
 from guestgate.orgs import service as org_service
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
-from tests.conftest import TEST_KEYS, make_settings
+from tests.utils.settings import TEST_KEYS, make_settings
 
 
 def test_readyz_counts_sites_by_gateway_state_and_names_none(client: TestClient, runtime: Runtime) -> None:

@@ -24,9 +24,9 @@ from guestgate.gateways import reconcile
 from guestgate.notifications import delivery, webhooks
 from guestgate.runtime import Runtime
 from guestgate.security import mint_token
-from tests.conftest import TEST_KEYS, make_settings
 from tests.notifications.test_delivery import SECRET, Receiver, receiver  # noqa: F401  (fixture)
 from tests.notifications.test_email import SmtpFactory, smtp_server  # noqa: F401  (fixture)
+from tests.utils.settings import TEST_KEYS, make_settings
 
 GUEST_IP = "10.30.1.5"
 CLIENT_SECRET = "oauth-client-secret-4711-do-not-log"

@@ -18,7 +18,7 @@ from guestgate.notifications import delivery
 from guestgate.ops import metrics
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
-from tests.conftest import make_settings
+from tests.utils.settings import make_settings
 
 SCRAPER = "scraper-token-that-is-at-least-32-bytes-long"
 GUEST_IP = "10.40.1.5"

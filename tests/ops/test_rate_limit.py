@@ -17,7 +17,7 @@ from guestgate.app import create_app
 from guestgate.ops.ratelimit import Limit, Limiter, MemoryLimiter, RedisLimiter, check
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
-from tests.conftest import make_settings
+from tests.utils.settings import make_settings
 
 REDIS_URL = os.environ.get("GUESTGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

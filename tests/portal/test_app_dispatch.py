@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from guestgate.app import GuestgateApp, create_app
 from guestgate.runtime import Runtime
-from tests.portal.conftest import GUEST_IP, World, token_of
+from tests.utils.portal import GUEST_IP, World, token_of
 
 
 def _client(runtime: Runtime) -> TestClient:

@@ -9,7 +9,7 @@ import pytest
 from guestgate.instances.models import InstanceSubnet
 from guestgate.portal.entry_signing import entry_query, sign_entry, site_key
 from guestgate.portal.tokens import TokenSealer
-from tests.portal.conftest import (
+from tests.utils.portal import (
     GUEST_IP,
     PORTAL_SUBNET,
     ClientFactory,

@@ -9,7 +9,7 @@ from typing import Any
 from guestgate.portal.routes import build
 from guestgate.portal.store import AsyncGuestStore, RedeemResult, Redemption, open_store
 from guestgate.portal.throttle import MemoryCounters
-from tests.portal.conftest import ClientFactory, World, fresh_token, sign_in
+from tests.utils.portal import ClientFactory, World, fresh_token, sign_in
 
 
 class FailingRedeem:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient as AppClient
 from starlette.testclient import TestClient
 
 from guestgate.instances.schemas import MAX_TERMS_CHARS
-from tests.portal.conftest import TERMS, ClientFactory, PortalFactory, World, add_image, enter
+from tests.utils.portal import TERMS, ClientFactory, PortalFactory, World, add_image, enter
 
 THEME = {
     "accent_text": "#101010",

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from guestgate.portal.config import PortalConfig
 from guestgate.portal.tokens import GuestIdentity, TokenSealer
-from tests.portal.conftest import (
+from tests.utils.portal import (
     GUEST_IP,
     ClientFactory,
     PortalFactory,

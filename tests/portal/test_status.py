@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from guestgate.instances.models import InstanceSubnet
 from guestgate.sites.models import Site
-from tests.portal.conftest import GUEST_IP, ClientFactory, World, enter, fresh_token, sign_in
+from tests.utils.portal import GUEST_IP, ClientFactory, World, enter, fresh_token, sign_in
 
 
 def _signed_in(world: World, guest: ClientFactory, ip: str = GUEST_IP) -> tuple[TestClient, str]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from guestgate.portal.store import GuestStore, Outcome, RedeemResult, Redemption, open_store
-from tests.portal.conftest import World
+from tests.utils.portal import World
 
 RACERS = 50
 

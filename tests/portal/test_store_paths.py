@@ -27,7 +27,7 @@ from guestgate.portal.store import (
 from guestgate.portal.store import sqlite as sqlite_store
 from guestgate.portal.store import wal as store_wal
 from guestgate.portal.throttle import MemoryCounters
-from tests.portal.conftest import ClientFactory, World, fresh_token, sign_in
+from tests.utils.portal import ClientFactory, World, fresh_token, sign_in
 
 
 async def _redeem(store: AsyncGuestStore, attempt: Redemption, now: datetime) -> RedeemResult:

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, text
 from guestgate.db import UTCDateTime, libpq_conninfo
 from guestgate.portal.store import Outcome, Redemption, open_store
 from guestgate.portal.store import sql as store_sql
-from tests.portal.conftest import World
+from tests.utils.portal import World
 
 SESSIONS = 50_000
 INDEX = "ix_site_users_active_guest"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from guestgate.portal.config import ThrottleLimits
 from guestgate.portal.throttle import FailureCounters
-from tests.portal.conftest import ClientFactory, PortalFactory, World, fresh_token, sign_in
+from tests.utils.portal import ClientFactory, PortalFactory, World, fresh_token, sign_in
 
 
 def test_wrong_guesses_lock_the_client_out_on_schedule_and_the_lock_ends_on_schedule(

@@ -22,7 +22,7 @@ from guestgate.portal.tokens import (
     TokenSealer,
     derive_key,
 )
-from tests.conftest import TEST_KEYS, make_settings
+from tests.utils.settings import TEST_KEYS, make_settings
 
 
 def _settings(**overrides: object) -> Settings:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 import psycopg
 
-from tests.conftest import PG_ADMIN_URL, PG_DB, TEST_KEYS
+from tests.utils.settings import PG_ADMIN_URL, PG_DB, TEST_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTGATE = Path(sys.executable).with_name("guestgate")

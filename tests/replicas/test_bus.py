@@ -22,7 +22,7 @@ from guestgate.gateways.bus import AgentBus, decode, encode, encode_sync_request
 from guestgate.gateways.locks import gateway_lock
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
-from tests.conftest import PG_ADMIN_URL, _truncate_pg, make_settings
+from tests.utils.settings import PG_ADMIN_URL, make_settings, truncate_pg
 
 ORG = "org-bus"
 
@@ -30,7 +30,7 @@ ORG = "org-bus"
 @pytest.fixture
 def pg_url(pg_database: str) -> str:
     """The run's PostgreSQL database, emptied."""
-    _truncate_pg(pg_database)
+    truncate_pg(pg_database)
     return pg_database
 
 

@@ -38,9 +38,9 @@ from guestgate.runtime import Runtime
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.security import ALL_SCOPES, mint_token
 from guestgate.site_users.models import SiteUser
-from tests.conftest import TEST_KEYS, make_settings
-from tests.portal.conftest import token_of
 from tests.replicas import cluster
+from tests.utils.portal import token_of
+from tests.utils.settings import TEST_KEYS, make_settings
 
 pytestmark = pytest.mark.slow
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -25,9 +25,9 @@ from guestgate.runtime import Runtime
 from guestgate.schedules import jobs
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.sites.models import Site
-from tests.conftest import TEST_KEYS
 from tests.replicas import cluster
 from tests.schedules import factory
+from tests.utils.settings import TEST_KEYS
 
 pytestmark = pytest.mark.slow
 PDF_CODES = 2000

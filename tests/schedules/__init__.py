@@ -17,7 +17,7 @@ from guestgate.notifications.models import NotificationGroup
 from guestgate.orgs import service as org_service
 from guestgate.runtime import Runtime
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
-from tests.conftest import TokenFactory
+from tests.utils.settings import TokenFactory
 
 # Distinct coupon codes across every run a test records (codes are unique per instance).
 _CODES = itertools.count(1)

@@ -15,8 +15,8 @@ from guestgate.runtime import Runtime
 from guestgate.schedules import jobs
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ
-from tests.conftest import TokenFactory
 from tests.schedules import factory
+from tests.utils.settings import TokenFactory
 
 
 def at(text: str) -> datetime:

@@ -21,7 +21,6 @@ from pypdf import PdfReader
 from guestgate.app import create_app
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ
-from tests.conftest import TEST_KEYS, TokenFactory, make_settings
 from tests.schedules import (
     UNKNOWN_ID,
     add_run,
@@ -33,6 +32,7 @@ from tests.schedules import (
     time_travel_proof,
     utc,
 )
+from tests.utils.settings import TEST_KEYS, TokenFactory, make_settings
 
 NOW = utc(2025, 6, 1, 12)
 EXPIRES = int(NOW.timestamp()) + 24 * 3600

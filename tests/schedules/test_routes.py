@@ -15,7 +15,6 @@ from sqlalchemy import select
 from guestgate.coupons.models import Coupon
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE
-from tests.conftest import TokenFactory
 from tests.schedules import (
     SCHEDULE_FIELDS,
     UNKNOWN_ID,
@@ -28,6 +27,7 @@ from tests.schedules import (
     time_travel_proof,
     utc,
 )
+from tests.utils.settings import TokenFactory
 
 NOW = utc(2025, 6, 1)  # Sunday; 10:00 AEST in Sydney
 REQUIRED = ["name", "count", "recurrence_type", "valid_for_in_minutes", "timezone", "notification_group_id"]

@@ -14,9 +14,9 @@ from guestgate.db import utcnow
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ
 from guestgate.site_users.models import SiteUser
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
 from tests.site_users.test_service import add_user
+from tests.utils.settings import TokenFactory
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 

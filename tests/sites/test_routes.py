@@ -8,8 +8,8 @@ from sqlalchemy import select
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_READ
 from guestgate.sites.models import Site
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
+from tests.utils.settings import TokenFactory
 
 SITE = {"name": "HQ", "subnets": ["10.0.0.0/24", "10.0.1.0/24"]}
 

@@ -11,8 +11,8 @@ from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ
 from guestgate.walled_garden import service
 from guestgate.walled_garden.models import WalledGardenEntry
-from tests.conftest import TokenFactory
 from tests.core.test_errors import assert_error
+from tests.utils.settings import TokenFactory
 
 ENTRY = {"name": "Google Sign-In", "ip_address": "142.250.0.0/15", "type": "captive-auth"}
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"

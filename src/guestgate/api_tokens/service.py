@@ -21,6 +21,7 @@ from guestgate.config import Settings
 from guestgate.errors import InvalidRequest, NotFound, ParameterInvalid, PermissionDenied
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.security import ALL_SCOPES, SCOPE_READ, SCOPE_WRITE, mint_token
+from guestgate.tenancy import get_owned
 
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 365 * 24 * 3600
@@ -103,10 +104,9 @@ def mint(
 
 def get(token_id: str, *, org_id: str, session: Session) -> ApiToken:
     """The org's token, or NotFound (another org's looks the same)."""
-    row = session.get(ApiToken, token_id) if len(token_id) <= 64 else None
-    if row is None or row.org_id != org_id:
+    if len(token_id) > 64:
         raise NotFound("API token", token_id)
-    return row
+    return get_owned(session, ApiToken, token_id, org_id, resource="API token")
 
 
 def find(token_id: str, *, session: Session) -> ApiToken | None:

@@ -27,6 +27,7 @@ from guestgate.errors import (
 )
 from guestgate.instances import service as instance_service
 from guestgate.orgs import service as org_service
+from guestgate.tenancy import get_owned
 
 Role = Literal["owner", "admin", "viewer", "front-desk"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -417,10 +418,7 @@ def list_presets(*, org_id: str, session: Session) -> list[CouponPreset]:
 
 def get_preset(preset_id: str, *, org_id: str, session: Session) -> CouponPreset:
     """The org's preset, or NotFound."""
-    preset = session.get(CouponPreset, preset_id)
-    if preset is None or preset.org_id != org_id:
-        raise NotFound("coupon preset", preset_id)
-    return preset
+    return get_owned(session, CouponPreset, preset_id, org_id, resource="coupon preset")
 
 
 def create_preset(

@@ -18,11 +18,11 @@ from guestgate.audit import service as audit_service
 from guestgate.coupon_links import signing
 from guestgate.coupons.models import Coupon
 from guestgate.coupons.schemas import BatchKind, CouponBatch
-from guestgate.errors import NotFound
 from guestgate.instances import service as instance_service
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.security import UrlSigner
+from guestgate.tenancy import get_owned
 
 API = "api"
 
@@ -78,10 +78,7 @@ def record(
 def get(batch_id: str, *, instance_id: str, org_id: str, session: Session) -> ScheduleRun:
     """The batch of the org's instance, or NotFound (for the instance or the batch)."""
     instance = instance_service.get(instance_id, org_id=org_id, session=session)
-    batch = session.get(ScheduleRun, batch_id)
-    if batch is None or batch.instance_id != instance.id or batch.org_id != org_id:
-        raise NotFound("coupon batch", batch_id)
-    return batch
+    return get_owned(session, ScheduleRun, batch_id, org_id, resource="coupon batch", instance_id=instance.id)
 
 
 def view(batch_id: str, *, instance_id: str, org_id: str, session: Session, now: datetime) -> BatchView:

@@ -89,12 +89,20 @@ class CouponLike(Protocol):
 PORTAL_PATH = "/guest/entry"
 
 
-def to_csv(coupons: Iterable[CouponLike], *, columns: Sequence[str] = CSV_COLUMNS, zone: tzinfo = UTC) -> str:
+def to_csv(
+    coupons: Iterable[CouponLike],
+    *,
+    columns: Sequence[str] = CSV_COLUMNS,
+    zone: tzinfo = UTC,
+    header: bool = True,
+) -> str:
     """The coupons as RFC 4180 CSV (CRLF lines, header row, RFC 3339 UTC timestamps; `valid_until`
-    is the expiry in `zone`, `2026-12-02 21:11 AEDT`)."""
+    is the expiry in `zone`, `2026-12-02 21:11 AEDT`). Without `header`: the rows only (a later
+    part of a file written in parts)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
+    if header:
+        writer.writerow(columns)
     for coupon in coupons:
         writer.writerow(
             [

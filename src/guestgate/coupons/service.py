@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from guestgate.db import new_id
 from guestgate.errors import InternalError, InvalidRequest
 from guestgate.instances import service as instance_service
 from guestgate.ops import metrics
-from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.pagination import MAX_LIMIT, Page, PageRequest, fetch_page
 from guestgate.schedules.models import ScheduleRun
 
 # With 31^6 possible codes a second round is already rare; running out of rounds means the
@@ -130,6 +131,21 @@ def list_valid(
         Coupon.instance_id == instance.id, Coupon.redeemed_at.is_(None), Coupon.expires_at > now
     )
     return fetch_page(session, stmt, page, Coupon.created_at, Coupon.id)
+
+
+def valid_pages(
+    instance_id: str, *, org_id: str, now: datetime, session: Session, size: int = MAX_LIMIT
+) -> Iterator[list[Coupon]]:
+    """Every valid coupon of the instance as of `now`, newest first, `size` at a time (keyset pages)."""
+    cursor: str | None = None
+    while True:
+        page = list_valid(
+            instance_id, org_id=org_id, now=now, page=PageRequest.parse(size, cursor), session=session
+        )
+        yield page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def to_out(coupon: Coupon) -> CouponOut:

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guestgate.config import Settings
+from guestgate.gateways.agent_protocol import iso, state_document
 from guestgate.gateways.base import (
     GardenEntry,
     GardenName,
@@ -45,9 +46,7 @@ from guestgate.gateways.base import (
     active_guests,
     default_now,
     normalize_ip,
-    remaining_seconds,
 )
-from guestgate.gateways.nftables import LEGACY_TABLE, dnsmasq_config
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
 from guestgate.walled_garden.models import WalledGardenEntry
@@ -220,48 +219,17 @@ class AgentState:
     walled_garden_names: list[GardenName] = field(default_factory=list)
 
     def document(self, *, now: datetime) -> dict[str, Any]:
-        """The JSON body an agent receives (times as seconds left, so clocks need not agree)."""
-        return {
-            "site_id": self.site_id,
-            "version": self.version,
-            "generated_at": _iso(now),
-            "gateway": self.gateway,
-            "guests": [
-                {
-                    "session_id": g.session_id,
-                    "ip": g.ip,
-                    "mac": g.mac,
-                    "expires_at": _iso(g.until),
-                    "seconds_remaining": remaining_seconds(g.until, now=now),
-                    # Extensions: the session's speed limits in kbit/s (null: none).
-                    "download_kbps": g.download_kbps,
-                    "upload_kbps": g.upload_kbps,
-                }
-                for g in self.guests
-            ],
-            "walled_garden": [{"ip_address": e.cidr, "type": e.type} for e in self.walled_garden],
-            # Exact names with the addresses the controller resolved (seconds left: TTL + margin),
-            # and wildcards, which the gateway's dnsmasq resolves (`dnsmasq_config`).
-            "walled_garden_names": [
-                {
-                    "hostname": n.hostname,
-                    "type": n.type,
-                    "addresses": [
-                        {"ip": a, "seconds_remaining": remaining_seconds(u, now=now)}
-                        for a, u in n.addresses
-                        if u > now
-                    ],
-                }
-                for n in self.walled_garden_names
-            ],
-            "dnsmasq_config": dnsmasq_config(
-                str(self.gateway.get("table") or LEGACY_TABLE), self.walled_garden_names
-            ),
-            "auth_windows": [
-                {"ip": ip, "seconds_remaining": remaining_seconds(until, now=now)}
-                for ip, until in sorted(self.auth_windows.items())
-            ],
-        }
+        """The JSON body an agent receives (`agent_protocol.state_document`)."""
+        return state_document(
+            site_id=self.site_id,
+            version=self.version,
+            gateway=self.gateway,
+            guests=self.guests,
+            walled_garden=self.walled_garden,
+            walled_garden_names=self.walled_garden_names,
+            auth_windows=self.auth_windows,
+            now=now,
+        )
 
 
 def desired_state(
@@ -305,12 +273,12 @@ def desired_state(
     content = {
         "gateway": gateway,
         "guests": [
-            [g.session_id, normalize_ip(g.ip), g.mac, _iso(g.until), g.download_kbps, g.upload_kbps]
+            [g.session_id, normalize_ip(g.ip), g.mac, iso(g.until), g.download_kbps, g.upload_kbps]
             for g in chosen
         ],
         "garden": [[e.cidr, e.type] for e in garden],
-        "windows": sorted([ip, _iso(until)] for ip, until in windows.items()),
-        "names": [[n.hostname, n.type, [[a, _iso(u)] for a, u in n.addresses]] for n in names],
+        "windows": sorted([ip, iso(until)] for ip, until in windows.items()),
+        "names": [[n.hostname, n.type, [[a, iso(u)] for a, u in n.addresses]] for n in names],
     }
     version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
     return AgentState(
@@ -323,7 +291,3 @@ def desired_state(
         pending=pending,
         walled_garden_names=list(names),
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

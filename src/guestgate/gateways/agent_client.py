@@ -23,22 +23,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx2
 import structlog
 
 from guestgate.db import utcnow
-from guestgate.gateways.agent_routes import DEFAULT_WAIT_SECONDS, ERROR_HEADER
+from guestgate.gateways.agent_protocol import (
+    DEFAULT_WAIT_SECONDS,
+    ERROR_HEADER,
+    MAX_ERROR_CHARS,
+    REFUSED_STATUSES,
+    STATE_PATH,
+    USAGE_PATH,
+    LocalState,
+    read_state,
+)
 from guestgate.gateways.base import (
-    GardenEntry,
-    GardenName,
     Gateway,
     GatewayError,
     GatewayMisconfigured,
-    GuestAccess,
     GuestCounters,
 )
 from guestgate.gateways.nftables import LEGACY_TABLE, NftablesGateway
@@ -66,18 +72,6 @@ class AgentOptions:
     portal_port: int | None = None
     table: str | None = None
     wait_seconds: float = DEFAULT_WAIT_SECONDS
-
-
-@dataclass(frozen=True)
-class LocalState:
-    """A state received from the controller, with deadlines on the agent's clock."""
-
-    version: str
-    gateway: dict[str, Any]
-    guests: list[GuestAccess]
-    walled_garden: list[GardenEntry]
-    auth_windows: dict[str, datetime]
-    walled_garden_names: list[GardenName] = field(default_factory=list)
 
 
 GatewayFactory = Callable[[AgentOptions, dict[str, Any]], Gateway]
@@ -129,19 +123,19 @@ class Agent:
         """One long-poll; True when it brought a new state (kept in `state`, not applied yet)."""
         headers = {"authorization": f"Bearer {self.options.key}"}
         if self.error:
-            headers[ERROR_HEADER] = self.error[:500].replace("\n", " ")
+            headers[ERROR_HEADER] = self.error[:MAX_ERROR_CHARS].replace("\n", " ")
         params = {
             "site": self.options.site_id,
             "since": self.applied,
             "wait": f"{self.options.wait_seconds:g}",
         }
-        response = self.http.get("/agent/v1/state", params=params, headers=headers)
+        response = self.http.get(STATE_PATH, params=params, headers=headers)
         if response.status_code == 304:
             return False
-        if response.status_code in (400, 401, 403, 404):
+        if response.status_code in REFUSED_STATUSES:
             raise AgentRefused(f"the controller answered {response.status_code}: {response.text[:300]}")
         response.raise_for_status()
-        self.state = _local_state(response.json(), received=self.clock())
+        self.state = read_state(response.json(), received=self.clock())
         return True
 
     def apply(self) -> None:
@@ -176,7 +170,7 @@ class Agent:
             ]
         }
         response = self.http.post(
-            "/agent/v1/usage",
+            USAGE_PATH,
             params={"site": self.options.site_id},
             json=body,
             headers={"authorization": f"Bearer {self.options.key}"},
@@ -253,49 +247,3 @@ def run_agent(options: AgentOptions, stop: threading.Event | None = None) -> Non
         agent.run(stop or threading.Event())
     finally:
         agent.close()
-
-
-def _local_state(document: dict[str, Any], *, received: datetime) -> LocalState:
-    try:
-        guests = [
-            GuestAccess(
-                session_id=str(g["session_id"]),
-                ip=str(g["ip"]),
-                mac=g.get("mac"),
-                until=received + timedelta(seconds=int(g["seconds_remaining"])),
-                download_kbps=_kbps(g.get("download_kbps")),
-                upload_kbps=_kbps(g.get("upload_kbps")),
-            )
-            for g in document.get("guests", [])
-        ]
-        garden = [GardenEntry(str(e["ip_address"]), e.get("type")) for e in document.get("walled_garden", [])]
-        names = [
-            GardenName(
-                str(n["hostname"]),
-                n.get("type"),
-                tuple(
-                    (str(a["ip"]), received + timedelta(seconds=int(a["seconds_remaining"])))
-                    for a in n.get("addresses", [])
-                ),
-            )
-            for n in document.get("walled_garden_names", [])
-        ]
-        windows = {
-            str(w["ip"]): received + timedelta(seconds=int(w["seconds_remaining"]))
-            for w in document.get("auth_windows", [])
-        }
-        return LocalState(
-            version=str(document["version"]),
-            gateway=dict(document.get("gateway") or {}),
-            guests=guests,
-            walled_garden=garden,
-            auth_windows=windows,
-            walled_garden_names=names,
-        )
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"the controller sent a state the agent cannot read: {exc!r}") from exc
-
-
-def _kbps(value: Any) -> int | None:
-    # A controller from before access plans sends no limits.
-    return None if value is None else int(value)

@@ -48,14 +48,19 @@ from guestgate.errors import (
 )
 from guestgate.gateways import service
 from guestgate.gateways.agent import agent_key_valid
+from guestgate.gateways.agent_protocol import (
+    DEFAULT_WAIT_SECONDS,
+    ERROR_HEADER,
+    MAX_ERROR_CHARS,
+    MAX_SITE_ID_CHARS,
+    MAX_VERSION_CHARS,
+    MAX_WAIT_SECONDS,
+    STATE_ROUTE,
+    USAGE_ROUTE,
+)
 from guestgate.gateways.base import GuestCounters
 from guestgate.runtime import Runtime
 
-DEFAULT_WAIT_SECONDS = 25
-MAX_WAIT_SECONDS = 60
-ERROR_HEADER = "x-guestgate-agent-error"
-_MAX_VERSION = 64
-_MAX_ERROR = 500
 # An agent reports every guest of its site at once: this many at most (a large site), in this
 # much body (about 100 bytes an entry).
 MAX_USAGE_ENTRIES = 20_000
@@ -83,8 +88,8 @@ class AgentApi:
         self.shared_recheck = shared_recheck_seconds
         self.router = Router(
             routes=[
-                Route("/v1/state", self.state, methods=["GET"]),
-                Route("/v1/usage", self.usage, methods=["POST"]),
+                Route(STATE_ROUTE, self.state, methods=["GET"]),
+                Route(USAGE_ROUTE, self.usage, methods=["POST"]),
             ]
         )
 
@@ -106,7 +111,7 @@ class AgentApi:
                 raise NotFound("agent site", site_id)
         except GuestgateError as error:
             return error_response(error, public_url)
-        error_text = (request.headers.get(ERROR_HEADER) or "").strip()[:_MAX_ERROR] or None
+        error_text = (request.headers.get(ERROR_HEADER) or "").strip()[:MAX_ERROR_CHARS] or None
         state = await asyncio.to_thread(
             service.agent_report, self.runtime, site, applied=since, error=error_text, now=self.clock()
         )
@@ -180,10 +185,10 @@ def _params(request: Request) -> tuple[str, str, float]:
     site_id = (request.query_params.get("site") or "").strip().lower()
     if not site_id:
         raise ParameterMissing("site")
-    if len(site_id) > 36:
+    if len(site_id) > MAX_SITE_ID_CHARS:
         raise ParameterInvalid("site", "must be a site id")
     since = (request.query_params.get("since") or "").strip()
-    if len(since) > _MAX_VERSION:
+    if len(since) > MAX_VERSION_CHARS:
         raise ParameterInvalid("since", "must be a version this API returned")
     raw_wait = request.query_params.get("wait")
     if raw_wait is None or raw_wait == "":

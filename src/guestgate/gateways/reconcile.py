@@ -35,7 +35,6 @@ import structlog
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.gateways import registry
 from guestgate.gateways.base import (
     GARDEN_AUTH,
@@ -50,13 +49,12 @@ from guestgate.gateways.base import (
     UsageCheck,
 )
 from guestgate.gateways.locks import gateway_lock
-from guestgate.instances.models import Instance, InstanceSubnet
 from guestgate.ops import metrics as ops_metrics
 from guestgate.runtime import Runtime
 from guestgate.site_users import usage
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
-from guestgate.walled_garden import presets
+from guestgate.walled_garden import service as garden_service
 from guestgate.walled_garden.models import WalledGardenEntry
 
 log = structlog.get_logger(__name__)
@@ -109,21 +107,16 @@ def names_of(site_id: str, *, session: Session) -> list[GardenName]:
     )
     found = {(row[0], row[1] or GARDEN_AUTH) for row in session.execute(stmt) if row[0] is not None}
     # The sign-in hosts of the site's oauth2 instances' providers, in the auth window.
-    providers = select(AuthIntegration.type).where(
-        AuthIntegration.id.in_(
-            select(Instance.auth_integration_id)
-            .join(InstanceSubnet, InstanceSubnet.instance_id == Instance.id)
-            .where(InstanceSubnet.site_id == site_id, Instance.strategy == "oauth2")
-        )
-    )
-    for integration_type in set(session.scalars(providers)):
-        found.update((host.hostname, GARDEN_AUTH) for host in presets.hosts_for(integration_type))
+    found.update((host, GARDEN_AUTH) for host in garden_service.provider_hosts(site_id, session=session)[0])
     return [GardenName(hostname, kind) for hostname, kind in sorted(found)]
 
 
-def resolved(
-    runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime
-) -> list[GardenName]:
+def provider_addresses(site_id: str, *, session: Session) -> list[GardenEntry]:
+    """The sign-in hosts of the site's providers that are addresses (an `oidc` issuer's), in the auth window."""
+    return [GardenEntry(a, GARDEN_AUTH) for a in garden_service.provider_hosts(site_id, session=session)[1]]
+
+
+def resolved(runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime) -> list[GardenName]:
     """`names` with the addresses of exact names, for drivers that hold addresses (nftables, agent).
 
     Blocking (DNS, bounded by the resolver's timeouts): call from a worker thread.
@@ -314,6 +307,7 @@ def _load(site: Site, *, runtime: Runtime, now: datetime) -> _SiteState:
             )
             if entry.ip_address is not None
         ]
+        garden += provider_addresses(site.id, session=session)
         names = names_of(site.id, session=session)
     return _SiteState(
         site=fresh,

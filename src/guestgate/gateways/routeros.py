@@ -11,9 +11,14 @@ Host-name entries of the walled garden are left to the router's own DNS: an exac
 address-list entry whose `address` is the name (RouterOS resolves it and keeps dynamic entries
 of its addresses, refreshed as their TTL runs out: RouterOS 6.36 and later, all of v7; IPv4 lists
 only), and a `*.` wildcard is a `/ip/dns/static` entry `type=FWD`, `match-subdomain=yes`,
-`address-list=<list>`, `forward-to=<dns_forward_to>` (RouterOS v7.6 and later), so every
-address the router answers for the domain or a name below it joins the list. Guests must use the
-router as their DNS server for wildcards to work.
+`address-list=<list>` (RouterOS v7.6 and later), so every address the router answers for the
+domain or a name below it joins the list. Guests must use the router as their DNS server for
+wildcards to work. A FWD entry must name where it forwards (`forward-to`): the router's own
+upstream, read from `/ip/dns` (its first static `servers` entry, else the first of its
+`dynamic-servers`, learnt from DHCP or PPP; RouterOS prefers static servers the same way), so the
+wildcards resolve exactly as the router resolves everything else, and an entry is rewritten when
+that upstream changes. A router with no upstream at all cannot forward: the sync fails as
+misconfigured, naming `/ip dns servers`.
 
 Speed limits and byte counters are one simple queue per guest (`/queue/simple`), whatever its
 limits: `name=guestgate-<session>`, `target=<ip>/32` (or `/128`), `max-limit=<upload>/<download>`
@@ -99,9 +104,7 @@ QUEUE_PREFIX = "guestgate-"
 _QUEUE_PROPLIST = ".id,name,target,max-limit,bytes,comment"
 _RATE = re.compile(r"(\d+)([kMG]?)")
 _RATE_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3}
-# Where the router forwards wildcard names (FWD entries need one); the site's `dns_forward_to`
-# setting overrides it.
-DEFAULT_DNS_FORWARD_TO = "8.8.8.8"
+DNS_SETTINGS = "ip/dns"
 _PROPLIST = ".id,list,address,timeout,comment,dynamic"
 _DNS_PROPLIST = ".id,name,type,address-list,match-subdomain,forward-to,comment"
 _DUPLICATE = "already have such entry"
@@ -141,9 +144,10 @@ class RouterOSGateway(Gateway):
         retries: int = 3,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
-        dns_forward_to: str = DEFAULT_DNS_FORWARD_TO,
+        dns_forward_to: str | None = None,
     ) -> None:
         self.host = host
+        # Where wildcard FWD entries forward; None: the router's own upstream (see the module docstring).
         self.dns_forward_to = dns_forward_to
         # Static DNS entries are read on the first push, then only while wildcards exist.
         self._dns_checked = False
@@ -227,12 +231,11 @@ class RouterOSGateway(Gateway):
         if not want and self._dns_checked:
             return
         have: set[tuple[str, str]] = set()
-        found = self._request(
-            "GET", DNS_STATIC, params={"comment": GARDEN_COMMENT, ".proplist": _DNS_PROPLIST}
-        )
+        forward_to = self._forward_to() if want else ""
+        found = self._request("GET", DNS_STATIC, params={"comment": GARDEN_COMMENT, ".proplist": _DNS_PROPLIST})
         for entry in found if isinstance(found, list) else []:
             key = (str(entry.get("name", "")), str(entry.get("address-list", "")))
-            if key in want and entry.get("type") == "FWD" and entry.get("forward-to") == self.dns_forward_to:
+            if key in want and entry.get("type") == "FWD" and entry.get("forward-to") == forward_to:
                 have.add(key)
             else:
                 with contextlib.suppress(_NotFound):
@@ -244,13 +247,28 @@ class RouterOSGateway(Gateway):
                 json={
                     "name": domain,
                     "type": "FWD",
-                    "forward-to": self.dns_forward_to,
+                    "forward-to": forward_to,
                     "address-list": list_name,
                     "match-subdomain": "yes",
                     "comment": GARDEN_COMMENT,
                 },
             )
         self._dns_checked = not want
+
+    def _forward_to(self) -> str:
+        """Where FWD entries forward: the configured override, else the router's own first upstream."""
+        if self.dns_forward_to:
+            return self.dns_forward_to
+        settings = self._request("GET", DNS_SETTINGS, params={".proplist": "servers,dynamic-servers"})
+        settings = settings if isinstance(settings, dict) else {}
+        for key in ("servers", "dynamic-servers"):
+            servers = [s.strip() for s in str(settings.get(key) or "").split(",") if s.strip()]
+            if servers:
+                return servers[0]
+        raise GatewayMisconfigured(
+            "the router has no DNS server (/ip dns servers, or one learnt by DHCP): wildcard walled-garden "
+            "names are forwarded to it"
+        )
 
     def list_allowed(self) -> list[HeldGuest]:
         """The entries of guestgate-allowed tagged with a session, with the timeout they have left."""

@@ -17,12 +17,14 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.db import utcnow
 from guestgate.errors import NotFound
-from guestgate.gateways.agent import AGENT_STALE_SECONDS, AgentState, desired_state
+from guestgate.gateways.agent import AGENT_STALE_SECONDS, AgentState, agent_keys, desired_state
 from guestgate.gateways.base import (
     GardenEntry,
     GatewayError,
+    GatewayHealth,
     GatewayMisconfigured,
     GatewayUnreachable,
     GuestAccess,
@@ -36,6 +38,7 @@ from guestgate.gateways.reconcile import (
     QuotaCheck,
     mark_applied,
     names_of,
+    provider_addresses,
     resolved,
     status_of,
 )
@@ -175,7 +178,8 @@ def garden_of(site_id: str, *, session: Session) -> list[GardenEntry]:
     stmt = select(WalledGardenEntry.ip_address, WalledGardenEntry.type).where(
         WalledGardenEntry.site_id == site_id
     )
-    return [GardenEntry(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
+    own = [GardenEntry(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
+    return own + provider_addresses(site_id, session=session)
 
 
 def guests_of(site_id: str, *, now: datetime, session: Session) -> list[GuestAccess]:
@@ -309,6 +313,55 @@ def bootstrap_script(
             api_password=secrets.get("password", ""),
             controller_address=controller_address,
         )
+
+
+def site_script(runtime: Runtime, site_id: str, *, org_id: str, session: Session) -> str:
+    """The `.rsc` set-up of the org's site (NotFound for another org's); handing it out is audited.
+
+    The script holds the gateway's API password, so who downloaded it is worth knowing later,
+    as `guestgate gateway agent-key` records who was given an agent key.
+    """
+    site = site_service.get(site_id, org_id=org_id, session=session)
+    script = bootstrap_script(runtime, site.id)
+    audit_service.record(
+        session, org_id=org_id, action="site.script_downloaded", target_type="site", target_id=site.id
+    )
+    session.commit()
+    return script
+
+
+def site_agent_key(runtime: Runtime, site_id: str, *, org_id: str, session: Session) -> str:
+    """The key `guestgate agent` authenticates with for the org's site; handing it out is audited."""
+    site = site_service.get(site_id, org_id=org_id, session=session)
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="site.agent_key_shown",
+        target_type="site",
+        target_id=site.id,
+        detail={"driver": site.gateway_driver},
+    )
+    session.commit()
+    return agent_keys(runtime.settings, site.id)[0]
+
+
+def check_connection(runtime: Runtime, site: Site) -> GatewayHealth:
+    """Ask the site's gateway whether it answers with the stored settings; GatewayError if not.
+
+    The driver is the one the reconciler uses (the process's pool), so a RouterOS host goes
+    through the outbound policy like every other call to it. An agent is never reached from
+    here: its last poll answers (GatewayUnreachable when it is stale or never came).
+    """
+    if site.gateway_driver == "agent":
+        seen = site.gateway_last_sync_at
+        if site.gateway_status == "ok" and seen is not None:
+            return GatewayHealth(state="ok", detail=f"the agent last polled at {seen:%Y-%m-%d %H:%M:%S} UTC")
+        raise GatewayUnreachable(
+            "the agent has not polled yet"
+            if seen is None
+            else f"the agent has not polled since {seen.isoformat()}"
+        )
+    return runtime.gateways.get(site).health()
 
 
 def agent_state(runtime: Runtime, site: Site, *, now: datetime) -> AgentState:

@@ -14,7 +14,7 @@ from guestgate import networks
 from guestgate.audit import service as audit_service
 from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.db import utcnow
-from guestgate.errors import Conflict, NotFound, ParameterInvalid, ParameterMissing, ReferenceMissing
+from guestgate.errors import Conflict, ParameterInvalid, ParameterMissing, ReferenceMissing
 from guestgate.instances import urls
 from guestgate.instances.models import Image, Instance, InstanceSubnet
 from guestgate.instances.schemas import (
@@ -32,6 +32,7 @@ from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.security import UrlSigner
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
+from guestgate.tenancy import find_owned, get_owned
 
 # The columns an update's audit event names when they change.
 AUDITED_FIELDS = (
@@ -59,10 +60,7 @@ class InstanceView:
 
 def get(instance_id: str, *, org_id: str, session: Session) -> Instance:
     """The org's instance, or NotFound."""
-    instance = session.get(Instance, instance_id)
-    if instance is None or instance.org_id != org_id:
-        raise NotFound("instance", instance_id)
-    return instance
+    return get_owned(session, Instance, instance_id, org_id, resource="instance")
 
 
 def view(instance_id: str, *, org_id: str, session: Session) -> InstanceView:
@@ -226,8 +224,7 @@ def _check_strategy(data: InstanceCreate, *, org_id: str, session: Session) -> N
     if data.strategy == "oauth2":
         if not data.auth_integration_id:
             raise ParameterMissing("auth_integration_id")
-        integration = session.get(AuthIntegration, data.auth_integration_id)
-        if integration is None or integration.org_id != org_id:
+        if find_owned(session, AuthIntegration, data.auth_integration_id, org_id) is None:
             raise ReferenceMissing("auth_integration_id", data.auth_integration_id)
     elif data.auth_integration_id is not None:
         raise ParameterInvalid("auth_integration_id", "must be null for the 'coupon' strategy")

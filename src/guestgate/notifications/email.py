@@ -31,7 +31,7 @@ from guestgate.coupons.words import Words
 from guestgate.portal import theme
 
 if TYPE_CHECKING:
-    from guestgate.notifications.delivery import BatchPayload
+    from guestgate.notifications.payload import BatchPayload
 
 log = structlog.get_logger(__name__)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -84,6 +84,25 @@ def build_message(
         csv_text.encode("utf-8"), maintype="text", subtype="csv", filename=f"{file_stem}.csv"
     )
     message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{file_stem}.pdf")
+    return message
+
+
+def build_test_message(
+    *, group_name: str, to: str, sender: str, delivery_id: str, now: datetime
+) -> EmailMessage:
+    """A short message that says it is a test of the notification group `group_name`."""
+    message = EmailMessage()
+    message["Subject"] = f"guestgate test message: {_one_line(group_name)}"
+    message["From"] = sender
+    message["To"] = to
+    message["Date"] = format_datetime(now.astimezone(UTC))
+    message["Message-ID"] = make_msgid(idstring=delivery_id.replace("-", ""), domain=_domain(sender))
+    message["X-Guestgate-Delivery"] = delivery_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(
+        f'This is a test message from guestgate for the notification group "{_one_line(group_name)}".\n'
+        "Coupon batches of the schedules that use this group will arrive the same way.\n"
+    )
     return message
 
 

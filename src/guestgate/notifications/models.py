@@ -9,6 +9,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestgate.db import Base, JSONDoc, UTCDateTime, UUIDStr, new_id, utcnow
+from guestgate.notifications.states import DeliveryStatus
 
 
 class NotificationGroup(Base):
@@ -27,7 +28,8 @@ class NotificationGroup(Base):
 
 
 class Delivery(Base):
-    """One batch to one target (an address or a webhook URL): pending until sent or given up."""
+    """One batch to one target (an address or a webhook URL): pending until sent or given up
+    (the moves of `status`: `guestgate.notifications.states`)."""
 
     __tablename__ = "deliveries"
     __table_args__ = (Index(None, "status", "next_attempt_at"),)
@@ -38,7 +40,7 @@ class Delivery(Base):
     )
     channel: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(String(2000))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -25,6 +25,7 @@ from guestgate.outbound import OutboundPolicy, secret_for_destination
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.schedules.models import CouponSchedule
 from guestgate.security import SecretBox
+from guestgate.tenancy import get_owned
 
 GROUP_ID = re.compile(r"ng_[0-9a-f]{12}")
 URL_CHANGED = "a stored secret is only used for the URL it was given with"
@@ -37,10 +38,9 @@ def new_group_id() -> str:
 
 def get(group_id: str, *, org_id: str, session: Session) -> NotificationGroup:
     """The org's notification group, or NotFound (also for ids not of the `ng_` form)."""
-    group = session.get(NotificationGroup, group_id) if GROUP_ID.fullmatch(group_id) else None
-    if group is None or group.org_id != org_id:
+    if not GROUP_ID.fullmatch(group_id):
         raise NotFound("notification group", group_id)
-    return group
+    return get_owned(session, NotificationGroup, group_id, org_id, resource="notification group")
 
 
 def list_groups(*, org_id: str, page: PageRequest, session: Session) -> Page[NotificationGroup]:

@@ -27,7 +27,7 @@ from guestgate.audit import service as audit_service
 from guestgate.coupons import batches
 from guestgate.coupons import service as coupon_service
 from guestgate.db import immediate, new_id
-from guestgate.notifications import delivery
+from guestgate.notifications import outbox
 from guestgate.notifications.models import NotificationGroup
 from guestgate.ops import metrics
 from guestgate.runtime import Runtime
@@ -181,4 +181,4 @@ def _generate(
     )
     group = session.get(NotificationGroup, schedule.notification_group_id)
     if group is not None:
-        delivery.enqueue(run_id, group, now=now, session=session)
+        outbox.enqueue(run_id, group, now=now, session=session)

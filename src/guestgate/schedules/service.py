@@ -13,16 +13,17 @@ from guestgate.coupon_links import signing
 from guestgate.coupons import batches
 from guestgate.coupons.batches import Counters
 from guestgate.db import utcnow
-from guestgate.errors import NotFound, ParameterMissing, ReferenceMissing
+from guestgate.errors import ParameterMissing, ReferenceMissing
 from guestgate.instances import service as instance_service
-from guestgate.notifications.models import NotificationGroup
+from guestgate.notifications.models import Delivery, NotificationGroup
 from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.schedules import recurrence
-from guestgate.schedules.models import CouponSchedule
+from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.schedules.schemas import DEFAULT_TIME_OF_DAY, CouponScheduleCreate
 from guestgate.schedules.schemas import CouponSchedule as CouponScheduleOut
 from guestgate.security import UrlSigner
+from guestgate.tenancy import find_owned, get_owned
 
 # The fields `next_run_at` is computed from; a PUT that changes none of them keeps it.
 RULE_FIELDS = ("recurrence_type", "day_of_week", "day_of_month", "time_of_day", "timezone")
@@ -47,10 +48,9 @@ class ScheduleView:
 def get(schedule_id: str, *, instance_id: str, org_id: str, session: Session) -> CouponSchedule:
     """The schedule of the org's instance, or NotFound (for the instance or the schedule)."""
     instance = instance_service.get(instance_id, org_id=org_id, session=session)
-    schedule = session.get(CouponSchedule, schedule_id)
-    if schedule is None or schedule.instance_id != instance.id or schedule.org_id != org_id:
-        raise NotFound("coupon schedule", schedule_id)
-    return schedule
+    return get_owned(
+        session, CouponSchedule, schedule_id, org_id, resource="coupon schedule", instance_id=instance.id
+    )
 
 
 def view(
@@ -225,6 +225,32 @@ def next_slot(schedule: CouponSchedule, *, after: datetime) -> datetime:
     )
 
 
+def next_slots(schedule: CouponSchedule, *, after: datetime, count: int = 5) -> list[datetime]:
+    """The schedule's first `count` slots strictly after `after` (UTC), oldest first."""
+    rule = recurrence.Rule.of(
+        recurrence_type=schedule.recurrence_type,
+        day_of_week=schedule.day_of_week,
+        day_of_month=schedule.day_of_month,
+        time_of_day=schedule.time_of_day or DEFAULT_TIME_OF_DAY,
+        timezone=schedule.timezone,
+    )
+    slots = rule.slots_after(after)
+    return [next(slots) for _ in range(count)]
+
+
+def list_deliveries(
+    schedule_id: str, *, instance_id: str, org_id: str, page: PageRequest, session: Session
+) -> Page[Delivery]:
+    """The deliveries of the schedule's batches (every attempt state), newest first."""
+    schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
+    stmt = (
+        select(Delivery)
+        .join(ScheduleRun, ScheduleRun.id == Delivery.run_id)
+        .where(ScheduleRun.schedule_id == schedule.id)
+    )
+    return fetch_page(session, stmt, page, Delivery.created_at, Delivery.id)
+
+
 def to_out(item: ScheduleView) -> CouponScheduleOut:
     """The API representation of a schedule."""
     schedule, counts = item.schedule, item.counters
@@ -259,6 +285,5 @@ def _views(schedules: list[CouponSchedule], *, session: Session, now: datetime) 
 
 
 def _check_group(group_id: str, *, org_id: str, session: Session) -> None:
-    group = session.get(NotificationGroup, group_id)
-    if group is None or group.org_id != org_id:
+    if find_owned(session, NotificationGroup, group_id, org_id) is None:
         raise ReferenceMissing("notification_group_id", group_id)

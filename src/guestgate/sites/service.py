@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from guestgate import networks
 from guestgate.audit import service as audit_service
 from guestgate.db import new_id
-from guestgate.errors import Conflict, NotFound
+from guestgate.errors import Conflict
 from guestgate.gateways.nftables import table_name
 from guestgate.gateways.policy import TABLE_DRIVERS, GatewayRules, LocalTable, effective_table, local_table
 from guestgate.instances.models import InstanceSubnet
@@ -29,6 +29,7 @@ from guestgate.security import SecretBox
 from guestgate.sites.models import Site
 from guestgate.sites.schemas import MAX_SITE_SUBNETS, MIN_PREFIX, GatewayIn, GatewayOut, GatewayStatus, SiteIn
 from guestgate.sites.schemas import Site as SiteOut
+from guestgate.tenancy import get_owned
 
 # The columns an update's audit event names when they change (secrets by name only, below).
 AUDITED_FIELDS = ("name", "subnets", "gateway_driver", "gateway_config")
@@ -51,10 +52,7 @@ class Replaced:
 
 def get(site_id: str, *, org_id: str, session: Session) -> Site:
     """The org's site, or NotFound."""
-    site = session.get(Site, site_id)
-    if site is None or site.org_id != org_id:
-        raise NotFound("site", site_id)
-    return site
+    return get_owned(session, Site, site_id, org_id, resource="site")
 
 
 def list_sites(*, org_id: str, page: PageRequest, session: Session) -> Page[Site]:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from html import unescape
-from typing import Any
-
 import pytest
 from starlette.testclient import TestClient
 
@@ -14,35 +9,15 @@ from guestgate.auth_integrations import service as integration_service
 from guestgate.auth_integrations.schemas import AuthIntegrationCreate
 from guestgate.portal.oauth import Endpoints, IdentityProviders
 from guestgate.portal.routes import PortalApp, build
-from guestgate.portal.store import GuestSession
 from guestgate.portal.throttle import MemoryCounters
 from guestgate.runtime import Runtime
-from tests.portal.conftest import GUEST_IP, ClientFactory, Clock, World, fresh_token
 from tests.portal.oauth.fake_idp import CLIENT_ID, CLIENT_SECRET, TENANT, FakeGitHub, FakeOIDC, transport
-
-CALLBACK = "http://testserver/guest/oauth/callback"
-CHROME_ANDROID = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/126.0.0.0 Mobile Safari/537.36"
+from tests.utils.oauth import (
+    CHROME_ANDROID,
+    IntegrationFactory,
+    RecordingNotifier,
 )
-IOS_CAPTIVE_SHEET = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
-
-
-class RecordingNotifier:
-    """A gateway that records what the portal asks of it."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    async def allow(self, session: GuestSession) -> bool:
-        self.calls.append(("allow", session.site_id, session.ip, session.id))
-        return True
-
-    async def open_auth_window(self, site_id: str, ip: str, seconds: int) -> None:
-        self.calls.append(("open_auth_window", site_id, ip, seconds))
-
-    async def pending(self, session: GuestSession) -> bool:
-        return False
+from tests.utils.portal import GUEST_IP, ClientFactory, Clock, World
 
 
 @pytest.fixture
@@ -91,9 +66,6 @@ def oauth_portal(
     )
 
 
-IntegrationFactory = Callable[..., str]
-
-
 @pytest.fixture
 def integration(world: World) -> IntegrationFactory:
     """`integration(kind, tenant=None, attach=True)` -> the id of a new auth integration (the world's instance uses it)."""
@@ -122,23 +94,3 @@ def integration(world: World) -> IntegrationFactory:
 def guest_client(guest: ClientFactory, oauth_portal: PortalApp) -> TestClient:
     """The guest at GUEST_IP on the OAuth-enabled portal, in a phone's real browser."""
     return guest(GUEST_IP, portal=oauth_portal, **{"User-Agent": CHROME_ANDROID})
-
-
-def press_button(client: TestClient, world: World, *, accept: bool = True, **headers: str) -> Any:
-    """Open the portal and press "Sign in with ..." (terms accepted unless `accept` is False)."""
-    form = {"t": fresh_token(client, world)}
-    if accept:
-        form["accept"] = "yes"
-    return client.post("/guest/oauth/start", data=form, headers=headers)
-
-
-def provider_url(html: str) -> str:
-    """Where the redirect page sends the guest (its meta refresh)."""
-    match = re.search(r'<meta http-equiv="refresh" content="0;url=([^"]+)">', html)
-    assert match, html
-    return unescape(match.group(1))
-
-
-def callback(client: TestClient, params: dict[str, str]) -> Any:
-    """The provider sends the guest back to the one callback URL."""
-    return client.get("/guest/oauth/callback", params=params)

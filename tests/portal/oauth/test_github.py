@@ -14,15 +14,15 @@ import pytest
 from starlette.testclient import TestClient
 
 from guestgate.portal.oauth import Attempt, Endpoints, Identity, IdentityProviders, Integration, SignInFailed
-from tests.portal.conftest import World
-from tests.portal.oauth.conftest import (
+from tests.portal.oauth.fake_idp import CLIENT_ID, CLIENT_SECRET, FakeGitHub, query_of, s256, transport
+from tests.utils.oauth import (
     IntegrationFactory,
     RecordingNotifier,
     callback,
     press_button,
     provider_url,
 )
-from tests.portal.oauth.fake_idp import CLIENT_ID, CLIENT_SECRET, FakeGitHub, query_of, s256, transport
+from tests.utils.portal import World
 
 CALLBACK = "https://portal.example/guest/oauth/callback"
 GITHUB = Integration(

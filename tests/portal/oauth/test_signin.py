@@ -9,8 +9,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from guestgate.portal.routes import PortalApp
-from tests.portal.conftest import GUEST_IP, ClientFactory, World, enter, fresh_token, token_of, vouched_orig
-from tests.portal.oauth.conftest import (
+from tests.portal.oauth.fake_idp import TENANT, FakeOIDC, query_of
+from tests.utils.oauth import (
     CALLBACK,
     IOS_CAPTIVE_SHEET,
     IntegrationFactory,
@@ -19,7 +19,7 @@ from tests.portal.oauth.conftest import (
     press_button,
     provider_url,
 )
-from tests.portal.oauth.fake_idp import TENANT, FakeOIDC, query_of
+from tests.utils.portal import GUEST_IP, ClientFactory, World, enter, fresh_token, token_of, vouched_orig
 
 
 def signed_in_through(client: TestClient, world: World, idp: FakeOIDC, **authorize: Any) -> Any:

@@ -9,9 +9,9 @@ from starlette.testclient import TestClient
 
 from guestgate.auth_integrations.service import signed_test_url
 from guestgate.portal.routes import PortalApp
-from tests.portal.conftest import ClientFactory, World
-from tests.portal.oauth.conftest import CALLBACK, IntegrationFactory, RecordingNotifier, callback
 from tests.portal.oauth.fake_idp import FakeGitHub, FakeOIDC, query_of
+from tests.utils.oauth import CALLBACK, IntegrationFactory, RecordingNotifier, callback
+from tests.utils.portal import ClientFactory, World
 
 
 @pytest.fixture
