@@ -797,9 +797,15 @@ def test_openapi_schema_is_the_seeds_plus_time_of_day(openapi: dict[str, Any], n
     seed = yaml.safe_load(SEED_SCHEMAS)[name]
     published = openapi["components"]["schemas"][name]
     extension = published["properties"].pop("time_of_day")
+    # [extension] The access plan's fields (guestgate.plans): the overrides, and on the
+    # response the plan they make.
+    plans = [published["properties"].pop("plan")]
+    if name == "CouponSchedule":
+        plans.append(published["properties"].pop("effective_plan"))
     assert published == seed
     assert extension["type"] == "string"
     assert extension["description"].startswith("[extension]")
+    assert all(plan["description"].startswith("[extension]") for plan in plans)
 
 
 def test_openapi_time_of_day_is_optional_with_midnight_default(openapi: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal, cast
 
+from guestgate.coupons.words import Words
 from guestgate.errors import ParameterInvalid
 from guestgate.plans.columns import PlanColumns
 
@@ -124,28 +125,32 @@ def effective(instance: PlanColumns, overrides: Mapping[str, Any] | None = None)
     return overridden(of(instance), overrides)
 
 
-def describe(plan: Plan) -> str:
-    """A card's line: `2 devices · 10 Mbit/s · 1 GB`: what the code buys beyond one device, once.
+def describe(plan: Plan, words: Words | None = None, *, validity_minutes: int | None = None) -> str:
+    """A card's line in `words`' language: `2 devices · 10 Mbit/s · 1 GB`, what the code buys beyond
+    one device, once, without limits (empty for that plan).
 
-    Empty for the default plan. The speed is the download's (what a guest notices), the upload's
-    named after it when it differs.
+    The speed is the download's (what a guest notices), the upload's named after it when it
+    differs. With validity from first use and `validity_minutes`, how long it lasts from then.
     """
+    say = words or Words(None)
     parts: list[str] = []
     if plan.max_devices > 1:
-        parts.append(f"{plan.max_devices} devices")
+        parts.append(say("plan_devices", count=plan.max_devices))
     if plan.max_uses is None:
-        parts.append("unlimited sign-ins")
+        parts.append(say("plan_sign_ins_unlimited"))
     elif plan.max_uses > plan.max_devices:
-        parts.append(f"{plan.max_uses} sign-ins")
+        parts.append(say("plan_sign_ins", count=plan.max_uses))
     down, up = plan.download_kbps, plan.upload_kbps
     if down is not None and up in (None, down):
         parts.append(rate(down))
     elif down is not None and up is not None:
-        parts.append(f"{rate(down)} down, {rate(up)} up")
+        parts.append(say("plan_down_up", down=rate(down), up=rate(up)))
     elif up is not None:
-        parts.append(f"{rate(up)} up")
+        parts.append(say("plan_up", up=rate(up)))
     if plan.data_limit_mb is not None:
         parts.append(volume(plan.data_limit_mb))
+    if plan.validity_from == "first_use" and validity_minutes is not None:
+        parts.append(say("plan_first_use", duration=say.duration(validity_minutes)))
     return " · ".join(parts)
 
 
