@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from guestgate.coupons.models import Coupon
+from guestgate.plans.service import DEFAULT
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE
 from tests.conftest import TokenFactory
@@ -92,6 +93,9 @@ def test_post_accepts_the_seed_example_and_nulls_the_unused_day_fields(
         "tokens_generated_since_last_run": 0,
         "tokens_available_since_last_run": 0,
         "created_at": "2025-06-01T00:00:00Z",
+        # [extension] No overrides: the instance's plan (the default).
+        "plan": {},
+        "effective_plan": DEFAULT.to_dict(),
     }
     assert client.get(item(instance_id, body["id"]), headers=headers).json() == body
 
