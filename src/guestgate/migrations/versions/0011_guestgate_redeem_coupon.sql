@@ -107,7 +107,8 @@ BEGIN
         FROM won CROSS JOIN inst
         RETURNING coupon_id, download_kbps, upload_kbps, data_limit_mb
     )
-    SELECT 'made', NULL, NULL, NULL, NULL, NULL, NULL, NULL, coupon_id::text, NULL, NULL,
-        download_kbps, upload_kbps, data_limit_mb FROM made;
+    -- Without a UNION to take them from, the NULLs are given the result's types.
+    SELECT 'made', NULL, NULL, NULL, NULL, NULL, NULL::timestamptz, NULL::timestamptz,
+        coupon_id::text, NULL, NULL::integer, download_kbps, upload_kbps, data_limit_mb FROM made;
 END
 $fn$
