@@ -399,10 +399,7 @@ def user_create(
     email: Annotated[str, typer.Option(help="The user's e-mail address (their login).")],
     role: Annotated[str, typer.Option(help="owner, admin, viewer or front-desk.")] = "owner",
     password_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--password-stdin", help="Read the password from standard input instead of printing a link."
-        ),
+        bool, typer.Option("--password-stdin", help="Read the password from standard input instead of printing a link.")
     ] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -416,13 +413,7 @@ def user_create(
     with _session(settings) as session:
         try:
             invited = console_service.add_member(
-                org_id=org,
-                email=email,
-                role=role,
-                now=utcnow(),
-                settings=settings,
-                session=session,
-                password=password,
+                org_id=org, email=email, role=role, now=utcnow(), settings=settings, session=session, password=password
             )
         except GuestgateError as error:
             typer.echo(f"error: {error.message}", err=True)

@@ -59,13 +59,7 @@ def _range_into_help(option: TyperOption) -> None:
     if low is None and high is None:
         return
     option._get_number_range_help_str = _no_range  # type: ignore[method-assign]
-    span = (
-        f"{low}..{high}"
-        if low is not None and high is not None
-        else f">= {low}"
-        if low is not None
-        else f"<= {high}"
-    )
+    span = f"{low}..{high}" if low is not None and high is not None else f">= {low}" if low is not None else f"<= {high}"
     if option.help and f"({span})" not in option.help:
         option.help = f"{option.help.rstrip('.')} ({span})."
 

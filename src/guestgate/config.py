@@ -178,16 +178,10 @@ class Settings(BaseSettings):
         12, ge=1, le=720, description="A console session ends this many hours after sign-in, active or not."
     )
     console_login_max_failures: int = Field(
-        5,
-        ge=1,
-        le=100,
-        description="Wrong passwords for one console account before it is locked for a while.",
+        5, ge=1, le=100, description="Wrong passwords for one console account before it is locked for a while."
     )
     console_login_lock_minutes: int = Field(
-        15,
-        ge=1,
-        le=1440,
-        description="How long a console account refuses sign-in after too many wrong passwords.",
+        15, ge=1, le=1440, description="How long a console account refuses sign-in after too many wrong passwords."
     )
     console_invite_hours: int = Field(
         72, ge=1, le=720, description="How long a one-time set-password link of the console stays valid."
@@ -468,9 +462,7 @@ def ensure_directory(path: Path, *, what: str, writable: bool = True) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataDirUnusable(
-            f"{what} {shown} cannot be created ({exc.strerror}): choose another directory."
-        ) from exc
+        raise DataDirUnusable(f"{what} {shown} cannot be created ({exc.strerror}): choose another directory.") from exc
     if not writable:
         return
     try:

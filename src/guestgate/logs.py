@@ -79,9 +79,7 @@ class _Redactor:
         return text
 
 
-def _drop_color_message(
-    _logger: Any, _name: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
+def _drop_color_message(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """uvicorn hands every line a coloured copy of its message as `extra`; `event` already says it."""
     event.pop("color_message", None)
     return event

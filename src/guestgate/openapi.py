@@ -146,9 +146,7 @@ EXAMPLE_ERRORS: tuple[domain.GuestgateError, ...] = (
     domain.ReferenceMissing("notification_group_id", "ng_0123456789ab"),
     domain.FileInvalid("The file is not a PNG, JPEG, WebP or GIF image."),
     domain.AuthenticationFailed("No bearer token was supplied.", code="token_missing"),
-    domain.AuthenticationFailed(
-        "The token starts with 'Bearer ': paste the token without the 'Bearer ' prefix."
-    ),
+    domain.AuthenticationFailed("The token starts with 'Bearer ': paste the token without the 'Bearer ' prefix."),
     domain.AuthenticationFailed("The bearer token has expired.", code="token_expired"),
     domain.InsufficientScope("captive:write"),
     domain.SignatureInvalid(),

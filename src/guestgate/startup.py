@@ -95,9 +95,7 @@ def prepare_storage(settings: Settings, *, outbox: bool = False) -> None:
         ensure_directory(settings.data_dir, what=DATA_DIR_WHAT)
         path = sqlite_path(settings)
         if path is not None:
-            ensure_directory(
-                path.parent, what="The directory of the SQLite database (GUESTGATE_DATABASE_URL)"
-            )
+            ensure_directory(path.parent, what="The directory of the SQLite database (GUESTGATE_DATABASE_URL)")
             if path.is_dir():
                 raise DataDirUnusable(
                     f"The SQLite database {path} is a directory: point GUESTGATE_DATABASE_URL (or the "
@@ -110,8 +108,7 @@ def prepare_storage(settings: Settings, *, outbox: bool = False) -> None:
                 )
         if outbox and settings.smtp_host is None:
             ensure_directory(
-                settings.outbox_dir,
-                what="The e-mail outbox (<data dir>/outbox, used while GUESTGATE_SMTP_HOST is unset)",
+                settings.outbox_dir, what="The e-mail outbox (<data dir>/outbox, used while GUESTGATE_SMTP_HOST is unset)"
             )
     except DataDirUnusable as exc:
         raise StartupError(str(exc), ExitCode.DATA_DIR) from None
@@ -165,17 +162,12 @@ def migrate(settings: Settings) -> None:
 
 
 def bind(
-    host: str,
-    port: int,
-    *,
-    host_setting: str = "--host or GUESTGATE_HOST",
-    port_setting: str = "--port or GUESTGATE_PORT",
+    host: str, port: int, *, host_setting: str = "--host or GUESTGATE_HOST", port_setting: str = "--port or GUESTGATE_PORT"
 ) -> socket.socket:
     """The listening socket, bound now: a busy or foreign address fails before any other work starts."""
     if not 0 <= port <= 65535:
         raise StartupError(
-            f"The port {port} ({port_setting}) must be between 1 and 65535 (0 picks a free one).",
-            ExitCode.CONFIG,
+            f"The port {port} ({port_setting}) must be between 1 and 65535 (0 picks a free one).", ExitCode.CONFIG
         )
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -185,9 +177,7 @@ def bind(
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise StartupError(
-            _bind_problem(exc, where, host, host_setting, port_setting), ExitCode.ADDRESS
-        ) from None
+        raise StartupError(_bind_problem(exc, where, host, host_setting, port_setting), ExitCode.ADDRESS) from None
     return sock
 
 
@@ -200,9 +190,7 @@ def _bind_problem(exc: OSError, where: str, host: str, host_setting: str, port_s
             f"({port_setting})."
         )
     if exc.errno == errno.EADDRNOTAVAIL:
-        return (
-            f"{host} is not an address of this machine ({host_setting}): use one of its addresses or 0.0.0.0."
-        )
+        return f"{host} is not an address of this machine ({host_setting}): use one of its addresses or 0.0.0.0."
     if exc.errno == errno.EACCES:
         return (
             f"Listening on {where} needs privileges: choose a port above 1023 ({port_setting}), or grant "

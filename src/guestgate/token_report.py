@@ -49,9 +49,7 @@ def _claim(name: str, value: Any, now: float) -> str:
     when = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     delta = int(value - now)
     if name == "exp":
-        state = (
-            f"expires in {format_duration(delta)}" if delta > 0 else f"EXPIRED {format_duration(-delta)} ago"
-        )
+        state = f"expires in {format_duration(delta)}" if delta > 0 else f"EXPIRED {format_duration(-delta)} ago"
         return f"{when} ({state})"
     if name == "nbf" and delta > 0:
         return f"{when} (NOT VALID for another {format_duration(delta)})"
@@ -64,9 +62,7 @@ def _verify(token: str, header: dict[str, Any], settings: Settings) -> tuple[boo
             f"verified here: NO - this data directory has no JWT secret yet ({settings.secrets_file.resolve()} "
             "does not exist): use the data directory of the server that should accept it"
         )
-    source = (
-        settings.secret_source("jwt_secret") if header.get("alg") == "HS256" else "the configured public key"
-    )
+    source = settings.secret_source("jwt_secret") if header.get("alg") == "HS256" else "the configured public key"
     try:
         principal = TokenVerifier(settings).verify(f"Bearer {token}")
     except AuthenticationFailed as exc:
@@ -76,10 +72,7 @@ def _verify(token: str, header: dict[str, Any], settings: Settings) -> tuple[boo
                 "minted with another data directory or another GUESTGATE_JWT_SECRET"
             )
         return False, f"verified here: NO - {exc.message}"
-    return (
-        True,
-        f"verified here: yes, with the key from {source} (scopes: {' '.join(sorted(principal.scopes))})",
-    )
+    return True, f"verified here: yes, with the key from {source} (scopes: {' '.join(sorted(principal.scopes))})"
 
 
 def _org_status(org: str, settings: Settings) -> str:

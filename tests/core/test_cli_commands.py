@@ -84,18 +84,15 @@ def test_an_unknown_org_is_refused_with_its_near_matches_and_not_created(cli: In
     assert again.exit_code == 0 and "created org" not in again.stderr
 
 
-def test_token_create_says_which_secret_signed_it(
-    cli: Invoke, env_for: Callable[..., None], tmp_path: Path
-) -> None:
+def test_token_create_says_which_secret_signed_it(cli: Invoke, env_for: Callable[..., None], tmp_path: Path) -> None:
     from_env = cli("token", "create", "--org", "acme", "--create-org")
     assert "signed with the JWT secret of GUESTGATE_JWT_SECRET (environment or .env)" in from_env.stderr
     fresh = tmp_path / "fresh-var"
     env_for(fresh, keys=False)
     first = cli("token", "create", "--org", "acme")
     assert first.exit_code == 0, first.output
-    assert (
-        f"data directory {fresh.resolve()}; signed with the JWT secret of {fresh.resolve()}/secrets.env"
-        in (first.stderr)
+    assert f"data directory {fresh.resolve()}; signed with the JWT secret of {fresh.resolve()}/secrets.env" in (
+        first.stderr
     )
     assert "(generated just now)" in first.stderr and "rejects this token" in first.stderr
     second = cli("token", "create", "--org", "acme")
@@ -130,22 +127,14 @@ def test_a_token_of_another_data_directory_is_refused_and_inspect_says_why(
 
 def test_inspect_shows_claims_expiry_and_a_missing_org(cli: Invoke, settings: Settings) -> None:
     now = int(time.time())
-    claims = {
-        "sub": "desk",
-        "org": "no-such-org",
-        "scope": "coupons:issue",
-        "iat": now - 7200,
-        "exp": now - 3600,
-    }
+    claims = {"sub": "desk", "org": "no-such-org", "scope": "coupons:issue", "iat": now - 7200, "exp": now - 3600}
     expired = jwt.encode(claims, TEST_KEYS["jwt_secret"], algorithm="HS256")
     assert cli("migrate").exit_code == 0
     result = cli("token", "inspect", expired)
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert "algorithm: HS256" in lines and "sub: desk" in lines and "scope: coupons:issue" in lines
-    assert any(
-        re.fullmatch(r"exp: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(EXPIRED 1h ago\)", line) for line in lines
-    )
+    assert any(re.fullmatch(r"exp: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(EXPIRED 1h ago\)", line) for line in lines)
     assert "verified here: NO - The bearer token has expired." in lines
     assert any(line.startswith("org 'no-such-org': NOT in") for line in lines)
     assert TEST_KEYS["jwt_secret"] not in result.stdout
@@ -156,14 +145,10 @@ def test_inspect_shows_claims_expiry_and_a_missing_org(cli: Invoke, settings: Se
     assert garbage.exit_code == 1 and "not a token" in garbage.stdout
 
 
-def test_inspect_reads_standard_input_and_creates_nothing(
-    env_for: Callable[..., None], tmp_path: Path
-) -> None:
+def test_inspect_reads_standard_input_and_creates_nothing(env_for: Callable[..., None], tmp_path: Path) -> None:
     empty = tmp_path / "empty-var"
     env_for(empty, keys=False)
-    token = jwt.encode(
-        {"sub": "x", "org": "o", "scope": "", "exp": int(time.time()) + 60}, "k" * 40, algorithm="HS256"
-    )
+    token = jwt.encode({"sub": "x", "org": "o", "scope": "", "exp": int(time.time()) + 60}, "k" * 40, algorithm="HS256")
     result = CliRunner().invoke(app, ["token", "inspect", "-"], input=token + "\n")
     assert result.exit_code == 1
     assert "this data directory has no JWT secret yet" in result.stdout
@@ -180,11 +165,7 @@ def test_org_list_counts_instances_and_sites_and_says_when_it_stops(
     listed = cli("org", "list")
     rows = [line.split() for line in listed.stdout.splitlines()]
     assert rows[0] == ["ORG", "CREATED", "(UTC)", "INSTANCES", "SITES"]
-    assert [(r[0], r[3], r[4]) for r in rows[1:]] == [
-        ("alpha", "0", "0"),
-        ("beta", "0", "0"),
-        (ORG, "1", "1"),
-    ]
+    assert [(r[0], r[3], r[4]) for r in rows[1:]] == [("alpha", "0", "0"), ("beta", "0", "0"), (ORG, "1", "1")]
     limited = cli("org", "list", "--limit", "2")
     assert len(limited.stdout.splitlines()) == 3 and "... 1 more (--limit)" in limited.stderr
 
@@ -200,14 +181,7 @@ def test_entry_url_shows_the_portal_as_that_guest_and_its_code_signs_in(
     from guestgate.coupons.models import Coupon
 
     with runtime.sessions() as session:
-        session.add(
-            Coupon(
-                org_id=ORG,
-                instance_id=world.instance_id,
-                code="ABCDEF",
-                expires_at=utcnow().replace(year=2099),
-            )
-        )
+        session.add(Coupon(org_id=ORG, instance_id=world.instance_id, code="ABCDEF", expires_at=utcnow().replace(year=2099)))
         session.commit()
     with TestClient(create_app(runtime=runtime)) as client:
         page = client.get(url.removeprefix("http://testserver"))
@@ -230,11 +204,11 @@ def test_token_create_run_in_another_directory_names_the_data_directory_it_made(
     outcome = run(elsewhere, "token", "create", "--org", "acme", "--create-org")
     assert outcome.code == 0, outcome
     made = (elsewhere / "var").resolve()
-    assert (
-        f"data directory {made}; signed with the JWT secret of {made}/secrets.env (generated just now)"
-        in (outcome.stderr)
+    assert f"data directory {made}; signed with the JWT secret of {made}/secrets.env (generated just now)" in (
+        outcome.stderr
     )
     assert "a server started with another data directory rejects this token" in outcome.stderr
     assert "Traceback" not in outcome.stderr and outcome.stdout.count(".") == 2
     unknown = run(elsewhere, "token", "create", "--org", "acne")
     assert_short(unknown, ExitCode.FAILED, "no org 'acne'", "did you mean 'acme'?", "--create-org")
+

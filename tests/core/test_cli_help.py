@@ -30,10 +30,7 @@ def command_paths() -> Iterator[list[str]]:
 
 def render(path: list[str], width: int = WIDTH) -> str:
     result = CliRunner().invoke(
-        app,
-        [*path, "--help"],
-        prog_name="guestgate",
-        env={"COLUMNS": str(width), "TERMINAL_WIDTH": str(width)},
+        app, [*path, "--help"], prog_name="guestgate", env={"COLUMNS": str(width), "TERMINAL_WIDTH": str(width)}
     )
     assert result.exit_code == 0, result.output
     return result.output
@@ -95,22 +92,12 @@ def test_options_show_their_metavars_and_flags_none() -> None:
 
 def test_serve_help_keeps_the_shutdown_sentence_whole() -> None:
     flowing = " ".join(render(["serve"]).split())
-    assert (
-        "lets the requests in flight finish (up to GUESTGATE_SHUTDOWN_TIMEOUT_SECONDS), finishes" in flowing
-    )
+    assert "lets the requests in flight finish (up to GUESTGATE_SHUTDOWN_TIMEOUT_SECONDS), finishes" in flowing
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [
-        ("3600", 3600),
-        ("90m", 5400),
-        ("12h", 43200),
-        ("30d", 2592000),
-        ("1h30m", 5400),
-        ("2w", 1209600),
-        (" 1D ", 86400),
-    ],
+    [("3600", 3600), ("90m", 5400), ("12h", 43200), ("30d", 2592000), ("1h30m", 5400), ("2w", 1209600), (" 1D ", 86400)],
 )
 def test_durations_parse(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds

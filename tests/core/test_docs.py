@@ -92,9 +92,7 @@ def test_error_examples_are_what_the_server_answers(client: TestClient, auth: To
         client.get("/captive/instance", headers={"Authorization": bearer}),
         client.patch("/captive/instances", headers={"Authorization": bearer}),
         client.post("/captive/instances", headers={"Authorization": bearer}, json={"strategy": "coupon"}),
-        client.get(
-            "/captive/instances/7c9e6679-7425-40de-944b-e07fc1f90ae7", headers={"Authorization": bearer}
-        ),
+        client.get("/captive/instances/7c9e6679-7425-40de-944b-e07fc1f90ae7", headers={"Authorization": bearer}),
     ]
     for response in answered:
         body = response.json()

@@ -128,9 +128,7 @@ def test_migration_0006_removes_typed_codes_from_the_audit_log_and_nothing_else(
 
 def _garden_rows(engine: Engine) -> list[tuple[object, object]]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT ip_address, hostname FROM walled_garden_entries ORDER BY name")
-        ).all()
+        rows = conn.execute(text("SELECT ip_address, hostname FROM walled_garden_entries ORDER BY name")).all()
     return [(row[0], row[1]) for row in rows]
 
 
@@ -156,10 +154,7 @@ def test_migration_0009_adds_hostname_entries_and_keeps_exactly_one_of_the_two(e
         "VALUES (:id, 'o', :site, :name, 'captive-auth', :ip, CURRENT_TIMESTAMP)"
     )
     with empty_engine.begin() as conn:
-        conn.execute(
-            insert,
-            {"id": "a0000000-0000-4000-8000-000000000001", "site": site, "name": "a", "ip": "192.0.2.1/32"},
-        )
+        conn.execute(insert, {"id": "a0000000-0000-4000-8000-000000000001", "site": site, "name": "a", "ip": "192.0.2.1/32"})
     upgrade(empty_engine)
     assert _differences(empty_engine) == []
     named = text(
@@ -169,26 +164,14 @@ def test_migration_0009_adds_hostname_entries_and_keeps_exactly_one_of_the_two(e
     with empty_engine.begin() as conn:
         conn.execute(
             named,
-            {
-                "id": "a0000000-0000-4000-8000-000000000002",
-                "site": site,
-                "name": "b",
-                "ip": None,
-                "host": "idp.test",
-            },
+            {"id": "a0000000-0000-4000-8000-000000000002", "site": site, "name": "b", "ip": None, "host": "idp.test"},
         )
     assert _garden_rows(empty_engine) == [("192.0.2.1/32", None), (None, "idp.test")]
     for ip, host in ((None, None), ("192.0.2.9/32", "both.test")):
         with pytest.raises(IntegrityError), empty_engine.begin() as conn:
             conn.execute(
                 named,
-                {
-                    "id": "a0000000-0000-4000-8000-000000000003",
-                    "site": site,
-                    "name": "c",
-                    "ip": ip,
-                    "host": host,
-                },
+                {"id": "a0000000-0000-4000-8000-000000000003", "site": site, "name": "c", "ip": ip, "host": host},
             )
     with empty_engine.begin() as conn:
         config.attributes["connection"] = conn

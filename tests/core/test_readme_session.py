@@ -41,9 +41,7 @@ def first_session() -> tuple[str, int]:
 
 def require_programs(*names: str) -> None:
     missing = [name for name in names if shutil.which(name) is None]
-    require(
-        not missing, f"the README session needs {', '.join(missing)} (scripts/system-deps.sh installs them)"
-    )
+    require(not missing, f"the README session needs {', '.join(missing)} (scripts/system-deps.sh installs them)")
 
 
 @pytest.fixture
@@ -96,11 +94,7 @@ def test_the_readme_first_session_runs_as_written(newcomer: tuple[Process, dict[
     out = done.stdout
     base = f"http://127.0.0.1:{server.port}"
     assert re.search(rf"^{re.escape(base)}/captive/assets/\S+$", out, flags=re.MULTILINE), out
-    assert re.search(
-        rf"^{re.escape(base)}/guest/entry\?site=[0-9a-f-]+&ip=10\.10\.0\.5&ts=\d+&sig=[0-9a-f]{{64}}$",
-        out,
-        flags=re.MULTILINE,
-    )
+    assert re.search(rf"^{re.escape(base)}/guest/entry\?site=[0-9a-f-]+&ip=10\.10\.0\.5&ts=\d+&sig=[0-9a-f]{{64}}$", out, flags=re.MULTILINE)
     assert "Time remaining" in out and "coupons.pdf: print it" in out
     assert re.search(r"^50$", out, flags=re.MULTILINE), out  # the run's batch
     assert (work / "coupons.pdf").read_bytes().startswith(b"%PDF")

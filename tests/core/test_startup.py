@@ -44,13 +44,7 @@ def run(workdir: Path, *args: str, timeout: float = 60, **settings: str) -> Outc
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUESTGATE_")}
     env.update({f"GUESTGATE_{k.upper()}": v for k, v in settings.items()})
     done = subprocess.run(
-        [str(GUESTGATE), *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        [str(GUESTGATE), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
     return Outcome(done.returncode, done.stdout, done.stderr)
 
@@ -84,10 +78,7 @@ def readonly_dir(tmp_path: Path) -> Iterator[Path]:
         return
     require(shutil.which("mount") is not None, "a read-only directory for root needs mount")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True, text=True, check=False
     )
     require(done.returncode == 0, f"cannot mount a read-only tmpfs here: {done.stderr.strip()}")
     try:
@@ -165,9 +156,7 @@ def test_an_unwritable_database_path_names_it(workdir: Path, readonly_dir: Path)
     url = f"sqlite:///{readonly_dir}/guestgate.db"
     outcome = run(workdir, "migrate", data_dir=str(workdir / "var"), database_url=url)
     assert_short(outcome, ExitCode.DATA_DIR, str(readonly_dir), "GUESTGATE_DATABASE_URL", "not writable")
-    missing = run(
-        workdir, "migrate", data_dir=str(workdir / "var"), database_url="sqlite:////proc/no/such/x.db"
-    )
+    missing = run(workdir, "migrate", data_dir=str(workdir / "var"), database_url="sqlite:////proc/no/such/x.db")
     assert_short(missing, ExitCode.DATA_DIR, "/proc/no/such", "cannot be created")
 
 
@@ -189,9 +178,7 @@ def test_an_unreachable_postgresql_names_the_url_without_its_password(workdir: P
     ("url", "named"),
     [("nonsense", "not a database URL"), ("mysql://u@h/db", "mysql://u@h/db cannot be used")],
 )
-def test_a_database_url_guestgate_cannot_use_is_a_configuration_error(
-    workdir: Path, url: str, named: str
-) -> None:
+def test_a_database_url_guestgate_cannot_use_is_a_configuration_error(workdir: Path, url: str, named: str) -> None:
     outcome = run(workdir, "migrate", database_url=url)
     assert_short(outcome, ExitCode.CONFIG, "GUESTGATE_DATABASE_URL", named)
 
@@ -231,9 +218,7 @@ def test_a_worker_metrics_port_in_use_stops_the_worker_before_it_migrates(workdi
         taken.listen()
         port = taken.getsockname()[1]
         outcome = run(workdir, "worker", worker_metrics_port=str(port), data_dir="var")
-    assert_short(
-        outcome, ExitCode.ADDRESS, f"127.0.0.1:{port} is already in use", "GUESTGATE_WORKER_METRICS_PORT"
-    )
+    assert_short(outcome, ExitCode.ADDRESS, f"127.0.0.1:{port} is already in use", "GUESTGATE_WORKER_METRICS_PORT")
     assert not (workdir / "var" / "guestgate.db").exists()
 
 

@@ -25,9 +25,7 @@ NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 def add_name(runtime: Runtime, site_id: str, hostname: str, kind: str = "captive-auth") -> None:
     with runtime.sessions() as session:
-        session.add(
-            WalledGardenEntry(org_id=ORG, site_id=site_id, name=hostname, type=kind, hostname=hostname)
-        )
+        session.add(WalledGardenEntry(org_id=ORG, site_id=site_id, name=hostname, type=kind, hostname=hostname))
         session.commit()
 
 
@@ -73,10 +71,7 @@ def test_an_oauth2_instance_brings_its_providers_hosts_into_the_sites_auth_garde
 
 
 def test_reconcile_pushes_names_and_presets_to_routeros(
-    runtime: Runtime,
-    router: FakeRouterOS,
-    tls: Tls,
-    pool: registry.GatewayPool,  # noqa: F811
+    runtime: Runtime, router: FakeRouterOS, tls: Tls, pool: registry.GatewayPool  # noqa: F811
 ) -> None:
     site_id = make_site(runtime, "Lobby", routeros_gateway(router, tls))
     router.dns["idp.example.com"] = ["203.0.113.5"]
@@ -100,10 +95,7 @@ def test_the_agent_state_carries_resolved_names_and_the_dnsmasq_snippet(runtime:
     add_name(runtime, site_id, "idp.example.com")
     add_name(runtime, site_id, "*.cdn.example.com", "captive-portal")
     add_name(runtime, site_id, "intranet.example.com")
-    answers = {
-        "idp.example.com": Answer(("93.184.215.14",), 30),
-        "intranet.example.com": Answer(("10.0.0.9",), 30),
-    }
+    answers = {"idp.example.com": Answer(("93.184.215.14",), 30), "intranet.example.com": Answer(("10.0.0.9",), 30)}
     runtime._garden_resolver = GardenResolver(OutboundPolicy(), query=lambda name: answers[name])
     with runtime.sessions() as session:
         from guestgate.sites.models import Site
@@ -113,17 +105,12 @@ def test_the_agent_state_carries_resolved_names_and_the_dnsmasq_snippet(runtime:
     state = gateway_service.agent_state(runtime, site, now=NOW)
     document = state.document(now=NOW)
     named = {n["hostname"]: n for n in document["walled_garden_names"]}
-    assert named["idp.example.com"]["addresses"] == [
-        {"ip": "93.184.215.14", "seconds_remaining": 30 + MARGIN_SECONDS}
-    ]
+    assert named["idp.example.com"]["addresses"] == [{"ip": "93.184.215.14", "seconds_remaining": 30 + MARGIN_SECONDS}]
     # A private answer is not admitted: the tenant must not open the controller's network.
     assert named["intranet.example.com"]["addresses"] == []
     assert named["*.cdn.example.com"]["addresses"] == []
     table = state.gateway["table"]
-    assert (
-        f"nftset=/cdn.example.com/4#inet#{table}#dns_garden4,6#inet#{table}#dns_garden6"
-        in document["dnsmasq_config"]
-    )
+    assert f"nftset=/cdn.example.com/4#inet#{table}#dns_garden4,6#inet#{table}#dns_garden6" in document["dnsmasq_config"]
     # The agent reads it back into names with deadlines on its own clock.
     local = _local_state(document, received=NOW)
     [idp] = [n for n in local.walled_garden_names if n.hostname == "idp.example.com"]

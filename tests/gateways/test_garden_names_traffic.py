@@ -105,13 +105,8 @@ class Lab:
     def start_forwarder(self, config: str) -> None:
         conf = self.tmp / "gateway-dnsmasq.conf"
         conf.write_text(config)
-        _dnsmasq(
-            self.gw,
-            self.tmp / "gw.pid",
-            f"--conf-file={conf}",
-            f"--listen-address={GATEWAY_DNS}",
-            f"--server={UPSTREAM_DNS}",
-        )
+        _dnsmasq(self.gw, self.tmp / "gw.pid", f"--conf-file={conf}", f"--listen-address={GATEWAY_DNS}",
+                 f"--server={UPSTREAM_DNS}")
 
     def set_idp(self, address: str) -> None:
         self.hosts.write_text(f"{address} idp.test\n{OTHER} other.test\n")
@@ -120,20 +115,8 @@ class Lab:
 
 def _dnsmasq(ns: Namespace, pid: Path, *args: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            ns.name,
-            DNSMASQ,
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--user=root",
-            f"--pid-file={pid}",
-            *args,
-        ],
+        ["ip", "netns", "exec", ns.name, DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts",
+         "--bind-interfaces", "--user=root", f"--pid-file={pid}", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -165,13 +148,8 @@ def lab(netns_tools: None, tmp_path: Path) -> Iterator[Lab]:
         hosts = tmp_path / "hosts"
         hosts.write_text(f"{IDP} idp.test\n{OTHER} other.test\n")
         authority = _dnsmasq(
-            up,
-            tmp_path / "up.pid",
-            "--conf-file=/dev/null",
-            f"--listen-address={UPSTREAM_DNS}",
-            f"--addn-hosts={hosts}",
-            f"--local-ttl={TTL}",
-            f"--address=/wild.test/{WILD}",
+            up, tmp_path / "up.pid", "--conf-file=/dev/null", f"--listen-address={UPSTREAM_DNS}",
+            f"--addn-hosts={hosts}", f"--local-ttl={TTL}", f"--address=/wild.test/{WILD}",
         )
         gateway = NftablesGateway(interface="g0", portal_port=8080, netns=gw.name, table=table_name(SITE))
         yield Lab(client, gw, up, gateway, hosts, authority, tmp_path)

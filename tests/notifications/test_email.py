@@ -253,9 +253,7 @@ def test_the_email_and_its_files_read_in_sydney_time_across_the_april_change(
     for part in (text, page):
         assert "2026-04-05 01:00 AEDT" in part  # generated at
         assert "2026-04-05 08:00 AEST" in part  # redeemable until
-        assert (
-            "2026-04-06 00:00 AEST" in part
-        )  # the link works until: 24 h later, an hour earlier by the clock
+        assert "2026-04-06 00:00 AEST" in part  # the link works until: 24 h later, an hour earlier by the clock
         assert "Harbour-Guest" in part and "8 hours" in part and " UTC" not in part
     assert "background:#7a3e9d" in page  # the instance's accent colour
     assert message.get_body(preferencelist=("plain",)) is not None

@@ -10,9 +10,7 @@ import httpx2
 import pytest
 
 
-def wait_until_healthy(
-    process: subprocess.Popen[bytes], base: str, log_path: Path, *, seconds: float = 30
-) -> None:
+def wait_until_healthy(process: subprocess.Popen[bytes], base: str, log_path: Path, *, seconds: float = 30) -> None:
     """Return once `base`/healthz answers 200; fail with the server's log if it exits or stays silent."""
     deadline = time.monotonic() + seconds
     while True:

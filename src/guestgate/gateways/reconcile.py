@@ -102,9 +102,7 @@ def names_of(site_id: str, *, session: Session) -> list[GardenName]:
     return [GardenName(hostname, kind) for hostname, kind in sorted(found)]
 
 
-def resolved(
-    runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime
-) -> list[GardenName]:
+def resolved(runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime) -> list[GardenName]:
     """`names` with the addresses of exact names, for drivers that hold addresses (nftables, agent).
 
     Blocking (DNS, bounded by the resolver's timeouts): call from a worker thread.
@@ -113,8 +111,7 @@ def resolved(
         return list(names)
     resolver = runtime.garden_resolver
     return [
-        n if n.wildcard else dataclasses.replace(n, addresses=resolver.addresses(n.hostname, now=now))
-        for n in names
+        n if n.wildcard else dataclasses.replace(n, addresses=resolver.addresses(n.hostname, now=now)) for n in names
     ]
 
 

@@ -207,9 +207,7 @@ class RouterOSGateway(Gateway):
         if not want and self._dns_checked:
             return
         have: set[tuple[str, str]] = set()
-        found = self._request(
-            "GET", DNS_STATIC, params={"comment": GARDEN_COMMENT, ".proplist": _DNS_PROPLIST}
-        )
+        found = self._request("GET", DNS_STATIC, params={"comment": GARDEN_COMMENT, ".proplist": _DNS_PROPLIST})
         for entry in found if isinstance(found, list) else []:
             key = (str(entry.get("name", "")), str(entry.get("address-list", "")))
             if key in want and entry.get("type") == "FWD" and entry.get("forward-to") == self.dns_forward_to:

@@ -27,10 +27,7 @@ _LOOK = {
 }
 CREATE_EXAMPLES = {
     "coupon": {"summary": "A coupon portal with the default look", "value": _BASIC},
-    "branded": {
-        "summary": "[extension] With theme, terms and language at once",
-        "value": {**_BASIC, **_LOOK},
-    },
+    "branded": {"summary": "[extension] With theme, terms and language at once", "value": {**_BASIC, **_LOOK}},
 }
 UPDATE_EXAMPLES = {
     "keep_sites": {

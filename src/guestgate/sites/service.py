@@ -242,3 +242,4 @@ def _router_identity(config: dict[str, Any]) -> tuple[str, int, bool, str, str]:
         str(config.get("ca_pem") or "").strip(),
         str(config.get("pinned_sha256") or "").replace(":", "").replace(" ", "").lower(),
     )
+

@@ -60,9 +60,7 @@ def normalize(text: str) -> str:
     if len(full) > MAX_NAME_OCTETS:
         raise HostnameInvalid(f"must be at most {MAX_NAME_OCTETS} characters long (after IDNA encoding)")
     if len(labels) < 2:
-        what = (
-            "a wildcard must cover a domain below a top-level domain" if wildcard else "a name of one label"
-        )
+        what = "a wildcard must cover a domain below a top-level domain" if wildcard else "a name of one label"
         raise HostnameInvalid(f"must be a fully qualified name ({what} is not)")
     if _ALL_DIGITS.fullmatch(labels[-1]):
         raise HostnameInvalid("must end in a top-level domain, not a number")

@@ -35,19 +35,13 @@ PRESETS: dict[str, tuple[PresetHost, ...]] = {
         PresetHost("*.googleusercontent.com", "the account pictures shown in the account chooser"),
     ),
     "github": (
-        PresetHost(
-            "github.com", "the sign-in page and the OAuth authorize endpoint (/login/oauth/authorize)"
-        ),
+        PresetHost("github.com", "the sign-in page and the OAuth authorize endpoint (/login/oauth/authorize)"),
         PresetHost("*.githubassets.com", "scripts and styles of the sign-in and authorize pages"),
         PresetHost("avatars.githubusercontent.com", "the account and app pictures on the authorize page"),
     ),
     "azure": (
-        PresetHost(
-            "login.microsoftonline.com", "the sign-in pages and the authorize endpoint of every tenant"
-        ),
-        PresetHost(
-            "login.live.com", "personal Microsoft accounts (tenant `common` or `consumers`) sign in there"
-        ),
+        PresetHost("login.microsoftonline.com", "the sign-in pages and the authorize endpoint of every tenant"),
+        PresetHost("login.live.com", "personal Microsoft accounts (tenant `common` or `consumers`) sign in there"),
         PresetHost("*.msauth.net", "scripts, styles and images of the sign-in pages (aadcdn., logincdn.)"),
         PresetHost("*.msftauth.net", "the same assets on Microsoft's second CDN name (aadcdn.msftauth.net)"),
     ),

@@ -60,9 +60,7 @@ class WalledGardenEntryIn(BaseModel):
         + " Must be a valid RFC 4632 address; a bare IP means /32 or /128. Required unless `hostname` is given.",
         examples=["142.250.0.0/15"],
     )
-    hostname: GardenHostname | None = Field(
-        None, description=HOSTNAME_DESCRIPTION, examples=["*.example.com"]
-    )
+    hostname: GardenHostname | None = Field(None, description=HOSTNAME_DESCRIPTION, examples=["*.example.com"])
     type: EntryType | None = Field(None, description=TYPE_DESCRIPTION, examples=["captive-auth"])
 
 
