@@ -161,6 +161,12 @@ class SqlGuestStore(ABC):
             existing = self._active(conn, attempt.site_id, attempt.ip, attempt.mac, now)
             if existing is not None:
                 return RedeemResult(Outcome.ALREADY_ACTIVE, existing, org_id)
+            stamp = self._ts(now)
+            fast = conn.execute(
+                self._sql(sql.SPEND_FAST), (stamp, attempt.instance_id, attempt.code, stamp)
+            ).fetchone()
+            if fast is not None:
+                return self._started(conn, attempt, now, instance, fast)
             coupon = conn.execute(self._sql(sql.COUPON), (attempt.instance_id, attempt.code)).fetchone()
             if coupon is None or self._refusal(conn, coupon, now) is not None:
                 return self._refused(conn, attempt, org_id, now)
@@ -171,23 +177,25 @@ class SqlGuestStore(ABC):
                 expires_at = now + (expires_at - self._from_ts(coupon["created_at"]))
             conn.execute(
                 self._sql(sql.SPEND),
-                (
-                    redeemed_at if redeemed_at is not None else self._ts(now),
-                    self._ts(expires_at),
-                    coupon["id"],
-                ),
+                (redeemed_at if redeemed_at is not None else stamp, self._ts(expires_at), coupon["id"]),
             )
-            limits = Limits(coupon["download_kbps"], coupon["upload_kbps"], coupon["data_limit_mb"])
-            session = new_session(
-                str(uuid.uuid4()),
-                attempt,
-                now,
-                int(instance["session_ttl"]),
-                coupon_id=coupon["id"],
-                limits=limits,
-            )
-            self._insert_session(conn, session, instance["org_id"], strategy="coupon", identity=None)
-            return RedeemResult(Outcome.SUCCESS, session, org_id)
+            return self._started(conn, attempt, now, instance, coupon)
+
+    def _started(
+        self, conn: Any, attempt: Redemption, now: datetime, instance: Any, coupon: Any
+    ) -> RedeemResult:
+        """The session a spent code starts, with its limits (`coupon` has its id and limit columns)."""
+        limits = Limits(coupon["download_kbps"], coupon["upload_kbps"], coupon["data_limit_mb"])
+        session = new_session(
+            str(uuid.uuid4()),
+            attempt,
+            now,
+            int(instance["session_ttl"]),
+            coupon_id=coupon["id"],
+            limits=limits,
+        )
+        self._insert_session(conn, session, instance["org_id"], strategy="coupon", identity=None)
+        return RedeemResult(Outcome.SUCCESS, session, instance["org_id"])
 
     def _refusal(self, conn: Any, coupon: Any, now: datetime) -> tuple[Outcome, int | None] | None:
         """Why the code (a row with `sql.COUPON_STATE`'s columns) cannot sign a guest in now, and the

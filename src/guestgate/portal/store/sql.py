@@ -43,9 +43,20 @@ SESSION = (
     "FROM site_users WHERE id = ? AND status = 'active' AND expires_at > ?"
 )
 INSTANCE_TTL = "SELECT org_id, session_ttl FROM instances WHERE id = ?"
-# SQLite's redemption (PostgreSQL's is `guestgate_redeem_coupon`): the code's row by its
-# (instance_id, code) unique key, checked in Python (BEGIN IMMEDIATE has serialised every writer
-# already), then spent by id.
+# SQLite's redemption (PostgreSQL's is `guestgate_redeem_coupon`), under BEGIN IMMEDIATE (every
+# writer serialised). First the common case in one statement, as before plans: the row found
+# through the (instance_id, code) unique key first (a planner without fresh statistics might
+# otherwise walk the partial "unredeemed" index of the whole instance), spent if it has a use
+# left, is unexpired, has been used fewer times than it has devices (so they cannot all be signed
+# in) and keeps its expiry. Otherwise the row is read and checked in Python (`COUPON`, `HOLDERS`)
+# and spent by id (`SPEND`, which also sets a first use's expiry).
+SPEND_FAST = (
+    "UPDATE coupons SET uses = uses + 1, redeemed_at = COALESCE(redeemed_at, ?) "
+    "WHERE id = (SELECT id FROM coupons WHERE instance_id = ? AND code = ?) "
+    "AND expires_at > ? AND uses < max_devices AND (max_uses IS NULL OR uses < max_uses) "
+    "AND (redeemed_at IS NOT NULL OR validity_from = 'creation') "
+    "RETURNING id, download_kbps, upload_kbps, data_limit_mb"
+)
 COUPON = (
     "SELECT id, expires_at, created_at, redeemed_at, uses, max_devices, max_uses, validity_from, "
     "download_kbps, upload_kbps, data_limit_mb FROM coupons WHERE instance_id = ? AND code = ?"
