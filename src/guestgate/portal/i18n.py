@@ -53,6 +53,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "err_unknown": "We don't recognise that code. Please check it and try again.",
         "err_expired": "This code has expired. Please ask for a new one.",
         "err_used": "This code has already been used. Each code works only once.",
+        "err_used_many": "This code has been used {count} times, as many as it allows. Please ask for a new "
+        "one.",
+        "err_in_use": "This code is already in use on another device. Please try again when that device has "
+        "left, or ask for a new code.",
+        "err_in_use_many": "This code is already in use on {count} devices, as many as it allows at once. "
+        "Please try again when one of them has left, or ask for a new code.",
         "err_terms": "Please accept the terms and conditions to continue.",
         "locked_title": "Too many attempts",
         "locked_reload": "This page shows the sign-in form again when the time is up.",
@@ -144,6 +150,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "err_unknown": "No reconocemos ese código. Revísalo e inténtalo de nuevo.",
         "err_expired": "Este código ha caducado. Pide uno nuevo.",
         "err_used": "Este código ya se ha utilizado. Cada código solo funciona una vez.",
+        "err_used_many": "Este código ya se ha utilizado {count} veces, todas las que permite. Pide uno "
+        "nuevo.",
+        "err_in_use": "Este código ya está en uso en otro dispositivo. Vuelve a intentarlo cuando ese "
+        "dispositivo se haya desconectado o pide un código nuevo.",
+        "err_in_use_many": "Este código ya está en uso en {count} dispositivos, todos los que permite a la "
+        "vez. Vuelve a intentarlo cuando uno de ellos se haya desconectado o pide un código nuevo.",
         "err_terms": "Acepta los términos y condiciones para continuar.",
         "locked_title": "Demasiados intentos",
         "locked_reload": "Esta página volverá a mostrar el formulario cuando se cumpla el tiempo.",
@@ -238,6 +250,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "err_unknown": "Nous ne reconnaissons pas ce code. Vérifiez-le et réessayez.",
         "err_expired": "Ce code a expiré. Demandez-en un nouveau.",
         "err_used": "Ce code a déjà été utilisé. Chaque code ne fonctionne qu'une seule fois.",
+        "err_used_many": "Ce code a déjà été utilisé {count} fois, autant qu'il le permet. Demandez-en un "
+        "nouveau.",
+        "err_in_use": "Ce code est déjà utilisé sur un autre appareil. Réessayez quand cet appareil sera "
+        "déconnecté, ou demandez un nouveau code.",
+        "err_in_use_many": "Ce code est déjà utilisé sur {count} appareils, autant qu'il en permet à la "
+        "fois. Réessayez quand l'un d'eux sera déconnecté, ou demandez un nouveau code.",
         "err_terms": "Veuillez accepter les conditions d'utilisation pour continuer.",
         "locked_title": "Trop de tentatives",
         "locked_reload": "Cette page affichera de nouveau le formulaire une fois le délai écoulé.",
@@ -331,6 +349,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "err_unknown": "Diesen Code kennen wir nicht. Bitte prüfen Sie ihn und versuchen Sie es erneut.",
         "err_expired": "Dieser Code ist abgelaufen. Bitte fragen Sie nach einem neuen.",
         "err_used": "Dieser Code wurde bereits verwendet. Jeder Code funktioniert nur einmal.",
+        "err_used_many": "Dieser Code wurde bereits {count}-mal verwendet, so oft wie erlaubt. Bitte fragen "
+        "Sie nach einem neuen.",
+        "err_in_use": "Dieser Code wird bereits auf einem anderen Gerät verwendet. Versuchen Sie es erneut, "
+        "wenn dieses Gerät getrennt ist, oder fragen Sie nach einem neuen Code.",
+        "err_in_use_many": "Dieser Code wird bereits auf {count} Geräten verwendet, so vielen wie "
+        "gleichzeitig erlaubt. Versuchen Sie es erneut, wenn eines davon getrennt ist, oder fragen Sie nach "
+        "einem neuen Code.",
         "err_terms": "Bitte akzeptieren Sie die Nutzungsbedingungen, um fortzufahren.",
         "locked_title": "Zu viele Versuche",
         "locked_reload": "Diese Seite zeigt das Anmeldeformular wieder, sobald die Zeit abgelaufen ist.",
@@ -426,6 +451,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "err_unknown": "Não reconhecemos esse código. Verifique-o e tente novamente.",
         "err_expired": "Este código expirou. Peça um novo.",
         "err_used": "Este código já foi usado. Cada código funciona apenas uma vez.",
+        "err_used_many": "Este código já foi usado {count} vezes, todas as que permite. Peça um novo.",
+        "err_in_use": "Este código já está em uso em outro dispositivo. Tente de novo quando esse "
+        "dispositivo sair ou peça um novo código.",
+        "err_in_use_many": "Este código já está em uso em {count} dispositivos, o máximo que permite ao "
+        "mesmo tempo. Tente de novo quando um deles sair ou peça um novo código.",
         "err_terms": "Aceite os termos e condições para continuar.",
         "locked_title": "Tentativas demais",
         "locked_reload": "Esta página mostrará o formulário novamente quando o tempo acabar.",

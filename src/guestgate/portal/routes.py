@@ -70,6 +70,7 @@ _FORM_OUTCOMES: dict[SignInOutcome, tuple[int, str, str]] = {
     SignInOutcome.UNKNOWN: (400, "err_unknown", "code"),
     SignInOutcome.EXPIRED: (410, "err_expired", "code"),
     SignInOutcome.USED: (409, "err_used", "code"),
+    SignInOutcome.IN_USE: (409, "err_in_use", "code"),
     SignInOutcome.MISSING_CODE: (400, "err_missing_code", "code"),
     SignInOutcome.MALFORMED: (400, "err_malformed", "code"),
     SignInOutcome.TERMS_REQUIRED: (400, "err_terms", "accept"),
@@ -80,6 +81,14 @@ _PLAIN_500 = (
     b"<p>Something went wrong on our side. Please try again in a moment.</p></html>"
 )
 _HTTP_KEYS = {404: "err_not_found", 405: "err_method", 413: "err_too_large"}
+
+
+def refusal_text(t: Translator, key: str, allowed: int | None) -> str:
+    """A refused code's words: with its limit where it has more than one device or sign-in
+    ("This code is already in use on 2 devices"); a single-use code keeps its first words."""
+    if allowed is not None and allowed > 1 and key in ("err_used", "err_in_use"):
+        return t(f"{key}_many", count=allowed)
+    return t(key)
 
 
 class PortalApp:
@@ -247,7 +256,7 @@ class PortalApp:
             result.instance,
             token=result.token,
             status=status,
-            error=t(key),
+            error=refusal_text(t, key, result.allowed),
             error_field=field,
             code=result.code,
             accepted=form.get("accept") in ("yes", "on", "1", "true"),

@@ -73,6 +73,7 @@ class SignInOutcome(StrEnum):
     UNKNOWN = "unknown"
     EXPIRED = "expired"
     USED = "used"
+    IN_USE = "in_use"
     MISSING_CODE = "missing_code"
     MALFORMED = "malformed"
     TERMS_REQUIRED = "terms_required"
@@ -92,6 +93,8 @@ def signin_outcome(outcome: Outcome) -> SignInOutcome:
             return SignInOutcome.EXPIRED
         case Outcome.USED:
             return SignInOutcome.USED
+        case Outcome.IN_USE:
+            return SignInOutcome.IN_USE
 
 
 # A form refused before any code was looked at (bad or expired token, wrong address, no portal).
@@ -128,6 +131,8 @@ class SignInResult:
     now: float = 0.0
     # The session stands but its gateway has not let the guest through yet.
     activating: bool = False
+    # A refused code's limit, for the words: its devices (IN_USE) or its sign-ins (USED).
+    allowed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -400,7 +405,7 @@ class Portal:
         refusing = [x for x in lockouts if x.scope != SCOPE_SITE]
         if refusing:
             return result(SignInOutcome.LOCKED, lockout=max(refusing, key=lambda x: x.until))
-        return result(signin_outcome(redeemed.outcome))
+        return result(signin_outcome(redeemed.outcome), allowed=redeemed.allowed)
 
     async def record_failure(self, identity: GuestIdentity, *, strategy: str, reason: str) -> None:
         """Audit a sign-in that failed outside the coupon store (an OAuth2 callback refused).

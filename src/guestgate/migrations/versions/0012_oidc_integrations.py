@@ -1,7 +1,7 @@
 """auth_integrations: generic OpenID Connect (`oidc`) integrations (`issuer`, `sign_in_host`)
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-04 19:30:00.000000
 
 `issuer` is the issuer URL of an `oidc` integration (NULL for the other types), `sign_in_host`
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
