@@ -54,10 +54,9 @@ class PoolNotifier:
             ip=session.ip,
             mac=session.mac,
             until=session.expires_at,
-            # The session's speed limits, where the portal's store carries them (access plans);
-            # otherwise the reconciler applies them from the database on its next pass.
-            download_kbps=getattr(session, "download_kbps", None),
-            upload_kbps=getattr(session, "upload_kbps", None),
+            # The session's speed limits, copied from its code at sign-in (access plans).
+            download_kbps=session.download_kbps,
+            upload_kbps=session.upload_kbps,
         )
         if site.gateway_driver == "none":
             # In-memory only: no thread, no query on the sign-in path of the embedded default.
