@@ -538,6 +538,26 @@ def gateway_script(
     sys.stdout.write(script)
 
 
+@gateway_app.command("dnsmasq")
+def gateway_dnsmasq(
+    site_id: Annotated[str, typer.Argument(help="The site (nftables or agent driver).")],
+    data_dir: DataDir = None,
+) -> None:
+    """Print the dnsmasq lines (`nftset=`) that let the site's wildcard walled-garden names through."""
+    from guestgate.errors import NotFound
+    from guestgate.gateways.base import GatewayError
+    from guestgate.walled_garden import dnsmasq
+
+    settings = _settings(data_dir)
+    try:
+        with _session(settings) as session:
+            config = dnsmasq.site_config(site_id, session=session)
+    except (NotFound, GatewayError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(startup.ExitCode.FAILED) from exc
+    sys.stdout.write(config)
+
+
 @gateway_app.command("agent-key")
 def gateway_agent_key(
     site_id: Annotated[str, typer.Argument(help="The site (agent driver).")], data_dir: DataDir = None

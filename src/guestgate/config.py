@@ -217,6 +217,18 @@ class Settings(BaseSettings):
     oauth_timeout_seconds: float = Field(
         10.0, description="Timeout of each request guestgate makes to an identity provider."
     )
+    oauth_oidc_allow_http: bool = Field(
+        False,
+        description="Let `oidc` auth integrations use an `http://` issuer and endpoints (tests and labs "
+        "only: without TLS the discovery document, tokens and keys can be forged on the way). Off: "
+        "`https://` only.",
+    )
+    garden_nameservers: str = Field(
+        "",
+        description="Comma-separated nameserver addresses guestgate asks for the addresses of "
+        "walled-garden host names (nftables and agent sites); empty (the default): the host's "
+        "resolv.conf. Use the resolver the guests use, so both see the same answers.",
+    )
 
     nftables_allow: dict[str, list[str]] = Field(
         {},
@@ -311,6 +323,19 @@ class Settings(BaseSettings):
                 except ValueError as exc:
                     name = f"GUESTGATE_{str(info.field_name).upper()}"
                     raise ValueError(f"{name}: '{item.strip()}' is not an IP address or CIDR") from exc
+        return value
+
+    @field_validator("garden_nameservers")
+    @classmethod
+    def _check_nameservers(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_address(item.strip())
+                except ValueError as exc:
+                    raise ValueError(
+                        f"GUESTGATE_GARDEN_NAMESERVERS: '{item.strip()}' is not an IP address"
+                    ) from exc
         return value
 
     @field_validator("public_url")

@@ -46,6 +46,7 @@ _TYPE_REASONS = {
     "datetime_parsing": "must be an RFC 3339 date-time",
     "datetime_type": "must be an RFC 3339 date-time",
     "value_error": "is invalid",
+    "extra_forbidden": "is not a known field",
 }
 
 

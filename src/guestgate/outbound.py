@@ -4,8 +4,9 @@ Every outbound call whose destination a tenant controls goes through one `Outbou
 today the RouterOS REST API of a site's gateway (`gateway.host`), the webhooks of
 notification groups (`webhooks[i].url`) and the addresses walled-garden host names resolve to
 (purpose `walled-garden`: guests, not guestgate, connect to them, but a tenant must not open the
-controller's own networks to unauthenticated guests by naming them); tomorrow anything else (an OpenID issuer of the
-tenant's own) by naming a new `Purpose`. The deployment's own destinations (the JWKS URL,
+controller's own networks to unauthenticated guests by naming them) and the OpenID Connect
+issuer of an `oidc` auth integration (purpose `identity-provider`: its discovery document,
+token endpoint and key set); anything else by naming a new `Purpose`. The deployment's own destinations (the JWKS URL,
 the SMTP server, the identity providers' discovery documents) are settings, not tenant input,
 and do not pass through it.
 
@@ -53,7 +54,8 @@ from guestgate import networks
 from guestgate.errors import ParameterInvalid, ParameterMissing
 
 # `walled-garden`: the addresses a tenant's walled-garden host names resolve to, before guests may reach them.
-Purpose = Literal["gateway", "webhook", "walled-garden"]
+# `identity-provider`: a tenant's own OpenID Connect issuer (discovery, token endpoint, key set).
+Purpose = Literal["gateway", "webhook", "walled-garden", "identity-provider"]
 # (host, port) -> every address the name resolves to, as text; raises OSError (socket.gaierror).
 Resolver = Callable[[str, int], list[str]]
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

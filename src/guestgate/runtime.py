@@ -53,11 +53,12 @@ class Runtime:
     def garden_resolver(self) -> GardenResolver:
         """Resolves walled-garden host names with their TTL (one cache per process)."""
         if self._garden_resolver is None:
-            from guestgate.walled_garden.resolver import GardenResolver
+            from guestgate.walled_garden.resolver import GardenResolver, dns_query
 
+            servers = [s.strip() for s in self.settings.garden_nameservers.split(",") if s.strip()]
             with _POOL_LOCK:
                 if self._garden_resolver is None:
-                    self._garden_resolver = GardenResolver(self.outbound)
+                    self._garden_resolver = GardenResolver(self.outbound, query=dns_query(servers))
         return self._garden_resolver
 
     @property

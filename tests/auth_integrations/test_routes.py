@@ -392,7 +392,7 @@ def test_unknown_type_is_rejected(client: TestClient, headers: dict[str, str], k
         400,
         "invalid_request_error",
         "parameter_invalid",
-        "The 'type' parameter must be one of 'azure', 'github' or 'google'.",
+        "The 'type' parameter must be one of 'azure', 'github', 'google' or 'oidc'.",
     )
 
 
@@ -651,5 +651,8 @@ def test_openapi_documents_the_operations_and_keeps_the_secret_write_only(client
     assert all(op["tags"] == ["Auth Integrations"] for op in operations.values())
     assert "409" in operations[("delete", f"{URL}/{{authIntegrationId}}")]["responses"]
     schemas = document["components"]["schemas"]
-    assert set(schemas["Config"]["properties"]) == {"client_id", "tenant"}
+    # `issuer` is the [extension] of `oidc` integrations: optional, absent from the other types.
+    assert set(schemas["Config"]["properties"]) == {"client_id", "tenant", "issuer"}
+    assert set(schemas["Config"]["required"]) == {"client_id", "tenant"}
+    assert "[extension]" in schemas["Config"]["properties"]["issuer"]["description"]
     assert schemas["ConfigCreate"]["properties"]["client_secret"]["writeOnly"] is True

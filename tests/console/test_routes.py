@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from guestgate.api_tokens import service as token_service
+from guestgate.audit.models import AuditEvent
 from guestgate.console import service
 from guestgate.console.models import ConsoleUser
 from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
+from guestgate.notifications import service as group_service
+from guestgate.notifications.schemas import NotificationGroupIn
 from guestgate.pagination import PageRequest
 from guestgate.runtime import Runtime
+from guestgate.schedules import service as schedule_service
+from guestgate.schedules.schemas import CouponScheduleCreate
 from guestgate.site_users.models import SiteUser
+from guestgate.walled_garden import service as garden_service
+from guestgate.walled_garden.schemas import WalledGardenEntryIn
 from tests.utils.console import PASSWORD, MemberFactory, Org, csrf_of, make_org, sign_in
 
 ROLES = ("owner", "admin", "viewer", "front-desk")
@@ -129,6 +137,99 @@ def test_wrong_passwords_lock_the_login_and_say_so(
     assert "Too many wrong passwords" in locked.text
 
 
+@dataclass(frozen=True)
+class Objects:
+    """An org's schedule, notification groups (one used by the schedule, one free) and garden entry."""
+
+    group_id: str
+    free_group_id: str
+    schedule_id: str
+    entry_id: str
+
+
+def _objects(runtime: Runtime, org: Org) -> Objects:
+    with runtime.sessions() as session:
+        groups = [
+            group_service.create(
+                NotificationGroupIn(name=name, emails=["desk@example.com"]),
+                org_id=org.id,
+                box=runtime.box,
+                outbound=runtime.outbound,
+                session=session,
+            ).id
+            for name in ("Desk", "Spare")
+        ]
+        schedule = schedule_service.create(
+            org.instance_id,
+            CouponScheduleCreate(
+                name="Daily",
+                count=2,
+                recurrence_type="daily",
+                valid_for_in_minutes=60,
+                timezone="UTC",
+                notification_group_id=groups[0],
+            ),
+            org_id=org.id,
+            session=session,
+        )
+        entry = garden_service.create(
+            org.site_id,
+            WalledGardenEntryIn(name="Bank", hostname="*.bank.example.com"),
+            org_id=org.id,
+            now=utcnow(),
+            session=session,
+        )
+        return Objects(groups[0], groups[1], schedule.schedule.id, entry.id)
+
+
+def _schedule_form(org: Org, objects: Objects) -> dict[str, str]:
+    return {
+        "name": "Daily",
+        "count": "2",
+        "recurrence_type": "daily",
+        "valid_for_in_minutes": "60",
+        "time_of_day": "08:00",
+        "timezone": "UTC",
+        "notification_group_id": objects.group_id,
+    }
+
+
+def _page_routes(org: Org, objects: Objects) -> list[tuple[str, str, dict[str, str], frozenset[str], int]]:
+    """The sites, schedules, walled-garden and notification pages: method, path, form, roles, status when allowed."""
+    readers = frozenset({"owner", "admin", "viewer"})
+    writers = frozenset({"owner", "admin"})
+    site = f"/console/sites/{org.site_id}"
+    schedule = f"/console/schedules/{org.instance_id}/{objects.schedule_id}"
+    group = f"/console/notification-groups/{objects.group_id}"
+    site_form = {"name": "Renamed", "subnets": "10.0.0.0/24", "gateway.driver": "none"}
+    return [
+        ("GET", site, {}, readers, 200),
+        ("GET", f"{site}/walled-garden", {}, readers, 200),
+        ("GET", "/console/schedules", {}, readers, 200),
+        ("GET", schedule, {}, readers, 200),
+        ("GET", "/console/notification-groups", {}, readers, 200),
+        ("GET", group, {}, readers, 200),
+        ("GET", f"/console/coupons.csv?instance={org.instance_id}", {}, readers, 200),
+        ("GET", "/console/sites/new", {}, writers, 200),
+        ("POST", "/console/sites", {**site_form, "name": "New", "subnets": "10.9.0.0/24"}, writers, 303),
+        ("POST", site, site_form, writers, 303),
+        ("POST", f"{site}/test", {}, writers, 200),
+        # A site without a RouterOS password has no script yet: refused in words, after the role check.
+        ("GET", f"{site}/guestgate.rsc", {}, writers, 409),
+        ("GET", f"/console/schedules/new?instance={org.instance_id}", {}, writers, 200),
+        ("POST", f"/console/schedules/{org.instance_id}", _schedule_form(org, objects), writers, 303),
+        ("POST", schedule, _schedule_form(org, objects), writers, 303),
+        ("POST", f"{schedule}/run", {}, writers, 200),
+        ("POST", f"{site}/walled-garden", {"name": "Pay", "ip_address": "192.0.2.0/24"}, writers, 303),
+        ("POST", f"{site}/walled-garden/{objects.entry_id}/delete", {}, writers, 303),
+        ("GET", "/console/notification-groups/new", {}, writers, 200),
+        ("POST", "/console/notification-groups", {"name": "Other", "emails": "a@example.com"}, writers, 303),
+        ("POST", group, {"name": "Desk", "emails": "desk@example.com"}, writers, 303),
+        ("POST", f"{group}/test", {"channel": "email", "target": "desk@example.com"}, writers, 200),
+        ("POST", f"/console/notification-groups/{objects.free_group_id}/delete", {}, writers, 303),
+    ]
+
+
 def _routes(
     org: Org, preset_id: str, member_id: str, token_id: str
 ) -> list[tuple[str, str, dict[str, str], frozenset[str]]]:
@@ -184,6 +285,73 @@ def test_authorization_matrix(client: TestClient, runtime: Runtime, member: Memb
             assert response.status_code in (200, 303), (method, path, response.status_code, response.text)
         else:
             assert response.status_code == 403, (method, path, response.status_code)
+    for method, path, form, allowed, status in _page_routes(org, _objects(runtime, org)):
+        if method == "GET":
+            response = client.get(path, follow_redirects=False)
+        else:
+            response = client.post(path, data={**form, "csrf_token": csrf}, follow_redirects=False)
+        expected = status if role in allowed else 403
+        assert response.status_code == expected, (method, path, response.status_code, response.text[:2000])
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "viewer", "front-desk"])
+def test_another_orgs_sites_schedules_gardens_and_groups_are_not_found(
+    client: TestClient, runtime: Runtime, member: MemberFactory, role: str
+) -> None:
+    """Every new page with another org's ids: 404 for a role that may use the page, 403 for the others."""
+    mine = make_org(runtime, "org-a")
+    _objects(runtime, mine)
+    theirs = make_org(runtime, "org-b")
+    their_objects = _objects(runtime, theirs)
+    csrf = sign_in(client, member("org-a", role))
+    with runtime.sessions() as session:
+        before = session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.org_id == "org-b")
+        )
+    for method, path, form, allowed, _status in _page_routes(theirs, their_objects):
+        if path in ("/console/sites", "/console/schedules", "/console/notification-groups") or path.endswith(
+            "/new"
+        ):
+            continue  # the signed-in org's own collections: nothing of org-b's in the path
+        if method == "GET":
+            response = client.get(path, follow_redirects=False)
+        else:
+            response = client.post(path, data={**form, "csrf_token": csrf}, follow_redirects=False)
+        expected = 404 if role in allowed else 403
+        assert response.status_code == expected, (role, method, path, response.status_code)
+    # A schedule form naming org-b's group is refused at the field (its group is not ours).
+    if role in ("owner", "admin"):
+        response = client.post(
+            f"/console/schedules/{mine.instance_id}",
+            data={**_schedule_form(mine, their_objects), "csrf_token": csrf},
+        )
+        assert response.status_code == 400 and 'id="notification_group_id-error"' in response.text
+    with runtime.sessions() as session:
+        after = session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.org_id == "org-b")
+        )
+        assert after == before
+        assert session.scalar(select(func.count()).select_from(Coupon).where(Coupon.org_id == "org-b")) == 0
+
+
+def test_every_new_form_without_its_csrf_token_changes_nothing(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    org = make_org(runtime, "org-a")
+    objects = _objects(runtime, org)
+    sign_in(client, member("org-a", "owner"))
+    with runtime.sessions() as session:
+        before = session.scalar(select(func.count()).select_from(AuditEvent))
+    posts = [(path, form) for method, path, form, _, _ in _page_routes(org, objects) if method == "POST"]
+    assert len(posts) == 12
+    for path, form in posts:
+        for token in ({}, {"csrf_token": "forged"}):
+            response = client.post(path, data={**form, **token}, follow_redirects=False)
+            assert response.status_code == 403, path
+            assert "This form has expired" in response.text
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == before
+        assert session.scalar(select(func.count()).select_from(Coupon)) == 0
 
 
 @pytest.mark.parametrize("role", ["owner", "admin", "front-desk"])

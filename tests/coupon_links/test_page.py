@@ -137,7 +137,7 @@ def test_the_pages_buttons_download_the_same_codes(client: TestClient, made: dic
         assert response.status_code == 200 and response.headers["content-type"] == media
     rows = get(client, csv_link.group(1).replace("&amp;", "&")).text.splitlines()
     assert sorted(row.split(",")[0] for row in rows[1:]) == made["codes"]
-    assert rows[1].endswith(",2026-10-04 11:30 AEDT")
+    assert rows[1].endswith(",2026-10-04 11:30 AEDT,1,1,,,,creation")
 
 
 def test_an_expired_link_in_a_browser_is_a_page_and_in_curl_json(

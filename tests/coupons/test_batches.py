@@ -17,6 +17,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from guestgate.audit.models import AuditEvent
+from guestgate.plans.service import DEFAULT
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ
 from tests.core.test_errors import assert_error
@@ -24,7 +25,8 @@ from tests.schedules import make_group, seed_body, time_travel_proof
 from tests.utils.settings import TokenFactory
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-COUPON_FIELDS = {"id", "code", "expires_at", "redeemed_at", "created_at"}
+# Altostrat's coupon fields, and [extension] the plan's: what the code buys and its sign-ins so far.
+COUPON_FIELDS = {"id", "code", "expires_at", "redeemed_at", "created_at", "uses", "plan"}
 BATCH_FIELDS = {
     "id",
     "instance_id",
@@ -37,6 +39,7 @@ BATCH_FIELDS = {
     "tokens_used",
     "tokens_available",
     "urls_revoked_at",
+    "plan",
 }
 
 
@@ -147,6 +150,8 @@ def test_the_batch_resource_counts_its_coupons_and_lists_newest_first(
         "tokens_used": 0,
         "tokens_available": 2,
         "urls_revoked_at": None,
+        # [extension] The plan the batch's codes were made with: the instance's default.
+        "plan": DEFAULT.to_dict(),
     }
     listed = at(
         NOW + timedelta(minutes=2),

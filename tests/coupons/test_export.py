@@ -19,10 +19,17 @@ from pypdf import PdfReader
 from guestgate import local_time
 from guestgate.coupons import codes, export
 from guestgate.coupons.words import Words
+from guestgate.plans.service import DEFAULT as DEFAULT_PLAN
+from guestgate.plans.service import Plan
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 PORTAL = "http://127.0.0.1:8000/guest/entry"
+# The contract's four columns, local time, and [extension] the plan's (empty: no limit).
+CSV_HEADER = (
+    "code,expires_at,created_at,id,valid_until,"
+    "max_devices,max_uses,download_kbps,upload_kbps,data_limit_mb,validity_from"
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Row:
     code: str
     expires_at: datetime
     created_at: datetime
+    plan: Plan = DEFAULT_PLAN
 
 
 def coupons(n: int, *, valid_minutes: int = 480) -> list[Row]:
@@ -63,7 +71,7 @@ def test_csv_is_rfc4180_with_a_header_and_one_row_per_coupon() -> None:
     rows = coupons(3)
     text = export.to_csv(rows)
     lines = text.split("\r\n")
-    assert lines[0] == "code,expires_at,created_at,id,valid_until"
+    assert lines[0] == CSV_HEADER
     assert lines[-1] == ""  # every record ends with CRLF
     assert len(lines) == 5
     parsed = list(csv.DictReader(io.StringIO(text, newline="")))
@@ -77,7 +85,7 @@ def test_csv_quotes_values_that_need_it_and_reads_naive_times_as_utc() -> None:
     text = export.to_csv([row])
     assert (
         text.splitlines()[1]
-        == '8B7W3D,2026-11-25T18:00:00Z,2026-11-25T10:00:00Z,"id,""1""",2026-11-25 18:00 UTC'
+        == '8B7W3D,2026-11-25T18:00:00Z,2026-11-25T10:00:00Z,"id,""1""",2026-11-25 18:00 UTC,1,1,,,,creation'
     )
     [parsed] = list(csv.DictReader(io.StringIO(text, newline="")))
     assert parsed["id"] == 'id,"1"'
@@ -89,7 +97,7 @@ def test_csv_columns_can_be_chosen() -> None:
 
 
 def test_csv_of_no_coupons_is_the_header_only() -> None:
-    assert export.to_csv([]) == "code,expires_at,created_at,id,valid_until\r\n"
+    assert export.to_csv([]) == CSV_HEADER + "\r\n"
 
 
 # --- PDF: read back ---------------------------------------------------------------------------------------
@@ -360,5 +368,7 @@ def test_the_logo_is_drawn_on_every_card_and_stored_once() -> None:
 def test_the_csv_adds_valid_until_in_local_time() -> None:
     rows = at(datetime(2026, 4, 4, 15, 30, tzinfo=UTC))
     lines = export.to_csv(rows, zone=SYDNEY).splitlines()
-    assert lines[0] == "code,expires_at,created_at,id,valid_until"
-    assert lines[1].endswith(",2026-04-04T15:30:00Z,2026-11-25T10:00:00Z,id-0,2026-04-05 02:30 AEDT")
+    assert lines[0] == CSV_HEADER
+    assert lines[1].endswith(
+        ",2026-04-04T15:30:00Z,2026-11-25T10:00:00Z,id-0,2026-04-05 02:30 AEDT,1,1,,,,creation"
+    )

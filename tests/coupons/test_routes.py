@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.coupons.models import Coupon
+from guestgate.plans.service import DEFAULT
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE
 
@@ -71,7 +72,9 @@ def test_create_coupons_returns_201_and_the_batch(
     assert isinstance(body, list)
     assert len(body) == 3
     for coupon in body:
-        assert set(coupon) == {"id", "code", "expires_at", "redeemed_at", "created_at"}
+        # Altostrat's fields, and [extension] the code's plan and sign-ins so far.
+        assert set(coupon) == {"id", "code", "expires_at", "redeemed_at", "created_at", "uses", "plan"}
+        assert coupon["uses"] == 0 and coupon["plan"] == DEFAULT.to_dict()
         assert re.fullmatch(
             r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", coupon["id"]
         )

@@ -354,4 +354,14 @@ def test_to_out_renders_the_contract_fields(session: Session, instance_id: str) 
         "expires_at": "2025-10-29T09:30:00Z",
         "redeemed_at": None,
         "created_at": "2025-10-29T08:00:00Z",
+        # [extension] The plan the code was made with (the default), and its sign-ins so far.
+        "uses": 0,
+        "plan": {
+            "max_devices": 1,
+            "max_uses": 1,
+            "download_kbps": None,
+            "upload_kbps": None,
+            "data_limit_mb": None,
+            "validity_from": "creation",
+        },
     }

@@ -7,7 +7,9 @@
   installed there with `npm install --no-package-lock` on first use), started on 127.0.0.1 with
   one client whose redirect URI is the server's callback. guestgate's Google and Microsoft code
   paths are pointed at it by `GUESTGATE_OAUTH_GOOGLE_DISCOVERY_URL` and
-  `GUESTGATE_OAUTH_AZURE_AUTHORITY`.
+  `GUESTGATE_OAUTH_AZURE_AUTHORITY`; an `oidc` integration names its Google-like issuer (the
+  server allows http:// issuers on loopback for that: `GUESTGATE_OAUTH_OIDC_ALLOW_HTTP`,
+  `GUESTGATE_OUTBOUND_ALLOW_NETWORKS=127.0.0.0/8`).
 - Chromium (`/usr/bin/chromium`) is driven by Playwright with a fresh profile per test.
 
 Missing Chromium or Node.js fails these tests with the command that installs them: they are
@@ -117,6 +119,8 @@ def server(
         "PORTAL_CACHE_SECONDS": "0",
         "OAUTH_GOOGLE_DISCOVERY_URL": oidc_provider.google_discovery_url,
         "OAUTH_AZURE_AUTHORITY": oidc_provider.origin,
+        "OAUTH_OIDC_ALLOW_HTTP": "true",
+        "OUTBOUND_ALLOW_NETWORKS": "127.0.0.0/8",
         "LOG_LEVEL": "warning",
     }
     env = {key: value for key, value in os.environ.items() if not key.startswith("GUESTGATE_")}
@@ -125,10 +129,18 @@ def server(
     command = [str(Path(sys.executable).parent / "guestgate"), "serve"]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    runtime = Runtime.build(make_settings(f"sqlite:///{database}", root / "var", public_url=base))
+    runtime = Runtime.build(
+        make_settings(
+            f"sqlite:///{database}",
+            root / "var",
+            public_url=base,
+            oauth_oidc_allow_http=True,
+            outbound_allow_networks="127.0.0.0/8",
+        )
+    )
     try:
         wait_until_healthy(process, base, log_path)
-        yield Server(base=base, runtime=runtime)
+        yield Server(base=base, runtime=runtime, issuer=oidc_provider.origin)
     finally:
         runtime.close()
         stop(process)

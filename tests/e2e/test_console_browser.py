@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Response, expect
 from sqlalchemy import func, select
 
@@ -25,6 +26,8 @@ from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
+from tests.console.test_group_pages import Inbox as SmtpInbox
+from tests.console.test_schedule_pages import _expected_mondays as expected_mondays
 from tests.coupons.test_export import pdftotext
 from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, free_port, stop
 from tests.utils.console import PASSWORD, Org, make_org
@@ -60,8 +63,23 @@ class ConsoleServer:
 
 
 @pytest.fixture
-def console_server(sqlite_template: Path, tmp_path: Path) -> Iterator[ConsoleServer]:
-    """A fresh `guestgate serve` on 127.0.0.1 with one org (a site, a coupon instance, a guest online)."""
+def smtp_inbox() -> Iterator[tuple[SmtpInbox, int]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 for the server's e-mails."""
+    inbox, port = SmtpInbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def console_server(
+    sqlite_template: Path, tmp_path: Path, smtp_inbox: tuple[SmtpInbox, int]
+) -> Iterator[ConsoleServer]:
+    """A fresh `guestgate serve` on 127.0.0.1 with one org (a site, a coupon instance, a guest online).
+
+    Its SMTP server is `smtp_inbox`; routers in 192.0.2.0/24 (documentation addresses, nothing
+    is sent to them here) pass the outbound policy."""
     database = tmp_path / "guestgate.db"
     shutil.copy(sqlite_template, database)
     port = free_port()
@@ -77,6 +95,10 @@ def console_server(sqlite_template: Path, tmp_path: Path) -> Iterator[ConsoleSer
         "ENCRYPTION_KEY": TEST_KEYS["encryption_key"],
         "SCHEDULER_ENABLED": "false",
         "LOG_LEVEL": "warning",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_inbox[1]),
+        "SMTP_SECURITY": "none",
+        "OUTBOUND_GATEWAY_NETWORKS": "192.0.2.0/24",
     }
     env = {key: value for key, value in os.environ.items() if not key.startswith("GUESTGATE_")}
     env.update({f"GUESTGATE_{key}": value for key, value in values.items()})
@@ -214,7 +236,7 @@ def test_admin_adds_a_preset_with_an_error_shown_next_to_the_field(
     expect(page.get_by_role("cell", name="operator.login", exact=True)).to_be_visible()
     page.screenshot(path=str(shots / "console-audit.png"), full_page=True)
     page.get_by_role("link", name="Sites").click()
-    expect(page.get_by_role("cell", name="Site of org-console")).to_be_visible()
+    expect(page.get_by_role("cell", name="Site of org-console", exact=True)).to_be_visible()
     page.screenshot(path=str(shots / "console-sites.png"), full_page=True)
     assert problems == []
 
@@ -251,4 +273,117 @@ def test_owner_invites_a_viewer_who_can_only_read(
     expect(viewer.get_by_role("heading", name="Not allowed")).to_be_visible()
     with server.runtime.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Coupon)) == 0
+    assert problems == []
+
+
+def test_admin_creates_a_routeros_site_and_downloads_its_script(
+    console_server: ConsoleServer, browser: Browser, shots: Path
+) -> None:
+    server = console_server
+    problems: list[str] = []
+    page = _open(browser, problems)
+    _sign_in(page, server, server.member("admin"))
+    page.get_by_role("link", name="Sites").click()
+    page.get_by_role("link", name="Add a site").click()
+    page.get_by_label("Name", exact=True).fill("Harbour hotel")
+    page.get_by_label("Guest subnets (one per line)").fill("10.40.0.0/24")
+    page.get_by_label("Driver").select_option("routeros")
+    page.get_by_label("Router host (RouterOS)").fill("10.1.1.1")
+    page.get_by_label("API user (RouterOS)").fill("guestgate")
+    page.get_by_label("API password (RouterOS)").fill("router-password-1")
+    page.get_by_role("button", name="Add site").click()
+    # 10.1.1.1 is private: the outbound policy refuses it, next to the field.
+    expect(page.locator('[id="gateway.host-error"]')).to_contain_text("gateway.host")
+    page.get_by_label("Router host (RouterOS)").fill("192.0.2.1")
+    page.get_by_label("API password (RouterOS)").fill("router-password-1")
+    page.get_by_role("button", name="Add site").click()
+    expect(page.get_by_role("heading", name="Harbour hotel")).to_be_visible()
+    page.screenshot(path=str(shots / "console-site.png"), full_page=True)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download RouterOS script (.rsc)").click()
+    assert download.value.suggested_filename == "guestgate.rsc"
+    script = Path(download.value.path()).read_text()
+    assert 'site "Harbour hotel"' in script and "router-password-1" in script
+    # Another port for the same router needs the password again.
+    page.get_by_label("REST API port (RouterOS)").fill("8443")
+    page.get_by_role("button", name="Save site").click()
+    expect(page.locator('[id="gateway.password-error"]')).to_contain_text("gateway.password")
+    assert problems == []
+
+
+def test_admin_creates_a_schedule_and_sees_five_next_runs_in_its_zone(
+    console_server: ConsoleServer, browser: Browser, shots: Path
+) -> None:
+    server = console_server
+    problems: list[str] = []
+    page = _open(browser, problems)
+    _sign_in(page, server, server.member("admin"))
+    page.get_by_role("link", name="Notifications").click()
+    page.get_by_role("link", name="Add a group").click()
+    page.get_by_label("Name", exact=True).fill("Front desk")
+    page.get_by_label("E-mail addresses (one per line)").fill("desk@console.example.com")
+    page.get_by_role("button", name="Add group").click()
+    page.get_by_role("link", name="Schedules").click()
+    page.get_by_role("link", name="Add a schedule").click()
+    page.get_by_label("Name", exact=True).fill("Monday passes")
+    page.get_by_label("Coupons per run").fill("5")
+    page.get_by_label("Repeats").select_option("weekly")
+    page.get_by_label("Day of the week (weekly)").select_option("Monday")
+    page.get_by_label("Local time (HH:MM)").fill("08:00")
+    page.get_by_label("Time zone (IANA, e.g. Australia/Sydney)").fill("Mars/Olympus")
+    page.get_by_label("Send each batch to").select_option(label="Front desk")
+    page.get_by_role("button", name="Add schedule").click()
+    expect(page.locator("#timezone-error")).to_be_visible()
+    page.get_by_label("Time zone (IANA, e.g. Australia/Sydney)").fill("Australia/Sydney")
+    page.get_by_role("button", name="Add schedule").click()
+    expect(page.get_by_role("heading", name="Next five runs (Australia/Sydney)")).to_be_visible()
+    runs = page.locator("#next-runs li").all_inner_texts()
+    assert runs == expected_mondays(utcnow())
+    page.get_by_role("button", name="Run now").click()
+    expect(page.locator("#notice")).to_have_text("Made 5 coupons; their deliveries are queued.")
+    expect(page.get_by_role("cell", name="queued")).to_be_visible()
+    page.screenshot(path=str(shots / "console-schedule.png"), full_page=True)
+    assert problems == []
+
+
+def test_admin_adds_a_wildcard_host_name_to_the_walled_garden(
+    console_server: ConsoleServer, browser: Browser, shots: Path
+) -> None:
+    server = console_server
+    problems: list[str] = []
+    page = _open(browser, problems)
+    _sign_in(page, server, server.member("admin"))
+    page.get_by_role("link", name="Sites").click()
+    page.get_by_role("link", name="Walled garden of Site of org-console").click()
+    page.get_by_label("Name", exact=True).fill("Booking engine")
+    page.get_by_label("Host name", exact=True).fill("*.booking.example.com")
+    page.get_by_role("button", name="Add entry").click()
+    expect(page.get_by_role("cell", name="*.booking.example.com", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "console-walled-garden.png"), full_page=True)
+    page.get_by_label("Name", exact=True).fill("Nothing")
+    page.get_by_label("Host name", exact=True).fill("exa mple.com")
+    page.get_by_role("button", name="Add entry").click()
+    expect(page.locator("#hostname-error")).to_be_visible()
+    assert problems == []
+
+
+def test_admin_sends_a_test_e_mail_to_the_smtp_server(
+    console_server: ConsoleServer, browser: Browser, smtp_inbox: tuple[SmtpInbox, int], shots: Path
+) -> None:
+    server = console_server
+    problems: list[str] = []
+    page = _open(browser, problems)
+    _sign_in(page, server, server.member("admin"))
+    page.get_by_role("link", name="Notifications").click()
+    page.get_by_role("link", name="Add a group").click()
+    page.get_by_label("Name", exact=True).fill("Reception")
+    page.get_by_label("E-mail addresses (one per line)").fill("reception@console.example.com")
+    page.get_by_role("button", name="Add group").click()
+    page.get_by_role("button", name="Send a test e-mail to reception@console.example.com").click()
+    expect(page.locator("#test-result")).to_have_text(
+        "The SMTP server accepted the test message to reception@console.example.com (reply code 250)."
+    )
+    page.screenshot(path=str(shots / "console-notification-group.png"), full_page=True)
+    inbox = smtp_inbox[0]
+    assert [envelope.rcpt_tos for envelope in inbox.envelopes] == [["reception@console.example.com"]]
     assert problems == []

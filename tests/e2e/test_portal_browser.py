@@ -1,5 +1,6 @@
 """The guest portal in Chromium at a phone's size: the coupon journey, OAuth2 through a real OpenID
-provider (Google's and Microsoft's code paths), the integration test URL, and screenshots.
+provider (Google's, Microsoft's and a generic `oidc` issuer's code paths), the integration test URL,
+and screenshots.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def test_terms_must_be_ticked_before_the_code_is_sent(server: Server, phone: Pho
         ("google", None, "Sign in with Google", "ada.lovelace@example.org", "ada.lovelace@example.org"),
         # Microsoft's multi-tenant discovery: the issuer is a {tenantid} template, the token carries tid.
         ("azure", "common", "Sign in with Microsoft", "grace.hopper", "grace.hopper@example.org"),
+        # [extension] Any OpenID Connect issuer: discovered, reached through the outbound policy.
+        ("oidc", None, "Sign in with OpenID Connect", "alan.turing@example.org", "alan.turing@example.org"),
     ],
 )
 def test_the_oauth2_journey_through_a_real_openid_provider(
@@ -172,10 +175,11 @@ def test_reloading_the_callback_does_not_sign_in_twice(server: Server, phone: Ph
     assert len(server.sessions(site_id)) == 1
 
 
+@pytest.mark.parametrize("kind", ["google", "oidc"])
 def test_the_integration_test_url_shows_the_identity_and_creates_nothing(
-    server: Server, phone: PhoneFactory
+    server: Server, phone: PhoneFactory, kind: str
 ) -> None:
-    integration_id = server.integration("google")
+    integration_id = server.integration(kind)
     url = signed_test_url(integration_id, signer=server.runtime.signer, public_url=server.base, now=utcnow())
     page = open_page(phone)
     page.goto(url)

@@ -10,10 +10,19 @@ entry a new `.id` and drops open connections. `/rest/system/resource` answers li
 
 Walled-garden host names, as RouterOS documents them: an IPv4 address-list entry's `address` may
 be a DNS name (6.36+); the router resolves it (here: through `dns`, name -> addresses, set by
-the test) and adds a dynamic entry per address to the same list. `/rest/ip/dns/static` holds
+the test) and adds a dynamic entry per address to the same list. `/rest/ip/dns` answers the DNS
+settings (`servers`, and the read-only `dynamic-servers`). `/rest/ip/dns/static` holds
 static DNS entries (v7): `type=FWD` needs `forward-to`; with `address-list=` every address the
 router answers for `name` (and, with `match-subdomain=yes`, for names below it) joins that list
 as a dynamic entry; `answer(name)` stands for a guest's query through the router's DNS.
+
+`/rest/queue/simple` holds simple queues (static: they survive `reboot()`, but their counters
+start again at 0 and their `.id`s change): PUT needs `target` (addresses, stored as `a.b.c.d/32`)
+and takes `name` (unique: a second one answers 400 `failure: already have such name`; without
+one the router names it `queue<N>`), `max-limit` (`<upload>/<download>` bits per second, `k`/`M`/`G`
+suffixes allowed, printed with them, `0` for unlimited), `comment`; `bytes` and `packets` are
+`<upload>/<download>` and read-only; `traffic(ip, up, down)` stands for a guest's traffic through
+the queue that targets it.
 
 A single IPv6 address is printed with its `/128`, so a client cannot rely on the string it sent.
 Every request is counted (`requests`), as are TLS connections (`connections`).
@@ -45,6 +54,11 @@ MENUS = ("ip/firewall/address-list", "ipv6/firewall/address-list")
 DNS_STATIC = "ip/dns/static"
 _HOSTNAME = re.compile(r"(?=.*[a-z])[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})+")
 DUPLICATE = "failure: already have such entry"
+QUEUES = "queue/simple"
+DUPLICATE_NAME = "failure: already have such name"
+_RATE = re.compile(r"(\d+)([kMG]?)")
+_RATE_SIZES = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3}
+_QUEUE_READ_ONLY = ("bytes", "packets", "dynamic", ".id")
 _UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
@@ -172,8 +186,16 @@ class FakeRouterOS:
         self.clock = FakeClock()
         self.lists: dict[str, dict[str, dict[str, Any]]] = {menu: {} for menu in MENUS}
         self.dns_static: dict[str, dict[str, str]] = {}
+        self.queues: dict[str, dict[str, str]] = {}
+        self._queue_names: dict[str, str] = {}
         # What the router's resolver answers: name -> IPv4 addresses (set by the test).
         self.dns: dict[str, list[str]] = {}
+        # `/ip dns` (as printed: comma-separated lists); `dynamic-servers` is read-only, learnt by DHCP.
+        self.dns_settings: dict[str, str] = {
+            "servers": "",
+            "dynamic-servers": "192.0.2.53,192.0.2.54",
+            "allow-remote-requests": "true",
+        }
         self.requests: list[tuple[str, str]] = []
         self.connections = 0
         self.failures: list[int] = []
@@ -211,10 +233,30 @@ class FakeRouterOS:
             self._expire()
             return [self._show(e) for e in self.lists[menu].values() if e["list"] == list_name]
 
+    def queue_entries(self) -> list[dict[str, str]]:
+        """The simple queues, as printed."""
+        with self._lock:
+            return [dict(q) for q in self.queues.values()]
+
+    def traffic(self, ip: str, upload: int, download: int) -> None:
+        """Bytes from (`upload`) and to (`download`) the guest `ip` through the first queue targeting it."""
+        with self._lock:
+            for queue in self.queues.values():
+                if any(ipaddress.ip_address(ip) in net for net in _targets(queue["target"])):
+                    up, down = (int(v) for v in queue["bytes"].split("/"))
+                    queue["bytes"] = f"{up + upload}/{down + download}"
+                    return
+
     def reboot(self) -> None:
-        """Dynamic (timeout) entries vanish, the rest get new `.id`s, connections drop."""
+        """Dynamic (timeout) entries vanish, the rest get new `.id`s, queue counters restart, connections drop."""
         with self._lock:
             self._next_id += 0x100
+            queues = list(self.queues.values())
+            self.queues = {}
+            for queue in queues:
+                queue.update({".id": self._new_id(), "bytes": "0/0", "packets": "0/0"})
+                self.queues[queue[".id"]] = queue
+                self._queue_names[queue["name"]] = queue[".id"]
             for menu, entries in self.lists.items():
                 kept = [e for e in entries.values() if e["_deadline"] is None]
                 self.lists[menu] = {}
@@ -254,10 +296,16 @@ class FakeRouterOS:
                     "uptime": "1d2h3m4s",
                     "cpu-load": "1",
                 }
+            if path == "ip/dns" and method == "GET":
+                wanted = query.get(".proplist")
+                shown = {k: v for k, v in self.dns_settings.items() if not wanted or k in wanted.split(",")}
+                return 200, shown
             menu, _, entry_id = path.partition("/*")
             entry_id = "*" + entry_id if entry_id else ""
             if menu == DNS_STATIC:
                 return self._dns_static(method, entry_id, query, body)
+            if menu == QUEUES:
+                return self._queue(method, entry_id, query, body)
             if menu not in self.lists:
                 return 400, {"error": 400, "message": "Bad Request", "detail": "no such command or directory"}
             entries = self.lists[menu]
@@ -326,6 +374,70 @@ class FakeRouterOS:
         if method == "GET":
             return 200, dict(self.dns_static[entry_id])
         return 400, {"error": 400, "message": "Bad Request", "detail": "no such command"}
+
+    def _queue(self, method: str, entry_id: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        bad = {"error": 400, "message": "Bad Request"}
+        if not entry_id:
+            if method == "GET":
+                wanted = query.get(".proplist")
+                filters = {k: v for k, v in query.items() if not k.startswith(".")}
+                return 200, [
+                    {k: v for k, v in q.items() if not wanted or k in wanted.split(",")}
+                    for q in self.queues.values()
+                    if all(q.get(k) == v for k, v in filters.items())
+                ]
+            if method == "PUT":
+                problem = _invalid_queue(body, creating=True)
+                if problem:
+                    return 400, {**bad, "detail": problem}
+                name = body.get("name") or f"queue{len(self.queues) + 1}"
+                if self._queue_named(name) is not None:
+                    return 400, {**bad, "detail": DUPLICATE_NAME}
+                queue = {
+                    ".id": self._new_id(),
+                    "name": name,
+                    "target": "",
+                    "parent": "none",
+                    "max-limit": "0/0",
+                    "limit-at": "0/0",
+                    "bytes": "0/0",
+                    "packets": "0/0",
+                    "disabled": "false",
+                    "dynamic": "false",
+                }
+                _set_queue(queue, body)
+                self.queues[queue[".id"]] = queue
+                self._queue_names[queue["name"]] = queue[".id"]
+                return 200, dict(queue)
+            return 400, {**bad, "detail": "no such command"}
+        queue = self.queues.get(entry_id)
+        if queue is None:
+            return 404, {"error": 404, "message": "Not Found"}
+        if method == "GET":
+            return 200, dict(queue)
+        if method == "DELETE":
+            del self.queues[entry_id]
+            return 204, None
+        if method == "PATCH":
+            problem = _invalid_queue(body, creating=False)
+            if problem:
+                return 400, {**bad, "detail": problem}
+            if "name" in body and self._queue_named(body["name"]) not in (None, queue):
+                return 400, {**bad, "detail": DUPLICATE_NAME}
+            _set_queue(queue, body)
+            self._queue_names[queue["name"]] = queue[".id"]
+            return 200, dict(queue)
+        return 400, {**bad, "detail": "no such command"}
+
+    def _queue_named(self, name: str) -> dict[str, str] | None:
+        # An index by name (kept on add and rename, checked on use), so 10,000 adds are not
+        # 10,000 scans of the queues (the bench).
+        found = self._queue_names.get(name)
+        queue = self.queues.get(found) if found is not None else None
+        if queue is None or queue["name"] != name:
+            self._queue_names.pop(name, None)
+            return None
+        return queue
 
     def _add_dynamic(self, menu: str, list_name: str, address: str) -> None:
         stored = _stored_address(address)
@@ -451,6 +563,54 @@ def _invalid_dns(body: Any) -> str | None:
     if body.get("match-subdomain", "no") not in ("yes", "no"):
         return "invalid value for argument match-subdomain"
     return None
+
+
+def _invalid_queue(body: Any, *, creating: bool) -> str | None:
+    if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+        return "expected a JSON object of strings"
+    if creating and "target" not in body:
+        return "missing value(s) of argument(s) target"
+    for key in body:
+        if key in _QUEUE_READ_ONLY:
+            return f"{key} is read-only"
+    if "target" in body:
+        try:
+            _targets(body["target"])
+        except ValueError:
+            return "invalid value for argument target"
+    if "max-limit" in body:
+        parts = body["max-limit"].split("/")
+        if len(parts) != 2 or not all(_RATE.fullmatch(p) for p in parts):
+            return "invalid value for argument max-limit"
+    return None
+
+
+def _set_queue(queue: dict[str, str], body: dict[str, str]) -> None:
+    for key, value in body.items():
+        if key == "target":
+            queue["target"] = ",".join(str(n) for n in _targets(value))
+        elif key == "max-limit":
+            queue["max-limit"] = "/".join(_print_rate(_read_rate(p)) for p in value.split("/"))
+        else:
+            queue[key] = value
+
+
+def _targets(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
+
+
+def _read_rate(text: str) -> int:
+    match = _RATE.fullmatch(text)
+    assert match is not None
+    return int(match.group(1)) * _RATE_SIZES[match.group(2)]
+
+
+def _print_rate(bits: int) -> str:
+    # As RouterOS prints rates: with the largest suffix that divides them.
+    for suffix, size in (("G", 1000**3), ("M", 1000**2), ("k", 1000)):
+        if bits and bits % size == 0:
+            return f"{bits // size}{suffix}"
+    return str(bits)
 
 
 def _stored_address(text: str) -> str:

@@ -61,7 +61,9 @@ def test_allow_of_a_listed_address_updates_the_existing_entry(
     [entry] = router.entries(ALLOWED)
     assert (entry["comment"], entry["timeout"]) == ("guestgate:s2", "1h")
     # The second add was refused as a duplicate, found by list + address, and patched.
-    assert [m for m, _ in router.requests] == ["PUT", "PUT", "GET", "PATCH"]
+    assert [m for m, p in router.requests if p.startswith("ip/")] == ["PUT", "PUT", "GET", "PATCH"]
+    # Each session got its own queue (the reconciler removes the one no longer wanted).
+    assert sorted(q["comment"] for q in router.queue_entries()) == ["guestgate:s1", "guestgate:s2"]
 
 
 def test_allow_leaves_an_entry_guestgate_did_not_create_alone(
@@ -361,7 +363,7 @@ def test_requests_reuse_one_connection(router: FakeRouterOS, routeros: RouterOSF
         gateway.allow(guest(f"s{n}", f"10.0.0.{n + 1}", seconds=60), now=NOW)
     gateway.list_allowed()
     assert router.connections == 1
-    assert router.count() == 7  # five adds, then one read per address family
+    assert router.count() == 12  # five adds and their five queues, then one read per address family
 
 
 def test_the_driver_reconnects_after_the_router_dropped_its_connections(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from guestgate.gateways.base import GardenName, GuestAccess
+import pytest
+
+from guestgate.gateways.base import GardenName, GatewayMisconfigured, GuestAccess
 from tests.gateways.fake_routeros import FakeRouterOS
 from tests.utils.gateways import RouterOSFactory
 
@@ -56,7 +58,8 @@ def test_wildcards_become_static_dns_fwd_entries_that_fill_the_list(
         "match-subdomain": "yes",
         "comment": "guestgate:walled-garden",
     }
-    assert entry["forward-to"]
+    # Forwarded where the router forwards everything else: its (here DHCP-learnt) upstream.
+    assert entry["forward-to"] == "192.0.2.53"
     # A guest asks the router for a name below the domain: its address joins the auth list.
     assert router.answer("login.idp.test") == ["203.0.113.20"]
     router.answer("other.test")
@@ -78,3 +81,47 @@ def test_sync_carries_names_through_to_the_router(router: FakeRouterOS, routeros
     gateway.sync([guest], [], now=NOW, names=[GardenName("idp.test", None), GardenName("*.cdn.test", None)])
     assert addresses(router, AUTH) == ["203.0.113.5", "idp.test"]
     assert [e["name"] for e in router.dns_entries()] == ["cdn.test"]
+
+
+def test_fwd_entries_follow_the_routers_own_upstream(router: FakeRouterOS, routeros: RouterOSFactory) -> None:
+    gateway = routeros()
+    wildcard = [GardenName("*.idp.test", "captive-auth")]
+    # Static servers are preferred over the dynamic ones, as RouterOS itself prefers them.
+    router.dns_settings["servers"] = "198.51.100.53,198.51.100.54"
+    gateway.replace_walled_garden([], wildcard)
+    [entry] = router.dns_entries()
+    assert entry["forward-to"] == "198.51.100.53"
+    assert ("GET", "ip/dns") in router.requests
+
+    # The operator changes the router's upstream: the next push rewrites the entry, once.
+    router.dns_settings["servers"] = "2001:db8::53"
+    gateway.replace_walled_garden([], wildcard)
+    [entry] = router.dns_entries()
+    assert entry["forward-to"] == "2001:db8::53"
+    puts = router.count("PUT")
+    gateway.replace_walled_garden([], wildcard)
+    assert router.count("PUT") == puts
+
+
+def test_a_router_without_any_upstream_cannot_hold_wildcards(
+    router: FakeRouterOS, routeros: RouterOSFactory
+) -> None:
+    router.dns_settings.update({"servers": "", "dynamic-servers": ""})
+    gateway = routeros()
+    with pytest.raises(GatewayMisconfigured, match=r"no DNS server \(/ip dns servers"):
+        gateway.replace_walled_garden([], [GardenName("*.idp.test", "captive-auth")])
+    assert router.dns_entries() == []
+    # Exact names need no forwarding: they still work on such a router.
+    router.dns["idp.test"] = ["203.0.113.5"]
+    gateway.replace_walled_garden([], [GardenName("idp.test", "captive-auth")])
+    assert addresses(router, AUTH) == ["203.0.113.5", "idp.test"]
+
+
+def test_an_explicit_forward_to_overrides_the_routers_upstream(
+    router: FakeRouterOS, routeros: RouterOSFactory
+) -> None:
+    gateway = routeros(dns_forward_to="203.0.113.53")
+    gateway.replace_walled_garden([], [GardenName("*.idp.test", "captive-auth")])
+    [entry] = router.dns_entries()
+    assert entry["forward-to"] == "203.0.113.53"
+    assert ("GET", "ip/dns") not in router.requests

@@ -261,3 +261,21 @@ def test_expiry_of_the_embedded_recorder_forgets_old_guests() -> None:
     gateway.allow(GuestAccess("new", "192.0.2.1", None, now + timedelta(hours=1)))
     assert list(gateway.guests) == ["192.0.2.1"]
     assert len(gateway.calls) == 1
+
+
+def test_a_code_with_a_plan_signs_in_with_its_speed_limits_on_the_router_at_once(
+    runtime: Runtime, router: FakeRouterOS, tls: Tls, fast_gateways: registry.GatewayPool
+) -> None:
+    # Both halves of access plans meet here: the sign-in copies the code's limits onto the
+    # session, and the gateway applies them with the guest (no reconcile pass in between).
+    world = make_guest_site(runtime, routeros_gateway(router, tls), subnet="10.0.0.0/24")
+    world.coupon("PAY234", download_kbps=10_000, upload_kbps=2_000, data_limit_mb=500)
+    world.coupon("FRE567")
+    with app_client(runtime) as client:
+        sign_in(client, world.site_id, "PAY234")
+        [user] = world.users()
+        assert (user.download_kbps, user.upload_kbps, user.data_limit_mb) == (10_000, 2_000, 500)
+        [queue] = [q for q in router.queue_entries() if q["comment"] == f"guestgate:{user.id}"]
+    assert queue["target"] == f"{GUEST_IP}/32"
+    assert queue["max-limit"] == "2M/10M"  # upload/download, bits per second
+    assert [e["address"] for e in router.entries("guestgate-allowed")] == [GUEST_IP]

@@ -40,8 +40,8 @@ class GuestSite:
     site_id: str
     instance_id: str
 
-    def coupon(self, code: str) -> str:
-        """Add a coupon valid for a day."""
+    def coupon(self, code: str, **plan: Any) -> str:
+        """Add a coupon valid for a day; `plan` sets its plan columns (`download_kbps=...`)."""
         now = utcnow()
         with self.runtime.sessions() as session:
             row = Coupon(
@@ -50,6 +50,7 @@ class GuestSite:
                 code=code,
                 expires_at=now + timedelta(days=1),
                 created_at=now - timedelta(minutes=1),
+                **plan,
             )
             session.add(row)
             session.commit()

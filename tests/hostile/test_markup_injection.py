@@ -86,6 +86,10 @@ VALIDATED = {
     "CouponSchedule.recurrence_type",
     "CouponSchedule.time_of_day",
     "CouponSchedule.timezone",
+    # [extension] The access plan's one string: `creation` or `first_use`.
+    "Instance.validity_from",
+    "CouponSchedule.plan.validity_from",
+    "Coupons.plan.validity_from",
     "WalledGardenEntry.ip_address",
     "WalledGardenEntry.hostname",
     "WalledGardenEntry.type",
@@ -101,6 +105,8 @@ NOT_ON_PAGES = {
     "AuthIntegration.name",
     "AuthIntegration.config.client_secret",
     "AuthIntegration.config.tenant",
+    # A URL checked against the issuer's own discovery document; no page shows it.
+    "AuthIntegration.config.issuer",
     "WalledGardenEntry.name",
     "Site.name",
     "Site.gateway.ca_pem",

@@ -1,4 +1,5 @@
-"""SSRF through the destinations a tenant sets: a RouterOS `gateway.host` and webhook URLs.
+"""SSRF through the destinations a tenant sets: a RouterOS `gateway.host`, webhook URLs and the
+issuer of an `oidc` auth integration.
 
 Reproductions of issue 9, item 2: a tenant pointed its "router" at 127.0.0.1 / localhost /
 0x7f000001 / 169.254.169.254 and read the answer back in `gateway_status.last_error`; it pointed
@@ -230,6 +231,27 @@ def test_a_webhook_on_the_controllers_networks_is_refused_naming_the_url(
         f"/captive/notification-groups/{org_a.ids['groupId']}", headers=org_a.headers, json=body
     )
     assert_error(replaced, 400, "invalid_request_error", "parameter_invalid")
+
+
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+def test_an_oidc_issuer_on_the_controllers_networks_is_refused_and_never_fetched(
+    client: TestClient, org_a: Tenant, dns: Dns, internal: Internal, host: str
+) -> None:
+    netloc = f"[{host.strip('[]')}]" if ":" in host else host
+    body = {
+        "name": "Evil SSO",
+        "type": "oidc",
+        "config": {
+            "client_id": "c",
+            "client_secret": "s",
+            "issuer": f"https://{netloc}:{internal.port}/realm",
+        },
+    }
+    created = client.post("/captive/auth-integrations", headers=org_a.headers, json=body)
+    error = assert_error(created, 400, "invalid_request_error", "parameter_invalid")
+    assert error["message"].startswith("The 'config.issuer' parameter is refused: "), error["message"]
+    assert INTERNAL_PAGE not in created.text
+    assert internal.requests == 0
 
 
 def test_a_deployment_allows_a_routers_management_network_and_only_for_routers(

@@ -202,7 +202,14 @@ def test_batch_email_has_subject_bodies_attachments_and_a_link_that_works(
     assert b"\r\n" in csv_bytes
     rows = list(csv.DictReader(io.StringIO(csv_bytes.decode("utf-8"), newline="")))
     assert sorted(r["code"] for r in rows) == batch.codes
-    assert list(rows[0]) == ["code", "expires_at", "created_at", "id", "valid_until"]
+    assert list(rows[0]) == [
+        "code",
+        "expires_at",
+        "created_at",
+        "id",
+        "valid_until",
+        *("max_devices", "max_uses", "download_kbps", "upload_kbps", "data_limit_mb", "validity_from"),
+    ]
     assert {r["valid_until"] for r in rows} == {expiry}
     assert {r["expires_at"] for r in rows} == {f"{now + timedelta(hours=8):%Y-%m-%dT%H:%M:%SZ}"}
     pdf_type, pdf_bytes = files[f"{stem}.pdf"]

@@ -1,5 +1,6 @@
 """The redemption function a migrated PostgreSQL database holds is the one in the repository's
-.sql file (migrations/versions/0004_guestgate_redeem_coupon.sql, loaded by migration 0004), and
+.sql file (migrations/versions/0011_guestgate_redeem_coupon.sql, loaded by migration 0011, which
+replaced 0004's), and
 its advisory lock is the one `guest_lock_key` names."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from guestgate.db import libpq_conninfo
 from guestgate.portal.store import guest_lock_key
 from guestgate.portal.store.sql import PG_LOCK_GUEST
 
-SQL_FILE = Path(versions.__file__).parent / "0004_guestgate_redeem_coupon.sql"
+SQL_FILE = Path(versions.__file__).parent / "0011_guestgate_redeem_coupon.sql"
 
 
 def _conninfo(url: str) -> str:

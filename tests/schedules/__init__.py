@@ -46,6 +46,9 @@ SCHEDULE_FIELDS = {
     "tokens_generated_since_last_run",
     "tokens_available_since_last_run",
     "created_at",
+    # [extension] The schedule's plan overrides and the plan its next codes get.
+    "plan",
+    "effective_plan",
 }
 
 

@@ -36,7 +36,8 @@ from tests.utils.settings import TEST_KEYS, TokenFactory, make_settings
 
 NOW = utc(2025, 6, 1, 12)
 EXPIRES = int(NOW.timestamp()) + 24 * 3600
-COUPON_FIELDS = {"id", "code", "expires_at", "redeemed_at", "created_at"}
+# Altostrat's coupon fields, and [extension] the plan's: what the code buys and its sign-ins so far.
+COUPON_FIELDS = {"id", "code", "expires_at", "redeemed_at", "created_at", "uses", "plan"}
 
 
 @pytest.fixture
@@ -264,10 +265,32 @@ def test_format_csv_is_a_download_of_the_same_coupons(
     )
     assert response.headers["cache-control"] == "no-store"
     rows = list(csv.reader(io.StringIO(response.text)))
-    assert rows[0] == ["code", "expires_at", "created_at", "id", "valid_until"]
-    # valid_until: the expiry in the schedule's zone (Australia/Sydney, AEST in June).
+    plan_columns = [
+        "max_devices",
+        "max_uses",
+        "download_kbps",
+        "upload_kbps",
+        "data_limit_mb",
+        "validity_from",
+    ]
+    assert rows[0] == ["code", "expires_at", "created_at", "id", "valid_until", *plan_columns]
+    # valid_until: the expiry in the schedule's zone (Australia/Sydney, AEST in June); then the
+    # default plan (empty: no limit).
     assert rows[1:] == [
-        [c["code"], c["expires_at"], c["created_at"], c["id"], "2025-06-02 21:55 AEST"] for c in as_json
+        [
+            c["code"],
+            c["expires_at"],
+            c["created_at"],
+            c["id"],
+            "2025-06-02 21:55 AEST",
+            "1",
+            "1",
+            "",
+            "",
+            "",
+            "creation",
+        ]
+        for c in as_json
     ]
     assert len(rows) == 4
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from guestgate.coupons.models import Coupon
+from guestgate.plans.service import DEFAULT
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE, SCOPE_READ, SCOPE_WRITE
 from tests.schedules import (
@@ -92,6 +93,9 @@ def test_post_accepts_the_seed_example_and_nulls_the_unused_day_fields(
         "tokens_generated_since_last_run": 0,
         "tokens_available_since_last_run": 0,
         "created_at": "2025-06-01T00:00:00Z",
+        # [extension] No overrides: the instance's plan (the default).
+        "plan": {},
+        "effective_plan": DEFAULT.to_dict(),
     }
     assert client.get(item(instance_id, body["id"]), headers=headers).json() == body
 
@@ -797,9 +801,15 @@ def test_openapi_schema_is_the_seeds_plus_time_of_day(openapi: dict[str, Any], n
     seed = yaml.safe_load(SEED_SCHEMAS)[name]
     published = openapi["components"]["schemas"][name]
     extension = published["properties"].pop("time_of_day")
+    # [extension] The access plan's fields (guestgate.plans): the overrides, and on the
+    # response the plan they make.
+    plans = [published["properties"].pop("plan")]
+    if name == "CouponSchedule":
+        plans.append(published["properties"].pop("effective_plan"))
     assert published == seed
     assert extension["type"] == "string"
     assert extension["description"].startswith("[extension]")
+    assert all(plan["description"].startswith("[extension]") for plan in plans)
 
 
 def test_openapi_time_of_day_is_optional_with_midnight_default(openapi: dict[str, Any]) -> None:

@@ -194,7 +194,9 @@ def test_unknown_status_is_400_naming_the_parameter(
 ) -> None:
     response = client.get(f"/captive/sites/{site_id}/users?status={bad}", headers=headers)
     body = assert_error(response, 400, "invalid_request_error", "parameter_invalid")
-    assert body["message"] == "The 'status' parameter must be one of 'active', 'expired' or 'disconnected'."
+    assert body["message"] == (
+        "The 'status' parameter must be one of 'active', 'expired', 'disconnected' or 'quota_exceeded'."
+    )
 
 
 @pytest.mark.parametrize(

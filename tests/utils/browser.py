@@ -21,6 +21,7 @@ from playwright.sync_api import BrowserContext
 from sqlalchemy import select as sql_select
 
 from guestgate.auth_integrations import service as integration_service
+from guestgate.auth_integrations.discovery import Discoverer
 from guestgate.auth_integrations.schemas import AuthIntegrationCreate
 from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
@@ -164,6 +165,7 @@ class Server:
 
     base: str
     runtime: Runtime
+    issuer: str
 
     def site(
         self,
@@ -211,17 +213,17 @@ class Server:
             session.commit()
 
     def integration(self, kind: str, *, tenant: str | None = None) -> str:
-        """An auth integration for the test provider's client."""
-        body = AuthIntegrationCreate.model_validate(
-            {
-                "name": f"E2E {kind}",
-                "type": kind,
-                "config": {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "tenant": tenant},
-            }
-        )
+        """An auth integration for the test provider's client (`oidc`: its Google-like issuer)."""
+        config = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "tenant": tenant}
+        if kind == "oidc":
+            config["issuer"] = self.issuer
+        body = AuthIntegrationCreate.model_validate({"name": f"E2E {kind}", "type": kind, "config": config})
+        discoverer = Discoverer.from_settings(self.runtime.outbound, self.runtime.settings)
         with self.runtime.sessions() as session:
             org_service.ensure(ORG, session=session)
-            return integration_service.create(body, org_id=ORG, box=self.runtime.box, session=session).id
+            return integration_service.create(
+                body, org_id=ORG, box=self.runtime.box, session=session, discoverer=discoverer
+            ).id
 
     def sessions(self, site_id: str) -> list[SiteUser]:
         """The site's sessions."""

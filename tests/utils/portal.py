@@ -53,9 +53,16 @@ class World:
     clock: Clock
 
     def coupon(
-        self, code: str, *, minutes: float = 60, redeemed: bool = False, instance_id: str | None = None
+        self,
+        code: str,
+        *,
+        minutes: float = 60,
+        redeemed: bool = False,
+        instance_id: str | None = None,
+        **plan: Any,
     ) -> str:
-        """Add a coupon valid for `minutes` from the clock's now (negative: already expired)."""
+        """Add a coupon valid for `minutes` from the clock's now (negative: already expired), made two
+        minutes ago; `plan` sets its plan columns (`max_devices=2`, ...)."""
         now = self.clock()
         with self.runtime.sessions() as session:
             row = Coupon(
@@ -64,7 +71,9 @@ class World:
                 code=code,
                 expires_at=now + timedelta(minutes=minutes),
                 redeemed_at=now - timedelta(minutes=1) if redeemed else None,
+                uses=1 if redeemed else 0,
                 created_at=now - timedelta(minutes=2),
+                **plan,
             )
             session.add(row)
             session.commit()

@@ -30,7 +30,12 @@ TEST_KEYS = {
 
 
 def truncate_pg(url: str) -> None:
-    """Empty every table of the PostgreSQL database at `url` (the schema and its version stay)."""
+    """Empty every table of the PostgreSQL database at `url` and restart every sequence (the
+    schema and its version stay).
+
+    Only the tables holding rows are truncated (a test fills a few; TRUNCATE costs milliseconds
+    per table), so each test still starts on fresh relations with no dead rows from the last.
+    """
     engine = make_engine(url)
     with engine.begin() as conn:
         tables = [
@@ -41,7 +46,16 @@ def truncate_pg(url: str) -> None:
                 )
             )
         ]
-        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        probe = " UNION ALL ".join(f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM \"{name}\")" for name in tables)
+        filled = [row[0] for row in conn.execute(text(probe))]
+        if filled:
+            conn.execute(text(f"TRUNCATE {', '.join(filled)} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text(
+                "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, 1, false)"
+                " FROM pg_sequences WHERE schemaname = 'public'"
+            )
+        )
     engine.dispose()
 
 

@@ -111,11 +111,15 @@ def test_neither_is_400_parameter_missing_naming_ip_address(
     assert error["message"] == "The 'ip_address' parameter is required for this request."
 
 
-@pytest.mark.parametrize(("bad", "reason"), [("*.com", "must be a fully qualified name"), (42, "must be a string")])
+@pytest.mark.parametrize(
+    ("bad", "reason"), [("*.com", "must be a fully qualified name"), (42, "must be a string")]
+)
 def test_invalid_hostname_is_400_naming_the_parameter(
     client: TestClient, headers: dict[str, str], site_id: str, bad: object, reason: str
 ) -> None:
-    response = client.post(f"/captive/walled-garden/{site_id}", headers=headers, json={**NAMED, "hostname": bad})
+    response = client.post(
+        f"/captive/walled-garden/{site_id}", headers=headers, json={**NAMED, "hostname": bad}
+    )
     body = assert_error(response, 400, "invalid_request_error", "parameter_invalid")
     assert body["message"].startswith(f"The 'hostname' parameter {reason}")
 
@@ -151,13 +155,17 @@ def test_hostname_cap_is_separate_from_the_entry_cap(
     monkeypatch.setattr(service, "MAX_HOSTNAMES_PER_SITE", 2)
     create_entry(client, headers, site_id, ip_address=None, hostname="a.example.com")
     second = create_entry(client, headers, site_id, ip_address=None, hostname="b.example.com")
-    response = client.post(f"/captive/walled-garden/{site_id}", headers=headers, json={**NAMED, "hostname": "c.example.com"})
+    response = client.post(
+        f"/captive/walled-garden/{site_id}", headers=headers, json={**NAMED, "hostname": "c.example.com"}
+    )
     body = assert_error(response, 400, "invalid_request_error", "parameter_invalid")
     assert body["message"] == "A site can have at most 2 walled garden entries with a hostname."
     # Address entries are still welcome, and an existing name entry may be renamed.
     create_entry(client, headers, site_id)
     renamed = client.put(
-        f"/captive/walled-garden/{site_id}/{second['id']}", headers=headers, json={**NAMED, "hostname": "d.example.com"}
+        f"/captive/walled-garden/{site_id}/{second['id']}",
+        headers=headers,
+        json={**NAMED, "hostname": "d.example.com"},
     )
     assert renamed.status_code == 200, renamed.text
 

@@ -23,4 +23,8 @@ class AuthIntegration(Base):
     client_id: Mapped[str] = mapped_column(String(500))
     tenant: Mapped[str | None] = mapped_column(String(200), default=None)
     client_secret_sealed: Mapped[str] = mapped_column(Text)
+    # `oidc` only: the issuer URL, and the host of its authorization endpoint as discovered when
+    # saved (what the guest's browser must reach in the auth window; see discovery.py).
+    issuer: Mapped[str | None] = mapped_column(String(500), default=None)
+    sign_in_host: Mapped[str | None] = mapped_column(String(253), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from guestgate.auth_integrations import service
+from guestgate.auth_integrations.discovery import Discoverer
 from guestgate.auth_integrations.schemas import AuthIntegration, AuthIntegrationCreate, AuthIntegrationUpdate
 from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, Writer, set_next_link
 from guestgate.openapi import errors
+from guestgate.runtime import Runtime
 
 router = APIRouter(prefix="/captive/auth-integrations", tags=["Auth Integrations"])
 AuthIntegrationId = Annotated[
@@ -50,8 +52,12 @@ def list_auth_integrations(
 def create_auth_integration(
     body: AuthIntegrationCreate, who: Writer, session: SessionDep, runtime: RuntimeDep
 ) -> AuthIntegration:
-    """Creates a new authentication integration for use with OAuth2-based captive portals."""
-    item = service.create(body, org_id=who.org_id, box=runtime.box, session=session)
+    """Creates a new authentication integration for use with OAuth2-based captive portals.
+    **[extension]** An `oidc` integration's issuer is checked now: its discovery document is
+    fetched and must name it."""
+    item = service.create(
+        body, org_id=who.org_id, box=runtime.box, session=session, discoverer=_discoverer(runtime)
+    )
     return service.to_out(item, signer=runtime.signer, public_url=runtime.settings.public_url)
 
 
@@ -83,7 +89,14 @@ def update_auth_integration(
     runtime: RuntimeDep,
 ) -> AuthIntegration:
     """Updates the configuration of an existing authentication integration; an omitted secret is kept."""
-    item = service.replace(integration_id, body, org_id=who.org_id, box=runtime.box, session=session)
+    item = service.replace(
+        integration_id,
+        body,
+        org_id=who.org_id,
+        box=runtime.box,
+        session=session,
+        discoverer=_discoverer(runtime),
+    )
     return service.to_out(item, signer=runtime.signer, public_url=runtime.settings.public_url)
 
 
@@ -98,3 +111,7 @@ def delete_auth_integration(integration_id: AuthIntegrationId, who: Writer, sess
     """Permanently deletes an authentication integration; refused while an instance uses it."""
     service.delete(integration_id, org_id=who.org_id, session=session)
     return Response(status_code=204)
+
+
+def _discoverer(runtime: Runtime) -> Discoverer:
+    return Discoverer.from_settings(runtime.outbound, runtime.settings)

@@ -9,7 +9,12 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr
 
 from guestgate.schemas import Name, Timestamp, invalid
 
-IntegrationType = Literal["azure", "github", "google"]
+# `oidc` is an **[extension]**: any OpenID Connect issuer, named by `config.issuer`.
+IntegrationType = Literal["azure", "github", "google", "oidc"]
+TYPE_DESCRIPTION = (
+    "The identity provider. **[extension]** `oidc`: any OpenID Connect provider, found through "
+    "the discovery document of `config.issuer`."
+)
 MAX_CLIENT_ID_CHARS = 500
 MAX_SECRET_CHARS = 2000
 AZURE_TENANT_WORDS = ("organizations", "common", "consumers")
@@ -70,6 +75,15 @@ Tenant = Annotated[
         examples=["organizations"],
     ),
 ]
+ISSUER_DESCRIPTION = (
+    "**[extension]** `oidc` only (required there): the provider's issuer URL, exactly as its "
+    "discovery document (`<issuer>/.well-known/openid-configuration`) names it. Checked when saved: "
+    "the document is fetched and must name this issuer and https:// endpoints."
+)
+Issuer = Annotated[
+    str | None,
+    Field(description=ISSUER_DESCRIPTION, examples=["https://login.example.com/realms/guests"]),
+]
 
 
 class ConfigCreate(BaseModel):
@@ -80,6 +94,7 @@ class ConfigCreate(BaseModel):
         description="The OAuth client secret. Write-only: stored encrypted, never returned."
     )
     tenant: Tenant = None
+    issuer: Issuer = None
 
 
 class ConfigUpdate(BaseModel):
@@ -92,13 +107,14 @@ class ConfigUpdate(BaseModel):
         "when `type` or `client_id` changes).",
     )
     tenant: Tenant = None
+    issuer: Issuer = None
 
 
 class AuthIntegrationCreate(BaseModel):
     """A new identity provider configuration."""
 
     name: Name = Field(description="A human-readable name for the integration.", examples=["Staff Azure AD"])
-    type: IntegrationType = Field(description="The identity provider.")
+    type: IntegrationType = Field(description=TYPE_DESCRIPTION)
     config: ConfigCreate
 
 
@@ -106,7 +122,7 @@ class AuthIntegrationUpdate(BaseModel):
     """The whole writable representation of an integration."""
 
     name: Name = Field(description="A human-readable name for the integration.", examples=["Staff Azure AD"])
-    type: IntegrationType = Field(description="The identity provider.")
+    type: IntegrationType = Field(description=TYPE_DESCRIPTION)
     config: ConfigUpdate
 
 
@@ -115,6 +131,12 @@ class Config(BaseModel):
 
     client_id: str
     tenant: str | None = Field(description="The Azure tenant; null for other providers.")
+    # Absent from the other types, so they read exactly as they always have.
+    issuer: str | None = Field(
+        None,
+        description=ISSUER_DESCRIPTION + " Present only on `oidc` integrations.",
+        exclude_if=lambda value: value is None,
+    )
 
 
 class AuthIntegration(BaseModel):
@@ -122,7 +144,7 @@ class AuthIntegration(BaseModel):
 
     id: str = Field(description="The unique identifier for the auth integration.")
     name: str = Field(description="A human-readable name for the integration.")
-    type: IntegrationType = Field(description="The identity provider.")
+    type: IntegrationType = Field(description=TYPE_DESCRIPTION)
     config: Config
     test_url: str = Field(
         description="A signed URL that can be used to test the authentication flow for this integration."

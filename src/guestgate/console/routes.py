@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
+from guestgate import local_time
 from guestgate.api_tokens import service as token_service
 from guestgate.audit import service as audit_service
 from guestgate.audit.schemas import AuditFilter
-from guestgate.console import auth, dashboard, service
+from guestgate.console import auth, dashboard, garden_pages, group_pages, schedule_pages, service, site_pages
 from guestgate.console.web import (
     PREFIX,
     Anyone,
@@ -25,17 +27,26 @@ from guestgate.console.web import (
     Writer,
     field_errors,
     int_field,
+    page_request,
     read_form,
     redirect,
     render,
 )
+from guestgate.coupon_links import service as coupon_links
 from guestgate.coupon_links import signing
-from guestgate.coupons import batches
+from guestgate.coupons import batches, export
 from guestgate.coupons import service as coupon_service
 from guestgate.coupons.schemas import CouponCreate
 from guestgate.db import utcnow
 from guestgate.deps import RuntimeDep, SessionDep, request_address
-from guestgate.errors import AuthenticationFailed, GuestgateError, ParameterInvalid, RateLimited, kind_of
+from guestgate.errors import (
+    AuthenticationFailed,
+    GuestgateError,
+    ParameterInvalid,
+    ParameterMissing,
+    RateLimited,
+    kind_of,
+)
 from guestgate.gateways import service as gateway_service
 from guestgate.instances import service as instance_service
 from guestgate.pagination import PageRequest
@@ -44,10 +55,11 @@ from guestgate.site_users import service as site_user_service
 from guestgate.site_users.schemas import SessionFilter
 from guestgate.sites import service as site_service
 
-router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
+# Each module's routes carry the full path (their router has the prefix), so logs and metrics
+# name them `/console/...`; `router` gathers them for the app.
+pages = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
-# Rows per console list page (the API's keyset pagination underneath).
-PAGE_SIZE = 50
 LOGIN_CSRF_COOKIE = "guestgate_console_login"
 
 
@@ -56,10 +68,10 @@ def _cookie_secure(runtime: RuntimeDep) -> bool:
 
 
 def _page(cursor: str | None) -> PageRequest:
-    return PageRequest.parse(PAGE_SIZE, cursor or None)
+    return page_request(cursor)
 
 
-@router.get("/static/console.css")
+@pages.get("/static/console.css")
 def stylesheet() -> FileResponse:
     """The console's one stylesheet."""
     return FileResponse(
@@ -67,7 +79,7 @@ def stylesheet() -> FileResponse:
     )
 
 
-@router.get("/login")
+@pages.get("/login")
 def login_page(request: Request, runtime: RuntimeDep, next: str = PREFIX) -> Response:
     """The sign-in form (with a pre-session CSRF token, double-submitted as a cookie)."""
     token = auth.new_token()
@@ -78,7 +90,7 @@ def login_page(request: Request, runtime: RuntimeDep, next: str = PREFIX) -> Res
     return page
 
 
-@router.post("/login")
+@pages.post("/login")
 async def login(request: Request, runtime: RuntimeDep, session: SessionDep) -> Response:
     """Check the password; on success set the session cookie and go to `next`."""
     form = await read_form(request)
@@ -134,7 +146,7 @@ def _safe_next(target: str) -> str:
     return PREFIX
 
 
-@router.post("/logout")
+@pages.post("/logout")
 def logout(who: Anyone, session: SessionDep, _form: FormDep) -> Response:
     """End the session."""
     service.logout(who, session=session)
@@ -143,14 +155,14 @@ def logout(who: Anyone, session: SessionDep, _form: FormDep) -> Response:
     return response
 
 
-@router.get("/set-password/{token}")
+@pages.get("/set-password/{token}")
 def set_password_page(request: Request, token: str, session: SessionDep) -> Response:
     """The form of a one-time set-password link."""
     user = service.invited_user(token, now=utcnow(), session=session)
     return render(request, "set_password.html", {"email": user.email, "token": token, "errors": {}})
 
 
-@router.post("/set-password/{token}")
+@pages.post("/set-password/{token}")
 async def set_password(request: Request, token: str, session: SessionDep) -> Response:
     """Choose a password with a one-time link (the token in the path is the CSRF proof)."""
     form = await read_form(request)
@@ -173,14 +185,14 @@ async def set_password(request: Request, token: str, session: SessionDep) -> Res
     return redirect(f"{PREFIX}/login")
 
 
-@router.post("/org")
+@pages.post("/org")
 def switch_org(who: Anyone, session: SessionDep, form: FormDep) -> Response:
     """Work in another org the user belongs to."""
     service.switch_org(who, form.get("org_id", ""), session=session)
     return redirect(PREFIX)
 
 
-@router.get("")
+@pages.get("")
 def home(request: Request, who: Anyone, session: SessionDep) -> Response:
     """The dashboard; the front desk starts at its own page."""
     if not who.can("read"):
@@ -190,7 +202,7 @@ def home(request: Request, who: Anyone, session: SessionDep) -> Response:
     return render(request, "dashboard.html", {"data": data, "orgs": orgs})
 
 
-@router.get("/desk")
+@pages.get("/desk")
 def desk(request: Request, who: Desk, session: SessionDep) -> Response:
     """The front desk: one button per preset."""
     presets = service.list_presets(org_id=who.org_id, session=session)
@@ -198,7 +210,7 @@ def desk(request: Request, who: Desk, session: SessionDep) -> Response:
     return render(request, "desk.html", {"presets": presets, "orgs": orgs})
 
 
-@router.post("/desk/presets/{preset_id}/print")
+@pages.post("/desk/presets/{preset_id}/print")
 def print_preset(
     preset_id: str, who: Printer, session: SessionDep, runtime: RuntimeDep, _form: FormDep
 ) -> Response:
@@ -217,7 +229,7 @@ def print_preset(
     return redirect(f"{link.in_format('pdf')}&paper={paper}")
 
 
-@router.get("/presets")
+@pages.get("/presets")
 def presets_page(request: Request, who: Reader, session: SessionDep) -> Response:
     """The org's presets, and (for admins) the form to add one."""
     return _presets(request, who, session, errors={}, status=200)
@@ -243,7 +255,7 @@ def _presets(
     )
 
 
-@router.post("/presets")
+@pages.post("/presets")
 def create_preset(request: Request, who: Writer, session: SessionDep, form: FormDep) -> Response:
     """Add a preset; errors are shown next to their field."""
     try:
@@ -262,14 +274,14 @@ def create_preset(request: Request, who: Writer, session: SessionDep, form: Form
     return redirect(f"{PREFIX}/presets")
 
 
-@router.post("/presets/{preset_id}/delete")
+@pages.post("/presets/{preset_id}/delete")
 def delete_preset(preset_id: str, who: Writer, session: SessionDep, _form: FormDep) -> Response:
     """Remove a preset."""
     service.delete_preset(preset_id, org_id=who.org_id, session=session)
     return redirect(f"{PREFIX}/presets")
 
 
-@router.get("/coupons")
+@pages.get("/coupons")
 def coupons_page(
     request: Request,
     who: Reader,
@@ -289,7 +301,33 @@ def coupons_page(
     return render(request, "coupons.html", {"instances": choices, "chosen": chosen, "page": page})
 
 
-@router.get("/guests")
+@pages.get("/coupons.csv")
+def coupons_csv(
+    who: Reader, session: SessionDep, runtime: RuntimeDep, instance: Annotated[str | None, Query()] = None
+) -> Response:
+    """Every valid coupon of an instance as CSV (the columns of the batch links' CSV), written as read."""
+    if not instance:
+        raise ParameterMissing("instance")
+    chosen = instance_service.get(instance, org_id=who.org_id, session=session)
+    now = utcnow()
+    zone = local_time.zone(chosen.timezone)
+
+    def parts() -> Iterator[str]:
+        # Its own session: the request's is closed once the response has started.
+        with runtime.sessions() as own:
+            pages = coupon_service.valid_pages(chosen.id, org_id=who.org_id, now=now, session=own)
+            for number, items in enumerate(pages):
+                yield export.to_csv(items, zone=zone, header=number == 0)
+
+    stem = signing.filename(coupon_links.file_stem(chosen.name, now, zone, with_time=True), "csv")
+    return StreamingResponse(
+        parts(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{stem}"', "Cache-Control": "no-store"},
+    )
+
+
+@pages.get("/guests")
 def guests_page(
     request: Request,
     who: Desk,
@@ -297,9 +335,10 @@ def guests_page(
     site: Annotated[str | None, Query()] = None,
     ip: Annotated[str | None, Query()] = None,
     mac: Annotated[str | None, Query()] = None,
+    identity: Annotated[str | None, Query()] = None,
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
-    """Guests online at a site, searched by IP or MAC address."""
+    """Guests online at a site, searched by IP or MAC address or by the e-mail or name they signed in with."""
     sites = site_service.list_sites(
         org_id=who.org_id, page=PageRequest.parse(1000, None), session=session
     ).items
@@ -309,7 +348,9 @@ def guests_page(
     errors: dict[str, str] = {}
     if chosen is not None:
         try:
-            filters = SessionFilter.parse(status="active", ip_address=ip or None, mac_address=mac or None)
+            filters = SessionFilter.parse(
+                status="active", ip_address=ip or None, mac_address=mac or None, identity=identity or None
+            )
             users = site_user_service.list_users(
                 chosen, org_id=who.org_id, filters=filters, now=now, page=_page(cursor), session=session
             )
@@ -324,6 +365,7 @@ def guests_page(
             "users": users,
             "ip": ip or "",
             "mac": mac or "",
+            "identity": identity or "",
             "errors": errors,
             "now": now,
         },
@@ -331,7 +373,7 @@ def guests_page(
     )
 
 
-@router.post("/guests/{site_id}/{user_id}/disconnect")
+@pages.post("/guests/{site_id}/{user_id}/disconnect")
 def disconnect(
     site_id: str,
     user_id: str,
@@ -351,18 +393,7 @@ def disconnect(
     return response
 
 
-@router.get("/sites")
-def sites_page(
-    request: Request, who: Reader, session: SessionDep, cursor: Annotated[str | None, Query()] = None
-) -> Response:
-    """The org's sites with their gateway state."""
-    page = site_service.list_sites(org_id=who.org_id, page=_page(cursor), session=session)
-    return render(
-        request, "sites.html", {"page": page, "sites": [site_service.to_out(s) for s in page.items]}
-    )
-
-
-@router.get("/audit")
+@pages.get("/audit")
 def audit_page(
     request: Request,
     who: Reader,
@@ -389,7 +420,7 @@ def audit_page(
     )
 
 
-@router.get("/users")
+@pages.get("/users")
 def users_page(request: Request, who: Owner, session: SessionDep) -> Response:
     """The org's members (owners only)."""
     return _users(request, who, session, errors={}, invite_url=None, status=200)
@@ -413,7 +444,7 @@ def _users(
     )
 
 
-@router.post("/users")
+@pages.post("/users")
 def invite(request: Request, who: Owner, session: SessionDep, runtime: RuntimeDep, form: FormDep) -> Response:
     """Add a member; a new person gets a one-time set-password link to pass on."""
     try:
@@ -443,7 +474,7 @@ def _invite_url(runtime: RuntimeDep, token: str) -> str:
     return f"{runtime.settings.public_url}{PREFIX}/set-password/{token}"
 
 
-@router.post("/users/{user_id}/role")
+@pages.post("/users/{user_id}/role")
 def change_role(request: Request, user_id: str, who: Owner, session: SessionDep, form: FormDep) -> Response:
     """Change a member's role."""
     try:
@@ -454,7 +485,7 @@ def change_role(request: Request, user_id: str, who: Owner, session: SessionDep,
     return redirect(f"{PREFIX}/users")
 
 
-@router.post("/users/{user_id}/disable")
+@pages.post("/users/{user_id}/disable")
 def disable(request: Request, user_id: str, who: Owner, session: SessionDep, form: FormDep) -> Response:
     """Disable a member (signed out at once) or, with `enable=1`, enable them again."""
     try:
@@ -465,7 +496,7 @@ def disable(request: Request, user_id: str, who: Owner, session: SessionDep, for
     return redirect(f"{PREFIX}/users")
 
 
-@router.post("/users/{user_id}/invite")
+@pages.post("/users/{user_id}/invite")
 def reinvite(
     request: Request, user_id: str, who: Owner, session: SessionDep, runtime: RuntimeDep, _form: FormDep
 ) -> Response:
@@ -480,7 +511,7 @@ def reinvite(
 ROLE_SCOPES = {"owner": ALL_SCOPES, "admin": ALL_SCOPES}
 
 
-@router.get("/tokens")
+@pages.get("/tokens")
 def tokens_page(
     request: Request, who: Writer, session: SessionDep, cursor: Annotated[str | None, Query()] = None
 ) -> Response:
@@ -514,7 +545,7 @@ def _tokens(
     )
 
 
-@router.post("/tokens")
+@pages.post("/tokens")
 async def mint_token(
     request: Request, who: Writer, session: SessionDep, runtime: RuntimeDep, form: FormDep
 ) -> Response:
@@ -549,7 +580,7 @@ async def mint_token(
     return _tokens(request, who, session, cursor=None, errors={}, minted=token, status=200)
 
 
-@router.post("/tokens/{token_id}/revoke")
+@pages.post("/tokens/{token_id}/revoke")
 def revoke_token(
     token_id: str, who: Writer, session: SessionDep, runtime: RuntimeDep, _form: FormDep
 ) -> Response:
@@ -558,3 +589,11 @@ def revoke_token(
         token_id, org_id=who.org_id, session=session, now=utcnow(), revocations=runtime.revocations
     )
     return redirect(f"{PREFIX}/tokens")
+
+
+# The pages of the other domains, each in its own module, under the same prefix and route class.
+router.include_router(pages)
+router.include_router(site_pages.router)
+router.include_router(schedule_pages.router)
+router.include_router(garden_pages.router)
+router.include_router(group_pages.router)

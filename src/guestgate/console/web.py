@@ -8,15 +8,17 @@ is sent to the login page.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
@@ -24,9 +26,13 @@ from guestgate.console import auth, service
 from guestgate.console.service import Ability, Operator
 from guestgate.db import utcnow
 from guestgate.deps import get_runtime, get_session, request_address
+from guestgate.error_handlers import from_validation_error
 from guestgate.errors import GuestgateError, ParameterInvalid, PermissionDenied, kind_of
+from guestgate.pagination import PageRequest
 
 PREFIX = "/console"
+# Rows per console list page (the API's keyset pagination underneath).
+PAGE_SIZE = 50
 TEMPLATES = Path(__file__).parent / "templates"
 # Nothing from anywhere but this server; no inline script or style; no framing.
 CSP = (
@@ -86,10 +92,47 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
 
 
-def field_errors(error: GuestgateError) -> dict[str, str]:
-    """The error as messages by form field (`_` when it names no field)."""
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def field_errors(error: GuestgateError, *, fields: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The error as messages by form field (`_` when it names no field).
+
+    A parameter that is not itself one of `fields` but is one once its list indexes are dropped
+    (`subnets[3]` of a one-per-line text area named `subnets`) is shown at that field.
+    """
     param = getattr(error, "param", None)
-    return {str(param) if param else "_": error.message}
+    name = str(param) if param else "_"
+    if fields and name not in fields and _INDEX.sub("", name) in fields:
+        name = _INDEX.sub("", name)
+    return {name: error.message}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: dict[str, Any]) -> M:
+    """`data` as the API's request model; a pydantic error becomes the API's domain error for it."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def page_request(cursor: str | None) -> PageRequest:
+    """A console list page: PAGE_SIZE rows after `cursor`."""
+    return PageRequest.parse(PAGE_SIZE, cursor or None)
+
+
+def optional(form: dict[str, str], name: str) -> str | None:
+    """A form field with surrounding blanks removed; None when empty."""
+    value = form.get(name, "").strip()
+    return value or None
+
+
+def lines(form: dict[str, str], name: str) -> list[str]:
+    """A text area as its non-empty lines (commas also separate)."""
+    return [part.strip() for part in form.get(name, "").replace(",", "\n").splitlines() if part.strip()]
 
 
 class ConsoleRoute(APIRoute):

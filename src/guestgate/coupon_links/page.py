@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from guestgate import local_time
 from guestgate.coupon_links.service import LinkContents
+from guestgate.coupons import export
 from guestgate.coupons.words import MESSAGES, Words
 from guestgate.errors import GuestgateError
 from guestgate.portal import theme
@@ -122,6 +123,7 @@ def render_page(contents: LinkContents, links: PageLinks, *, now: datetime) -> R
             {
                 "code": coupon.code,
                 "until": words("card_valid_until", time=local_time.date_time(coupon.expires_at, zone)),
+                "plan": export.plan_line(coupon, words),
             }
             for coupon in coupons
         ],

@@ -20,6 +20,8 @@ from guestgate.coupons.models import Coupon
 from guestgate.coupons.schemas import BatchKind, CouponBatch
 from guestgate.instances import service as instance_service
 from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.plans import service as plan_service
+from guestgate.plans.schemas import PlanOut
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.security import UrlSigner
 from guestgate.tenancy import get_owned
@@ -56,6 +58,7 @@ def record(
     schedule_id: str | None = None,
     slot_at: datetime | None = None,
     batch_id: str | None = None,
+    plan: plan_service.Plan | None = None,
 ) -> ScheduleRun:
     """Add the record of a batch about to be generated; flushed, the caller commits."""
     row = ScheduleRun(
@@ -67,6 +70,7 @@ def record(
         count=count,
         valid_for_in_minutes=minutes_valid,
         ran_at=now,
+        plan=None if plan is None else plan.to_dict(),
     )
     if batch_id is not None:
         row.id = batch_id
@@ -167,4 +171,10 @@ def to_out(item: BatchView) -> CouponBatch:
         tokens_used=counts.used,
         tokens_available=counts.available,
         urls_revoked_at=batch.urls_revoked_at,
+        plan=None if batch.plan is None else PlanOut.of(stored_plan(batch)),
     )
+
+
+def stored_plan(batch: ScheduleRun) -> plan_service.Plan:
+    """The effective plan a batch was made with (the default for a batch made before plans)."""
+    return plan_service.overridden(plan_service.DEFAULT, batch.plan)

@@ -37,11 +37,13 @@ from segno import encoder as qr_encoder
 
 from guestgate import local_time
 from guestgate.coupons.words import Words
+from guestgate.plans import service as plan_service
 
 PageSize = Literal["A4", "Letter"]
 PAGE_SIZES: dict[str, tuple[float, float]] = {"A4": A4, "Letter": LETTER}
-# `valid_until` (local time with the zone) comes last: the first four columns are as they always were.
-CSV_COLUMNS = ("code", "expires_at", "created_at", "id", "valid_until")
+# `valid_until` (local time with the zone) and the plan's columns come last: the first four columns
+# are as they always were. An empty plan cell is "no limit".
+CSV_COLUMNS = ("code", "expires_at", "created_at", "id", "valid_until", *plan_service.FIELDS)
 COLUMNS = 2
 ROWS = 5
 CARDS_PER_PAGE = COLUMNS * ROWS
@@ -84,23 +86,35 @@ class CouponLike(Protocol):
     @property
     def created_at(self) -> datetime: ...
 
+    @property
+    def plan(self) -> plan_service.Plan: ...
+
 
 # The portal page a card's QR code opens, with the code filled in.
 PORTAL_PATH = "/guest/entry"
 
 
-def to_csv(coupons: Iterable[CouponLike], *, columns: Sequence[str] = CSV_COLUMNS, zone: tzinfo = UTC) -> str:
+def to_csv(
+    coupons: Iterable[CouponLike],
+    *,
+    columns: Sequence[str] = CSV_COLUMNS,
+    zone: tzinfo = UTC,
+    header: bool = True,
+) -> str:
     """The coupons as RFC 4180 CSV (CRLF lines, header row, RFC 3339 UTC timestamps; `valid_until`
-    is the expiry in `zone`, `2026-12-02 21:11 AEDT`)."""
+    is the expiry in `zone`, `2026-12-02 21:11 AEDT`). Without `header`: the rows only (a later
+    part of a file written in parts)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
+    if header:
+        writer.writerow(columns)
     for coupon in coupons:
+        plan = coupon.plan.to_dict()
         writer.writerow(
             [
                 local_time.date_time(coupon.expires_at, zone)
                 if column == "valid_until"
-                else _csv_value(getattr(coupon, column))
+                else _csv_value(plan[column] if column in plan else getattr(coupon, column))
                 for column in columns
             ]
         )
@@ -115,6 +129,13 @@ def timestamp(value: datetime) -> str:
 def valid_until(value: datetime, *, zone: tzinfo = UTC, words: Words | None = None) -> str:
     """The expiry as printed on a card: `Valid until 2026-11-25 18:00 UTC`, `... 21:11 AEDT`."""
     return (words or Words(None))("card_valid_until", time=local_time.date_time(value, zone))
+
+
+def plan_line(coupon: CouponLike, words: Words | None = None) -> str:
+    """What the code buys, as its card says it (`2 devices · 10 Mbit/s · 1 GB`; empty for a code that
+    signs in one device once without limits)."""
+    minutes = int((coupon.expires_at - coupon.created_at).total_seconds() // 60)
+    return plan_service.describe(coupon.plan, words, validity_minutes=minutes)
 
 
 def portal_url(public_url: str, instance_id: str) -> str:
@@ -213,10 +234,13 @@ def to_pdf(
     text = CardText(
         title=_fit(name, BOLD_FONT, 11.0, grid.card_width - 2 * PADDING - 16 - logo_width),
         network=_fit(words("card_network", name=network), BOLD_FONT, 8.0, text_width) if network else None,
-        howto=tuple(_wrap(words("card_howto"), TEXT_FONT, 7.0, text_width, lines=3)),
+        # A sheet of codes that all sign in once says so; otherwise the words say nothing of it.
+        howto=tuple(_wrap(words(_howto_key(coupons)), TEXT_FONT, 7.0, text_width, lines=3)),
     )
     # A batch's coupons share their expiry: each distinct one is formatted and wrapped once.
     untils: dict[datetime, list[str]] = {}
+    # Likewise each distinct plan (with its validity) is described once.
+    lines: dict[tuple[plan_service.Plan, float], list[str]] = {}
     for start in range(0, max(len(coupons), 1), CARDS_PER_PAGE):
         page = coupons[start : start + CARDS_PER_PAGE]
         _cut_lines(canvas, grid, len(page))
@@ -225,7 +249,12 @@ def to_pdf(
             if until is None:
                 text_until = valid_until(coupon.expires_at, zone=zone, words=words)
                 until = untils[coupon.expires_at] = _wrap(text_until, BOLD_FONT, 8.5, text_width, lines=2)
-            _card(canvas, grid, slot, coupon, text, until, words=words, band=band, band_text=band_text)
+            key = (coupon.plan, (coupon.expires_at - coupon.created_at).total_seconds())
+            line = lines.get(key)
+            if line is None:
+                said = plan_line(coupon, words)
+                line = lines[key] = _wrap(said, BOLD_FONT, 8.0, text_width, lines=2) if said else []
+            _card(canvas, grid, slot, coupon, text, until, line, words=words, band=band, band_text=band_text)
             if image is not None:
                 _draw_logo(canvas, grid, slot, image, logo_width)
             qr_x, qr_y = grid.qr_origin(slot)
@@ -233,6 +262,10 @@ def to_pdf(
         canvas.showPage()
     canvas.save()
     return out.getvalue()
+
+
+def _howto_key(coupons: Sequence[CouponLike]) -> str:
+    return "card_howto" if all(coupon.plan.max_uses == 1 for coupon in coupons) else "card_howto_many"
 
 
 def pdf_filename(stem: str) -> str:
@@ -247,6 +280,7 @@ def _card(
     coupon: CouponLike,
     text: CardText,
     until: list[str],
+    plan: list[str],
     *,
     words: Words,
     band: Color,
@@ -270,6 +304,9 @@ def _card(
     canvas.drawString(left - 1, line, coupon.code, charSpace=CODE_TRACKING)
     line -= 14
     canvas.setFont(BOLD_FONT, 8.0)
+    for part in plan:
+        canvas.drawString(left, line, part)
+        line -= 10
     if text.network:
         canvas.drawString(left, line, text.network)
         line -= 11

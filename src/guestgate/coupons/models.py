@@ -1,4 +1,4 @@
-"""Single-use coupons."""
+"""Coupons: access codes, each with its plan (by default single-use)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, tex
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestgate.db import Base, UTCDateTime, UUIDStr, new_id, utcnow
+from guestgate.plans import service as plan_service
 from guestgate.plans.columns import PlanColumns
 
 
 class Coupon(PlanColumns, Base):
-    """A 6-character single-use access code of one instance."""
+    """A 6-character access code of one instance, with the plan it was made with."""
 
     __tablename__ = "coupons"
     __table_args__ = (
@@ -53,3 +54,8 @@ class Coupon(PlanColumns, Base):
     redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def plan(self) -> plan_service.Plan:
+        """What the code buys (its plan columns)."""
+        return plan_service.of(self)

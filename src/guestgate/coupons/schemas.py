@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from guestgate.plans.schemas import PlanOut, PlanOverrides
 from guestgate.schemas import Between, Timestamp
 
 MAX_COUNT = 200
@@ -25,6 +26,11 @@ class CouponCreate(BaseModel):
     count: Annotated[int, Between(1, MAX_COUNT)] = Field(
         description=f"The number of coupons to generate (1..{MAX_COUNT}).", examples=[10]
     )
+    plan: PlanOverrides | None = Field(
+        None,
+        description="[extension] What the codes buy, where it differs from the instance's plan "
+        "(omitted: the instance's).",
+    )
 
 
 class Coupon(BaseModel):
@@ -37,6 +43,8 @@ class Coupon(BaseModel):
         description="The timestamp when the coupon was redeemed, or null if it has not been used."
     )
     created_at: Timestamp = Field(description="The timestamp when the coupon was created.")
+    uses: int = Field(0, description="[extension] Sign-ins with the code so far.")
+    plan: PlanOut | None = Field(None, description="[extension] What the code buys.")
 
 
 BatchKind = Literal["api", "scheduled", "manual"]
@@ -63,6 +71,9 @@ class CouponBatch(BaseModel):
     urls_revoked_at: Timestamp | None = Field(
         description="When the batch's public links were last revoked (links signed up to then are "
         "refused), or null."
+    )
+    plan: PlanOut | None = Field(
+        None, description="The plan the batch's codes were made with (null: made before plans existed)."
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,9 @@ from guestgate.db import new_id
 from guestgate.errors import InternalError, InvalidRequest
 from guestgate.instances import service as instance_service
 from guestgate.ops import metrics
-from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.pagination import MAX_LIMIT, Page, PageRequest, fetch_page
+from guestgate.plans import service as plan_service
+from guestgate.plans.schemas import PlanOut
 from guestgate.schedules.models import ScheduleRun
 
 # With 31^6 possible codes a second round is already rare; running out of rounds means the
@@ -37,8 +40,10 @@ def generate_batch(
     session: Session,
     schedule_id: str | None = None,
     run_id: str | None = None,
+    plan: plan_service.Plan = plan_service.DEFAULT,
 ) -> list[Coupon]:
-    """Insert `count` coupons with codes unique in the instance; flushed, the caller commits.
+    """Insert `count` coupons with codes unique in the instance, each carrying `plan`; flushed, the
+    caller commits.
 
     Each round is one multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING`: the unique
     constraint itself refuses a code the instance already has (or that a concurrent batch has
@@ -49,6 +54,9 @@ def generate_batch(
     made: list[Coupon] = []
     drawn: set[str] = set()
     expires_at = now + timedelta(minutes=valid_minutes)
+    # With validity from first use, the sign-in moves expires_at to first use + (expires_at -
+    # created_at): the code's own columns say how long it is valid for.
+    plan_columns = plan_service.columns(plan)
     for _ in range(MAX_DRAW_ROUNDS):
         if len(made) >= count:
             return made
@@ -62,6 +70,7 @@ def generate_batch(
                 "code": code,
                 "expires_at": expires_at,
                 "created_at": now,
+                **plan_columns,
             }
             for code in _draw_codes(count - len(made), avoid=drawn)
         ]
@@ -88,6 +97,8 @@ def create_batch(
     instance = instance_service.get(instance_id, org_id=org_id, session=session)
     if instance.strategy != "coupon":
         raise InvalidRequest("Coupons can only be created for instances whose strategy is 'coupon'.")
+    overrides = data.plan.given() if data.plan is not None else None
+    plan = plan_service.check(plan_service.effective(instance, overrides), prefix="plan.")
     batch = batches.record(
         org_id=org_id,
         instance_id=instance.id,
@@ -96,6 +107,7 @@ def create_batch(
         minutes_valid=data.minutes_valid,
         now=now,
         session=session,
+        plan=plan,
     )
     coupons = generate_batch(
         org_id=org_id,
@@ -105,6 +117,7 @@ def create_batch(
         now=now,
         session=session,
         run_id=batch.id,
+        plan=plan,
     )
     audit_service.record(
         session,
@@ -112,7 +125,12 @@ def create_batch(
         action="coupon_batch.create",
         target_type="instance",
         target_id=instance.id,
-        detail={"count": len(coupons), "minutes_valid": data.minutes_valid, "batch_id": batch.id},
+        detail={
+            "count": len(coupons),
+            "minutes_valid": data.minutes_valid,
+            "batch_id": batch.id,
+            **({"plan": overrides} if overrides else {}),
+        },
     )
     session.commit()
     metrics.batch_created(len(coupons))
@@ -132,6 +150,21 @@ def list_valid(
     return fetch_page(session, stmt, page, Coupon.created_at, Coupon.id)
 
 
+def valid_pages(
+    instance_id: str, *, org_id: str, now: datetime, session: Session, size: int = MAX_LIMIT
+) -> Iterator[list[Coupon]]:
+    """Every valid coupon of the instance as of `now`, newest first, `size` at a time (keyset pages)."""
+    cursor: str | None = None
+    while True:
+        page = list_valid(
+            instance_id, org_id=org_id, now=now, page=PageRequest.parse(size, cursor), session=session
+        )
+        yield page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
 def to_out(coupon: Coupon) -> CouponOut:
     """The API representation of a coupon."""
     return CouponOut(
@@ -140,6 +173,8 @@ def to_out(coupon: Coupon) -> CouponOut:
         expires_at=coupon.expires_at,
         redeemed_at=coupon.redeemed_at,
         created_at=coupon.created_at,
+        uses=coupon.uses,
+        plan=PlanOut.of(plan_service.of(coupon)),
     )
 
 

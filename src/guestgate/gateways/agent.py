@@ -42,6 +42,7 @@ from guestgate.gateways.base import (
     GuestAccess,
     HeldGuest,
     SyncResult,
+    UsageCheck,
     active_guests,
     default_now,
     normalize_ip,
@@ -197,8 +198,9 @@ class AgentGateway(Gateway):
         *,
         now: datetime,
         names: Sequence[GardenName] = (),
+        check: UsageCheck | None = None,
     ) -> SyncResult:
-        """Wake the agent, which syncs itself."""
+        """Wake the agent, which syncs itself (and counts nothing the controller could read)."""
         self.feed.bump(self.site_id)
         return SyncResult(added=0, removed=0, updated=0)
 
@@ -247,9 +249,14 @@ def desired_state(
             SiteUser.mac_address,
             SiteUser.expires_at,
             SiteUser.gateway_applied_at,
+            SiteUser.download_kbps,
+            SiteUser.upload_kbps,
         ).where(SiteUser.site_id == site.id, SiteUser.status == "active", SiteUser.expires_at > now)
     ).all()
-    guests = [GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows]
+    guests = [
+        GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3], download_kbps=r[5], upload_kbps=r[6])
+        for r in rows
+    ]
     kept = active_guests(guests, now=now)
     chosen = sorted(kept.values(), key=lambda g: (g.ip, g.session_id))
     chosen_ids = {g.session_id for g in chosen}
@@ -265,7 +272,10 @@ def desired_state(
     windows = feed.windows(site.id, now=now)
     content = {
         "gateway": gateway,
-        "guests": [[g.session_id, normalize_ip(g.ip), g.mac, iso(g.until)] for g in chosen],
+        "guests": [
+            [g.session_id, normalize_ip(g.ip), g.mac, iso(g.until), g.download_kbps, g.upload_kbps]
+            for g in chosen
+        ],
         "garden": [[e.cidr, e.type] for e in garden],
         "windows": sorted([ip, iso(until)] for ip, until in windows.items()),
         "names": [[n.hostname, n.type, [[a, iso(u)] for a, u in n.addresses]] for n in names],

@@ -13,6 +13,10 @@ table) are overridden by the agent's own options. The table is the site's own
 (`guestgate_<site id>`, never a tenant's choice); a site made before that keeps `guestgate` until
 it is edited. When the table (or namespace) changes, the agent installs the new one and then
 deletes the one it used before, and nothing else.
+
+After each apply the agent posts its guests' byte counters (`POST /agent/v1/usage`, when they
+changed since its last report): the controller adds them to the sessions' usage and ends those
+over their data limit, which wakes the agent's next poll with a state without them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from guestgate.gateways.agent_protocol import (
     MAX_ERROR_CHARS,
     REFUSED_STATUSES,
     STATE_PATH,
+    USAGE_PATH,
     LocalState,
     read_state,
 )
@@ -40,6 +45,7 @@ from guestgate.gateways.base import (
     Gateway,
     GatewayError,
     GatewayMisconfigured,
+    GuestCounters,
 )
 from guestgate.gateways.nftables import LEGACY_TABLE, NftablesGateway
 
@@ -107,6 +113,9 @@ class Agent:
         self.applied = ""
         self.error: str | None = None
         self._gateway: tuple[str, Gateway] | None = None
+        # The counters of the last apply, and the last ones the controller took.
+        self.usage: dict[str, GuestCounters] = {}
+        self._reported: dict[str, GuestCounters] = {}
         # Drivers replaced by a change of settings, whose tables go once the new one is in place.
         self._left: list[Gateway] = []
 
@@ -137,7 +146,8 @@ class Agent:
         now = self.clock()
         try:
             gateway = self._gateway_for(state.gateway)
-            gateway.sync(state.guests, state.walled_garden, now=now, names=state.walled_garden_names)
+            synced = gateway.sync(state.guests, state.walled_garden, now=now, names=state.walled_garden_names)
+            self.usage = dict(synced.usage)
             for ip, until in state.auth_windows.items():
                 seconds = int((until - now).total_seconds())
                 if seconds > 0:
@@ -149,6 +159,28 @@ class Agent:
         self.applied = state.version
         self._retire_left(gateway)
 
+    def report_usage(self) -> bool:
+        """Post the counters of the last apply if they changed since the last report; True if posted."""
+        if not self.usage or self.usage == self._reported:
+            return False
+        body = {
+            "counters": [
+                {"session_id": sid, "bytes_in": c.bytes_in, "bytes_out": c.bytes_out}
+                for sid, c in sorted(self.usage.items())
+            ]
+        }
+        response = self.http.post(
+            USAGE_PATH,
+            params={"site": self.options.site_id},
+            json=body,
+            headers={"authorization": f"Bearer {self.options.key}"},
+        )
+        if response.status_code in (400, 401, 403, 404):
+            raise AgentRefused(f"the controller answered {response.status_code}: {response.text[:300]}")
+        response.raise_for_status()
+        self._reported = dict(self.usage)
+        return True
+
     def run(self, stop: threading.Event) -> None:
         """Poll and apply until `stop` is set; network and gateway errors are retried with back-off."""
         backoff = 1.0
@@ -156,6 +188,7 @@ class Agent:
             try:
                 changed = self.poll()
                 self.apply()
+                self.report_usage()
             except AgentRefused as exc:
                 log.error("agent.refused", error=str(exc))
                 stop.wait(MAX_BACKOFF_SECONDS)

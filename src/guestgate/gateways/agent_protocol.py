@@ -8,6 +8,10 @@
     304 no body: `wait` seconds passed without a change
     400 401 403 404 the agent is refused (bad request, wrong key, unknown site)
 
+    POST /agent/v1/usage?site=<siteId>        (same key; after each apply, when they changed)
+    {"counters": [{"session_id": "...", "bytes_in": 123, "bytes_out": 456}, ...]}
+    200 {"written": n, "ended": m}: the counters were added to the sessions' usage
+
 Times travel as seconds left, turned into deadlines on receipt (`read_state`), so the agent's
 clock need not agree with the controller's. Both sides import this module; it imports neither
 the web framework nor the database models, so an agent on a gateway loads neither
@@ -24,10 +28,13 @@ from typing import Any
 from guestgate.gateways.base import GardenEntry, GardenName, GuestAccess, remaining_seconds
 from guestgate.gateways.nftables import LEGACY_TABLE, dnsmasq_config
 
-# The agent API is mounted here by the app; its one route is STATE_ROUTE.
+# The agent API is mounted here by the app; its routes are STATE_ROUTE and USAGE_ROUTE.
 MOUNT_PATH = "/agent"
 STATE_ROUTE = "/v1/state"
 STATE_PATH = MOUNT_PATH + STATE_ROUTE
+# The agent's counters after each apply (access plans).
+USAGE_ROUTE = "/v1/usage"
+USAGE_PATH = MOUNT_PATH + USAGE_ROUTE
 ERROR_HEADER = "x-guestgate-agent-error"
 DEFAULT_WAIT_SECONDS = 25
 MAX_WAIT_SECONDS = 60
@@ -75,6 +82,9 @@ def state_document(
                 "mac": g.mac,
                 "expires_at": iso(g.until),
                 "seconds_remaining": remaining_seconds(g.until, now=now),
+                # Extensions: the session's speed limits in kbit/s (null: none).
+                "download_kbps": g.download_kbps,
+                "upload_kbps": g.upload_kbps,
             }
             for g in guests
         ],
@@ -110,6 +120,8 @@ def read_state(document: dict[str, Any], *, received: datetime) -> LocalState:
                 ip=str(g["ip"]),
                 mac=g.get("mac"),
                 until=received + timedelta(seconds=int(g["seconds_remaining"])),
+                download_kbps=_kbps(g.get("download_kbps")),
+                upload_kbps=_kbps(g.get("upload_kbps")),
             )
             for g in document.get("guests", [])
         ]
@@ -139,6 +151,11 @@ def read_state(document: dict[str, Any], *, received: datetime) -> LocalState:
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"the controller sent a state the agent cannot read: {exc!r}") from exc
+
+
+def _kbps(value: Any) -> int | None:
+    # A controller from before access plans sends no limits.
+    return None if value is None else int(value)
 
 
 def iso(moment: datetime) -> str:

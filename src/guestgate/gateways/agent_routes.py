@@ -13,11 +13,21 @@ through the agent bus (`guestgate.gateways.bus`); without it (SQLite) the poll r
 state every second. A server told to stop (SIGTERM) answers its polls at once, so its shutdown
 does not wait for them; the agent polls again, through the proxy, at another replica. Each poll is also the agent's report: `since` equal to the current version marks the
 site `ok` (and its sessions applied); an error header marks it `misconfigured` with that error.
+
+    POST /agent/v1/usage?site=<siteId>        (same key)
+    {"counters": [{"session_id": "...", "bytes_in": 123, "bytes_out": 456}, ...]}
+
+The agent's raw byte counters of its guests, after each apply (at most `MAX_USAGE_ENTRIES`
+entries, `MAX_USAGE_BYTES` of body). They are added to the sessions' usage as the reconciler
+adds a pushed gateway's (`guestgate.site_users.usage`); sessions of other sites are ignored.
+A session past its data limit ends `quota_exceeded` and the site's polls wake at once, so the
+agent drops the guest with the state it pulls next. Answers 200 `{"written": n, "ended": m}`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -46,8 +56,15 @@ from guestgate.gateways.agent_protocol import (
     MAX_VERSION_CHARS,
     MAX_WAIT_SECONDS,
     STATE_ROUTE,
+    USAGE_ROUTE,
 )
+from guestgate.gateways.base import GuestCounters
 from guestgate.runtime import Runtime
+
+# An agent reports every guest of its site at once: this many at most (a large site), in this
+# much body (about 100 bytes an entry).
+MAX_USAGE_ENTRIES = 20_000
+MAX_USAGE_BYTES = 4_000_000
 
 
 class AgentApi:
@@ -69,7 +86,12 @@ class AgentApi:
         # With the bus every change wakes the poll; the re-read is only for time passing (a
         # session or window ending), which the gateway's own timeouts already enforce.
         self.shared_recheck = shared_recheck_seconds
-        self.router = Router(routes=[Route(STATE_ROUTE, self.state, methods=["GET"])])
+        self.router = Router(
+            routes=[
+                Route(STATE_ROUTE, self.state, methods=["GET"]),
+                Route(USAGE_ROUTE, self.usage, methods=["POST"]),
+            ]
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.router(scope, receive, send)
@@ -109,6 +131,54 @@ class AgentApi:
         if state.version == since:
             return Response(status_code=304, headers=headers)
         return JSONResponse(state.document(now=self.clock()), headers=headers)
+
+    async def usage(self, request: Request) -> Response:
+        """The agent's counters: added to its sessions' usage; those over quota end."""
+        public_url = self.runtime.settings.public_url
+        try:
+            site_id, _, _ = _params(request)
+            key = _bearer(request.headers.get("authorization"))
+            if key is None or not agent_key_valid(self.runtime.settings, site_id, key):
+                raise AuthenticationFailed(
+                    "The agent key is missing or is not this site's.", code="token_invalid"
+                )
+            body = await request.body()
+            if len(body) > MAX_USAGE_BYTES:
+                raise ParameterInvalid("counters", f"the body must be at most {MAX_USAGE_BYTES} bytes")
+            counters = _counters(body)
+            site = await asyncio.to_thread(service.agent_site, self.runtime, site_id)
+            if site is None:
+                raise NotFound("agent site", site_id)
+        except GuestgateError as error:
+            return error_response(error, public_url)
+        written, ended = await asyncio.to_thread(
+            service.agent_usage, self.runtime, site, counters, now=self.clock()
+        )
+        return JSONResponse({"written": written, "ended": ended}, headers={"cache-control": "no-store"})
+
+
+def _counters(body: bytes) -> dict[str, GuestCounters]:
+    try:
+        document = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise ParameterInvalid("counters", "the body must be JSON") from exc
+    entries = document.get("counters") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ParameterMissing("counters")
+    if len(entries) > MAX_USAGE_ENTRIES:
+        raise ParameterInvalid("counters", f"at most {MAX_USAGE_ENTRIES} entries")
+    found: dict[str, GuestCounters] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ParameterInvalid("counters", "each entry must be an object")
+        session_id, up, down = entry.get("session_id"), entry.get("bytes_in"), entry.get("bytes_out")
+        if not isinstance(session_id, str) or not 0 < len(session_id) <= 36:
+            raise ParameterInvalid("counters", "session_id must be a session id")
+        for value in (up, down):
+            if type(value) is not int or not 0 <= value < 2**63:
+                raise ParameterInvalid("counters", "bytes_in and bytes_out must be non-negative integers")
+        found[session_id] = GuestCounters(bytes_in=int(up), bytes_out=int(down))  # type: ignore[arg-type]
+    return found
 
 
 def _params(request: Request) -> tuple[str, str, float]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -51,12 +51,35 @@ class GatewayMisconfigured(GatewayError):
 
 @dataclass(frozen=True)
 class GuestAccess:
-    """A guest to let through: the session, its address (MAC where known) and until when."""
+    """A guest to let through: the session, its address (MAC where known), until when, and its speed limits.
+
+    `upload_kbps` (from the guest) and `download_kbps` (to it) are kilobits (1000 bits) per
+    second; None is no limit.
+    """
 
     session_id: str
     ip: str
     mac: str | None
     until: datetime
+    download_kbps: int | None = None
+    upload_kbps: int | None = None
+
+
+@dataclass(frozen=True)
+class GuestCounters:
+    """A gateway's raw byte counters of one session's guest: from it (`bytes_in`) and to it (`bytes_out`).
+
+    Raw: they start at 0 when the gateway starts counting the guest and restart at 0 when the
+    gateway restarts, so usage is added up from them by `guestgate.site_users.usage`.
+    """
+
+    bytes_in: int
+    bytes_out: int
+
+
+# Given the counters a sync read (session id -> counters), the sessions to drop in the same sync
+# (those over their data limit).
+UsageCheck = Callable[[Mapping[str, GuestCounters]], Collection[str]]
 
 
 @dataclass(frozen=True)
@@ -113,11 +136,14 @@ class SyncPlan:
 
 @dataclass(frozen=True)
 class SyncResult:
-    """How many guest entries a sync added, removed and rewrote."""
+    """How many guest entries a sync added, removed and rewrote; the counters it read; whom it dropped."""
 
     added: int
     removed: int
     updated: int
+    # What was read, not what was changed: two syncs that changed the same compare equal.
+    usage: Mapping[str, GuestCounters] = field(default_factory=dict, compare=False)
+    dropped: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 class Gateway(ABC):
@@ -157,6 +183,10 @@ class Gateway(ABC):
     def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections; the driver is not used afterwards."""
 
+    def read_counters(self) -> dict[str, GuestCounters]:
+        """The byte counters of the guests this driver holds, by session id (none for drivers that do not count)."""
+        return {}
+
     def sync(
         self,
         desired_guests: Sequence[GuestAccess],
@@ -164,9 +194,17 @@ class Gateway(ABC):
         *,
         now: datetime,
         names: Sequence[GardenName] = (),
+        check: UsageCheck | None = None,
     ) -> SyncResult:
-        """Make the gateway hold exactly `desired_guests`, `walled_garden` and `names`, in as few calls as it can."""
-        plan = plan_sync(self.list_allowed(), desired_guests, now=now)
+        """Make the gateway hold exactly `desired_guests`, `walled_garden` and `names`, in as few calls as it can.
+
+        The counters are read first; the sessions `check` returns for them are dropped in the
+        same sync (they are left out of `desired_guests`).
+        """
+        usage = self.read_counters()
+        dropped = frozenset(check(usage)) if check is not None else frozenset()
+        desired = without(desired_guests, dropped)
+        plan = plan_sync(self.list_allowed(), desired, now=now)
         self.replace_walled_garden(walled_garden, names)
         for held in plan.remove:
             self.revoke(held.session_id, held.ip)
@@ -174,7 +212,40 @@ class Gateway(ABC):
             self.allow(guest, now=now)
         for _, guest in plan.update:
             self.allow(guest, now=now)
-        return SyncResult(added=len(plan.add), removed=len(plan.remove), updated=len(plan.update))
+        return SyncResult(
+            added=len(plan.add),
+            removed=len(plan.remove),
+            updated=len(plan.update),
+            usage=usage,
+            dropped=dropped,
+        )
+
+
+def with_fresh_counters(
+    usage: Mapping[str, GuestCounters], desired: Iterable[GuestAccess]
+) -> dict[str, GuestCounters]:
+    """`usage`, plus a reading of 0 for each desired session the gateway holds no counters of.
+
+    Those counters are created in this sync, at 0: reporting it tells the usage arithmetic that
+    the counter started again (a reboot, a flushed table), so the next reading is added whole even
+    when it is larger than the last one before.
+    """
+    found = dict(usage)
+    for guest in desired:
+        found.setdefault(guest.session_id, GuestCounters(0, 0))
+    return found
+
+
+def without(guests: Sequence[GuestAccess], dropped: Collection[str]) -> list[GuestAccess]:
+    """`guests` less the sessions in `dropped`."""
+    if not dropped:
+        return list(guests)
+    return [g for g in guests if g.session_id not in dropped]
+
+
+def kbps_to_bytes(kbps: int) -> int:
+    """A rate in kilobits (1000 bits) per second as bytes per second."""
+    return kbps * 125
 
 
 def plan_sync(
@@ -235,8 +306,9 @@ def remaining_seconds(until: datetime, *, now: datetime) -> int:
     return max(1, math.ceil((until - now).total_seconds()))
 
 
-# Pure and called for every guest a gateway is told about (each sign-in): parsed once per address.
-@lru_cache(maxsize=4096)
+# Pure and called for every guest a gateway is told about (each sign-in, and several times per
+# guest in each reconcile pass): parsed once per address, for up to a large site's guests.
+@lru_cache(maxsize=65536)
 def normalize_ip(value: str) -> str:
     """The canonical text of an address; a host prefix (/32, /128) becomes the bare address."""
     text = value.strip()

@@ -48,6 +48,8 @@ class AgentBus:
         self._dsn = libpq_conninfo(engine.url)
         # Messages carry their sender, so a process does not apply its own changes twice.
         self._origin = secrets.token_hex(8)
+        # A channel only this listener hears: `stop` notifies it to end the wait at once.
+        self._wake_channel = f"{CHANNEL}_stop_{self._origin}"
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,11 +64,11 @@ class AgentBus:
         """Tell every other process about `change`; a failure is logged (polls re-read on their own)."""
         self._notify(encode(change, origin=self._origin), site_id=change.site_id)
 
-    def _notify(self, payload: str, *, site_id: str | None = None) -> None:
+    def _notify(self, payload: str, *, site_id: str | None = None, channel: str = CHANNEL) -> None:
         try:
             with self._engine.connect() as conn:
                 conn.execute(
-                    text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+                    text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
                 )
                 conn.commit()
         except SQLAlchemyError as exc:
@@ -81,10 +83,12 @@ class AgentBus:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening and close the connection."""
+        """Stop listening and close the connection (at once: the listener's wait is woken)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:
+            if self._listening.is_set():
+                self._notify("", channel=self._wake_channel)
             thread.join(timeout=5)
 
     def wait_listening(self, timeout: float) -> bool:
@@ -96,6 +100,7 @@ class AgentBus:
             try:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {self._wake_channel}")
                     self._listening.set()
                     # Whatever was published while nobody listened is re-read by every poll,
                     # and the auth windows opened meanwhile are asked for.
@@ -103,6 +108,8 @@ class AgentBus:
                     self._notify(encode_sync_request(origin=self._origin))
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=_WAIT_SECONDS):
+                            if note.channel == self._wake_channel:
+                                break
                             self._apply(note.payload)
             except psycopg.Error as exc:
                 if not self._stop.is_set():

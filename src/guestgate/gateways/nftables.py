@@ -22,8 +22,25 @@ interfaces and namespaces, is the deployment's (`GUESTGATE_NFTABLES_ALLOW`, chec
             gg_redirect     allowed guests, walled garden and auth window return; the rest is
                             sent to the portal (dnat to portal_address:port, or redirect to the
                             local port when the portal runs on the gateway itself)
-            gg_forward      filter hook (policy accept): traffic from the guest interface -> gg_guest
-            gg_guest        accepts allowed guests, DNS, the walled garden and the auth window; drops the rest
+            gg_forward      filter hook (policy accept): traffic from the guest interface -> gg_guest,
+                            traffic to it -> gg_download
+            gg_guest        drops what is over the guest's upload limit, counts the rest; accepts
+                            allowed guests, DNS, the walled garden and the auth window; drops the rest
+            gg_download     drops what is over the guest's download limit, counts the rest
+    maps    up_limit4/6, down_limit4/6    guest address -> its `limit` object (guests with a limit)
+            up_count4/6, down_count4/6    guest address -> its `counter` object (every allowed guest)
+    objects lu_/ld_<address in hex>       `limit rate over <kbps * 125> bytes/second` per direction
+            cu_/cd_<address in hex>       `counter` per direction: bytes from / to the guest
+
+Limits and counters are named stateful objects, one per guest and direction, found through a map
+keyed by the guest's address: four rules per family serve every guest (`limit name ip saddr map
+@up_limit4 drop`, `counter name ip saddr map @up_count4`, and the same with daddr), so the
+ruleset does not grow with the guests; an address missing from a map does not match. Objects
+are named after the address, so an element always maps to the same name and a blind
+add-then-delete is safe. A counter restarts at zero when a new session takes the address (and
+when the table is rebuilt without it, like a gateway reboot); the reconciler adds its readings
+up (`guestgate.site_users.usage`). A limit is replaced, not changed, since `add limit` leaves an
+existing one as it is.
 
 The auth window is two sets rather than one interval+timeout set of destinations: the timeout
 belongs to the guest (its window closes), the destinations are shared, so a rule matches
@@ -45,6 +62,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from guestgate.gateways.base import (
@@ -58,17 +76,21 @@ from guestgate.gateways.base import (
     GatewayRejected,
     GatewayUnreachable,
     GuestAccess,
+    GuestCounters,
     HeldGuest,
     SyncResult,
+    UsageCheck,
     active_guests,
     default_now,
-    is_ipv6,
+    kbps_to_bytes,
     normalize_ip,
     plan_sync,
     remaining_seconds,
     session_of,
     session_tag,
     split_garden,
+    with_fresh_counters,
+    without,
 )
 
 # The one table of a site made before tables were per site (and the agent's default for such sites).
@@ -96,6 +118,25 @@ DNS_AUTH_GARDEN = {4: "dns_auth_garden4", 6: "dns_auth_garden6"}
 DNS_SET_TIMEOUT = "1h"
 _ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 _MATCH = {4: "ip", 6: "ip6"}
+UP_LIMIT = {4: "up_limit4", 6: "up_limit6"}
+DOWN_LIMIT = {4: "down_limit4", 6: "down_limit6"}
+UP_COUNT = {4: "up_count4", 6: "up_count6"}
+DOWN_COUNT = {4: "down_count4", 6: "down_count6"}
+# (map, family, object kind, object-name prefix) for every guest map.
+GUEST_MAPS = [
+    (maps[family], family, kind, prefix)
+    for maps, kind, prefix in (
+        (UP_LIMIT, "limit", "lu"),
+        (DOWN_LIMIT, "limit", "ld"),
+        (UP_COUNT, "counter", "cu"),
+        (DOWN_COUNT, "counter", "cd"),
+    )
+    for family in (4, 6)
+]
+# A limit's bucket holds at least this much, or a large (GRO-merged) packet would never fit in
+# the bucket of a slow limit and the guest would stall; otherwise an eighth of a second of the rate.
+MIN_BURST_BYTES = 65536
+_OBJECT_NAME = re.compile(r"(lu|ld|cu|cd)_[0-9a-f]{8,32}")
 
 
 @dataclass
@@ -106,10 +147,25 @@ class _Element:
 
 
 @dataclass
+class _Objects:
+    """The guest maps (map -> address -> object name) and the objects they point to."""
+
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)
+    # counter name -> (packets, bytes); limit name -> (bytes per second, burst bytes)
+    counters: dict[str, tuple[int, int]] = field(default_factory=dict)
+    limits: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def points(self, map_name: str, ip: str, name: str) -> bool:
+        return self.maps.get(map_name, {}).get(ip) == name
+
+
+@dataclass
 class _TableState:
     sets: dict[str, tuple[str, tuple[str, ...], list[_Element]]] = field(default_factory=dict)
     rule_counts: dict[str, int] = field(default_factory=dict)
     marker: str | None = None
+    map_types: dict[str, tuple[str, str]] = field(default_factory=dict)
+    objects: _Objects = field(default_factory=_Objects)
 
     def elements(self, name: str) -> list[_Element]:
         found = self.sets.get(name)
@@ -158,6 +214,7 @@ class NftablesGateway(Gateway):
     def allow(self, guest: GuestAccess, *, now: datetime | None = None) -> None:
         """Add (or rewrite) the guest's element with the time left until `guest.until`."""
         lines = self._upsert_guest(guest, now=default_now(now))
+        lines.extend(self._blind_objects(normalize_ip(guest.ip), guest))
         self._run_batch(lines, repair=True)
 
     def revoke(self, session_id: str, ip: str) -> None:
@@ -170,7 +227,7 @@ class NftablesGateway(Gateway):
             return
         for element in state.elements(name):
             if normalize_ip(element.value) == key and session_of(element.comment) == session_id:
-                self._run_batch(self._delete(name, key))
+                self._run_batch([*self._delete(name, key), *self._blind_objects(key, None)])
                 return
 
     def open_auth_window(self, ip: str, seconds: int) -> None:
@@ -197,6 +254,11 @@ class NftablesGateway(Gateway):
         state = self._read()
         return self._held(state)[0] if state is not None else []
 
+    def read_counters(self) -> dict[str, GuestCounters]:
+        """The byte counters of the allowed guests, by session id."""
+        state = self._read()
+        return _usage(self._held(state)[0], state) if state is not None else {}
+
     def health(self) -> GatewayHealth:
         """Check nft answers and the table matches the settings."""
         state = self._read()
@@ -218,20 +280,39 @@ class NftablesGateway(Gateway):
         *,
         now: datetime,
         names: Sequence[GardenName] = (),
+        check: UsageCheck | None = None,
     ) -> SyncResult:
-        """Read the table once, then write the difference (or the whole table, if it is damaged) in one call."""
+        """Read the table once (counters too), then write the difference (or the whole table, if it is damaged) in one call.
+
+        The sessions `check` picks from the counters just read are left out, so they are dropped
+        in this same transaction.
+        """
         state = self._read()
         ours, foreign = self._held(state) if state is not None else ([], [])
-        plan = plan_sync(ours, desired_guests, now=now, foreign=[e.value for e in foreign])
-        result = SyncResult(added=len(plan.add), removed=len(plan.remove), updated=len(plan.update))
+        usage = with_fresh_counters(_usage(ours, state) if state is not None else {}, desired_guests)
+        dropped = frozenset(check(usage)) if check is not None else frozenset()
+        desired = without(desired_guests, dropped)
+        plan = plan_sync(ours, desired, now=now, foreign=[e.value for e in foreign])
+        result = SyncResult(
+            added=len(plan.add),
+            removed=len(plan.remove),
+            updated=len(plan.update),
+            usage=usage,
+            dropped=dropped,
+        )
         if state is None or not self._intact(state):
-            self._apply(desired_guests, walled_garden, now=now, previous=state, names=names)
+            self._apply(desired, walled_garden, now=now, previous=state, names=names)
             return result
         lines: list[str] = []
         for held in plan.remove:
             lines.extend(self._delete(ALLOWED[_family(held.ip)], normalize_ip(held.ip)))
         for guest in [*plan.add, *(g for _, g in plan.update)]:
             lines.extend(self._upsert_guest(guest, now=now))
+        taken = {normalize_ip(e.value) for e in foreign}
+        wanted = {k: g for k, g in active_guests(desired, now=now).items() if k not in taken}
+        # A new session on an address starts its counters at zero.
+        renewed = {normalize_ip(h.ip) for h, g in plan.update if h.session_id != g.session_id}
+        lines.extend(self._object_changes(state.objects, wanted, renewed))
         lines.extend(self._garden_changes(state, walled_garden))
         lines.extend(self._name_changes(state, names, now=now))
         if lines:
@@ -266,6 +347,7 @@ class NftablesGateway(Gateway):
         names: Sequence[GardenName] | None = None,
     ) -> None:
         elements: dict[str, list[str]] = {}
+        objects = previous.objects if previous is not None else _Objects()
         if guests is None:
             for name in ALLOWED.values():
                 elements[name] = [_render_element(e) for e in previous.elements(name)] if previous else []
@@ -275,9 +357,14 @@ class NftablesGateway(Gateway):
             for element in foreign:
                 elements.setdefault(ALLOWED[_family(element.value)], []).append(_render_element(element))
             taken = {normalize_ip(e.value) for e in foreign}
+            held = {normalize_ip(h.ip): h.session_id for h in self._held(previous)[0]} if previous else {}
+            kept: dict[str, GuestAccess] = {}
             for key, guest in active_guests(guests, now=now).items():
                 if key not in taken:
                     elements.setdefault(ALLOWED[_family(key)], []).append(_guest_element(guest, now=now))
+                    kept[key] = guest
+            # A repair keeps the counters of the sessions it keeps, so it does not look like a reboot.
+            objects = _wanted_objects(kept, previous.objects if previous else _Objects(), keep=held)
         if previous is not None:
             for name in [*AUTH_WINDOW.values(), *DNS_GARDEN.values(), *DNS_AUTH_GARDEN.values()]:
                 elements[name] = [_render_element(e) for e in previous.elements(name)]
@@ -296,16 +383,29 @@ class NftablesGateway(Gateway):
             for sets, values in ((GARDEN, always), (AUTH_GARDEN, auth)):
                 for family, name in sets.items():
                     elements[name] = [v for v in values if _family(v) == family]
-        self._run(self.render(elements))
+        self._run(self.render(elements, objects))
 
-    def render(self, elements: dict[str, list[str]] | None = None) -> str:
-        """The nft script that replaces the table with a fresh one holding `elements` (set name -> items)."""
+    def render(self, elements: dict[str, list[str]] | None = None, objects: _Objects | None = None) -> str:
+        """The nft script that replaces the table with a fresh one holding `elements` (set name -> items) and `objects`."""
         elements = elements or {}
+        objects = objects or _Objects()
         out = [
             f"table inet {self.table} {{}}",
             f"delete table inet {self.table}",
             f"table inet {self.table} {{",
         ]
+        for name, (packets, count) in sorted(objects.counters.items()):
+            out.append(f"\tcounter {name} {{ packets {packets} bytes {count} }}")
+        for name, (rate, burst) in sorted(objects.limits.items()):
+            out.append(f"\tlimit {name} {{ {_limit_spec(rate, burst)} }}")
+        for name, family, kind, _ in GUEST_MAPS:
+            out.append(f"\tmap {name} {{")
+            out.append(f"\t\ttype {_ADDR_TYPE[family]} : {kind}")
+            pairs = sorted(objects.maps.get(name, {}).items())
+            if pairs:
+                rendered = ", ".join(f'{address} : "{obj}"' for address, obj in pairs)
+                out.append(f"\t\telements = {{ {rendered} }}")
+            out.append("\t}")
         for name, addr_type, flags in self._sets():
             out.append(f"\tset {name} {{")
             out.append(f"\t\ttype {addr_type}")
@@ -355,6 +455,8 @@ class NftablesGateway(Gateway):
         allowed = [f"{_MATCH[f]} saddr @{ALLOWED[f]}" for f in (4, 6)]
         redirect = [*(f"{m} return" for m in allowed), *(f"{m} return" for m in opens), self._redirect_rule()]
         guest = [
+            *(f"limit name {_MATCH[f]} saddr map @{UP_LIMIT[f]} drop" for f in (4, 6)),
+            *(f"counter name {_MATCH[f]} saddr map @{UP_COUNT[f]}" for f in (4, 6)),
             *(f"{m} accept" for m in allowed),
             "udp dport 53 accept",
             "tcp dport 53 accept",
@@ -376,9 +478,17 @@ class NftablesGateway(Gateway):
             (
                 "gg_forward",
                 "type filter hook forward priority filter; policy accept;",
-                [f"{iif} jump gg_guest"],
+                [f"{iif} jump gg_guest", f'oifname "{self.interface}" jump gg_download'],
             ),
             ("gg_guest", None, guest),
+            (
+                "gg_download",
+                None,
+                [
+                    *(f"limit name {_MATCH[f]} daddr map @{DOWN_LIMIT[f]} drop" for f in (4, 6)),
+                    *(f"counter name {_MATCH[f]} daddr map @{DOWN_COUNT[f]}" for f in (4, 6)),
+                ],
+            ),
         ]
 
     def _redirect_rule(self) -> str:
@@ -389,7 +499,7 @@ class NftablesGateway(Gateway):
         return f"meta nfproto ipv4 tcp dport 80 dnat ip to {self.portal_address}:{self.portal_port}"
 
     def _fingerprint(self) -> str:
-        settings = f"{self.interface}|{self.portal_address}|{self.portal_port}|{self.table}|v2"
+        settings = f"{self.interface}|{self.portal_address}|{self.portal_port}|{self.table}|v3"
         return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
     def _intact(self, state: _TableState) -> bool:
@@ -399,6 +509,9 @@ class NftablesGateway(Gateway):
                 return False
         for name, _, rules in self._chains():
             if state.rule_counts.get(name) != len(rules):
+                return False
+        for name, family, kind, _ in GUEST_MAPS:
+            if state.map_types.get(name) != (_ADDR_TYPE[family], kind):
                 return False
         return state.marker == f"guestgate {self._fingerprint()}"
 
@@ -410,6 +523,75 @@ class NftablesGateway(Gateway):
         key = normalize_ip(guest.ip)
         seconds = remaining_seconds(guest.until, now=now)
         return self._upsert(ALLOWED[_family(key)], key, seconds, session_tag(guest.session_id))
+
+    def _blind_objects(self, ip: str, guest: GuestAccess | None) -> list[str]:
+        """Give `ip` fresh counters and `guest`'s limits (None: remove its objects) without reading the table.
+
+        Each object and element is first added (a no-op when it exists, and an element always
+        maps to the same name), so the deletes that follow cannot fail.
+        """
+        t = self.table
+        family = _family(ip)
+        lines: list[str] = []
+        for name, fam, kind, prefix in GUEST_MAPS:
+            if fam != family:
+                continue
+            obj = object_name(prefix, ip)
+            spec = "" if kind == "counter" else f" {{ {_limit_spec(1, MIN_BURST_BYTES)} }}"
+            lines += [
+                f"add {kind} inet {t} {obj}{spec}",
+                f'add element inet {t} {name} {{ {ip} : "{obj}" }}',
+                f"delete element inet {t} {name} {{ {ip} }}",
+                f"delete {kind} inet {t} {obj}",
+            ]
+            if guest is None:
+                continue
+            if kind == "counter":
+                lines.append(f"add counter inet {t} {obj}")
+            else:
+                limit = limit_of(guest.upload_kbps if prefix == "lu" else guest.download_kbps)
+                if limit is None:
+                    continue
+                lines.append(f"add limit inet {t} {obj} {{ {_limit_spec(*limit)} }}")
+            lines.append(f'add element inet {t} {name} {{ {ip} : "{obj}" }}')
+        return lines
+
+    def _object_changes(self, have: _Objects, wanted: dict[str, GuestAccess], renewed: set[str]) -> list[str]:
+        """The lines that give every wanted guest its counters and limits, and remove the objects of the rest."""
+        t = self.table
+        lines: list[str] = []
+        want = _wanted_objects(wanted, have, keep=None)
+        for name, _, kind, _ in GUEST_MAPS:
+            held = have.maps.get(name, {})
+            wanted_map = want.maps.get(name, {})
+            for ip, obj in held.items():
+                stale = wanted_map.get(ip) != obj or ip in renewed
+                if kind == "limit" and not stale:
+                    stale = have.limits.get(obj) != want.limits.get(obj)
+                if stale:
+                    lines.append(f"delete element inet {t} {name} {{ {ip} }}")
+        for name, _, kind, _ in GUEST_MAPS:
+            held = have.maps.get(name, {})
+            for ip, obj in want.maps.get(name, {}).items():
+                present = obj in (have.counters if kind == "counter" else have.limits)
+                fresh = held.get(ip) == obj and ip not in renewed
+                if kind == "limit" and fresh:
+                    fresh = have.limits.get(obj) == want.limits.get(obj)
+                if fresh:
+                    continue
+                if present:
+                    lines.append(f"delete {kind} inet {t} {obj}")
+                if kind == "counter":
+                    lines.append(f"add counter inet {t} {obj}")
+                else:
+                    lines.append(f"add limit inet {t} {obj} {{ {_limit_spec(*want.limits[obj])} }}")
+                lines.append(f'add element inet {t} {name} {{ {ip} : "{obj}" }}')
+        # Objects no wanted guest uses any more (their elements were deleted above).
+        for obj in sorted(set(have.counters) - set(want.counters)):
+            lines.append(f"delete counter inet {t} {obj}")
+        for obj in sorted(set(have.limits) - set(want.limits)):
+            lines.append(f"delete limit inet {t} {obj}")
+        return lines
 
     def _upsert(self, name: str, value: str, seconds: int, comment: str | None) -> list[str]:
         note = f' comment "{comment}"' if comment else ""
@@ -587,7 +769,8 @@ def table_name(site_id: str) -> str:
 
 
 def _family(value: str) -> int:
-    return 6 if is_ipv6(value) else 4
+    # An address or CIDR that parsed (every caller's has) is IPv6 exactly when it has a colon.
+    return 6 if ":" in value else 4
 
 
 def _guest_element(guest: GuestAccess, *, now: datetime) -> str:
@@ -625,6 +808,28 @@ def _parse_table(document: dict[str, Any]) -> _TableState:
                 elements.extend(_parse_element(raw))
             flags = tuple(data.get("flags", []))
             state.sets[data["name"]] = (str(data.get("type")), flags, elements)
+        elif "map" in item:
+            data = item["map"]
+            state.map_types[data["name"]] = (str(data.get("type")), str(data.get("map")))
+            state.objects.maps[data["name"]] = {
+                normalize_ip(str(raw[0])): str(raw[1])
+                for raw in data.get("elem", [])
+                if isinstance(raw, list) and len(raw) == 2
+            }
+        elif "counter" in item:
+            data = item["counter"]
+            if _OBJECT_NAME.fullmatch(str(data.get("name"))):
+                state.objects.counters[data["name"]] = (
+                    int(data.get("packets", 0)),
+                    int(data.get("bytes", 0)),
+                )
+        elif "limit" in item:
+            data = item["limit"]
+            if _OBJECT_NAME.fullmatch(str(data.get("name"))) and data.get("per") == "second":
+                state.objects.limits[data["name"]] = (
+                    int(data["rate"]) * _BYTE_UNITS.get(str(data.get("rate_unit", "bytes")), 0),
+                    int(data.get("burst", 0)) * _BYTE_UNITS.get(str(data.get("burst_unit", "bytes")), 0),
+                )
         elif "chain" in item:
             state.rule_counts.setdefault(item["chain"]["name"], 0)
         elif "rule" in item:
@@ -655,6 +860,71 @@ def _values(raw: Any) -> list[str]:
         low, high = (ipaddress.ip_address(v) for v in raw["range"])
         return [normalize_ip(str(n)) for n in ipaddress.summarize_address_range(low, high)]
     raise GatewayRejected(f"unexpected element in nft output: {raw!r}")
+
+
+_BYTE_UNITS = {"bytes": 1, "kbytes": 1024, "mbytes": 1024**2, "gbytes": 1024**3}
+
+
+def object_name(prefix: str, ip: str) -> str:
+    """The name of a guest's limit or counter object: `lu`/`ld`/`cu`/`cd`, `_`, the address in hex."""
+    return f"{prefix}_{_hex(ip)}"
+
+
+@lru_cache(maxsize=65536)
+def _hex(ip: str) -> str:
+    return ipaddress.ip_address(ip).packed.hex()
+
+
+def limit_of(kbps: int | None) -> tuple[int, int] | None:
+    """The (bytes per second, burst bytes) of a limit object for `kbps`, or None for no limit."""
+    if kbps is None or kbps <= 0:
+        return None
+    rate = kbps_to_bytes(kbps)
+    return rate, max(rate // 8, MIN_BURST_BYTES)
+
+
+def _limit_spec(rate: int, burst: int) -> str:
+    return f"rate over {rate} bytes/second burst {burst} bytes"
+
+
+def _wanted_objects(
+    wanted: dict[str, GuestAccess], have: _Objects, *, keep: dict[str, str] | None
+) -> _Objects:
+    """The maps and objects the wanted guests need; with `keep` (address -> session held before),
+    counters of an address still held by the same session keep their values."""
+    out = _Objects(maps={name: {} for name, *_ in GUEST_MAPS})
+    for ip, guest in wanted.items():
+        family = _family(ip)
+        for name, fam, kind, prefix in GUEST_MAPS:
+            if fam != family:
+                continue
+            obj = object_name(prefix, ip)
+            if kind == "counter":
+                kept = keep is not None and keep.get(ip) == guest.session_id and have.points(name, ip, obj)
+                out.counters[obj] = have.counters.get(obj, (0, 0)) if kept else (0, 0)
+            else:
+                limit = limit_of(guest.upload_kbps if prefix == "lu" else guest.download_kbps)
+                if limit is None:
+                    continue
+                out.limits[obj] = limit
+            out.maps[name][ip] = obj
+    return out
+
+
+def _usage(ours: Sequence[HeldGuest], state: _TableState) -> dict[str, GuestCounters]:
+    """The counters of the guests held, by session id (guests whose counters are missing are left out)."""
+    found: dict[str, GuestCounters] = {}
+    objects = state.objects
+    for held in ours:
+        ip = normalize_ip(held.ip)
+        family = _family(ip)
+        up, down = object_name("cu", ip), object_name("cd", ip)
+        if not (objects.points(UP_COUNT[family], ip, up) and objects.points(DOWN_COUNT[family], ip, down)):
+            continue
+        found[held.session_id] = GuestCounters(
+            bytes_in=objects.counters.get(up, (0, 0))[1], bytes_out=objects.counters.get(down, (0, 0))[1]
+        )
+    return found
 
 
 def _first_lines(text: str, count: int = 4) -> str:

@@ -49,7 +49,15 @@ class PoolNotifier:
         site = await self._site(session.site_id)
         if site is None:
             return False
-        guest = GuestAccess(session_id=session.id, ip=session.ip, mac=session.mac, until=session.expires_at)
+        guest = GuestAccess(
+            session_id=session.id,
+            ip=session.ip,
+            mac=session.mac,
+            until=session.expires_at,
+            # The session's speed limits, copied from its code at sign-in (access plans).
+            download_kbps=session.download_kbps,
+            upload_kbps=session.upload_kbps,
+        )
         if site.gateway_driver == "none":
             # In-memory only: no thread, no query on the sign-in path of the embedded default.
             return service.allow(self.runtime, site, guest, now=self.clock())

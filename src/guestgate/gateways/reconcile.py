@@ -11,12 +11,21 @@ and never touches entries it did not create. Running it twice changes nothing th
 Each site is read and pushed under that site's lock in the pool (see registry), and a successful
 push stamps `gateway_applied_at` on the sessions it was the first to apply: that is what ends a
 guest's "activating" page after the gateway was unreachable at sign-in.
+
+Limits and usage: each guest goes to the gateway with its session's speed limits, and each sync
+first reads the gateway's byte counters (nftables counter objects, RouterOS queue `bytes`). The
+readings are added to the sessions' usage (`guestgate.site_users.usage`: a smaller reading
+than the last means the gateway restarted, and is added whole); a session that reaches its data
+limit is left out of that same sync, so the gateway drops it at once, and is ended
+`quota_exceeded` (audit event `site_user.quota_exceeded`, metric
+`guestgate_sessions_quota_exceeded_total`). Usage is written under the site's lock, only for the
+sessions whose counters moved, in batched UPDATEs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +35,6 @@ import structlog
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.gateways import registry
 from guestgate.gateways.base import (
     GARDEN_AUTH,
@@ -37,13 +45,16 @@ from guestgate.gateways.base import (
     GatewayMisconfigured,
     GatewayUnreachable,
     GuestAccess,
+    GuestCounters,
+    UsageCheck,
 )
 from guestgate.gateways.locks import gateway_lock
-from guestgate.instances.models import Instance, InstanceSubnet
+from guestgate.ops import metrics as ops_metrics
 from guestgate.runtime import Runtime
+from guestgate.site_users import usage
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
-from guestgate.walled_garden import presets
+from guestgate.walled_garden import service as garden_service
 from guestgate.walled_garden.models import WalledGardenEntry
 
 log = structlog.get_logger(__name__)
@@ -54,11 +65,15 @@ APPLIED_BATCH = 500
 
 @dataclass(frozen=True)
 class ReconcileResult:
-    """How many guest entries one reconciliation added, removed and rewrote on a gateway."""
+    """How many guest entries one reconciliation added, removed and rewrote; usage written; quota ends."""
 
     added: int
     removed: int
     updated: int
+    usage_written: int = 0
+    quota_ended: int = 0
+    # The sessions the sync left out for their data limit (what the pass then ends).
+    dropped: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,8 @@ class _SiteState:
     names: list[GardenName]
     # Sessions not yet known to be enforced: once the push succeeds, they are.
     pending: list[str]
+    # The active sessions' usage so far, to add the counters read to.
+    usage: dict[str, usage.Usage] = dataclasses.field(default_factory=dict)
 
 
 def names_of(site_id: str, *, session: Session) -> list[GardenName]:
@@ -90,16 +107,13 @@ def names_of(site_id: str, *, session: Session) -> list[GardenName]:
     )
     found = {(row[0], row[1] or GARDEN_AUTH) for row in session.execute(stmt) if row[0] is not None}
     # The sign-in hosts of the site's oauth2 instances' providers, in the auth window.
-    providers = select(AuthIntegration.type).where(
-        AuthIntegration.id.in_(
-            select(Instance.auth_integration_id)
-            .join(InstanceSubnet, InstanceSubnet.instance_id == Instance.id)
-            .where(InstanceSubnet.site_id == site_id, Instance.strategy == "oauth2")
-        )
-    )
-    for integration_type in set(session.scalars(providers)):
-        found.update((host.hostname, GARDEN_AUTH) for host in presets.hosts_for(integration_type))
+    found.update((host, GARDEN_AUTH) for host in garden_service.provider_hosts(site_id, session=session)[0])
     return [GardenName(hostname, kind) for hostname, kind in sorted(found)]
+
+
+def provider_addresses(site_id: str, *, session: Session) -> list[GardenEntry]:
+    """The sign-in hosts of the site's providers that are addresses (an `oidc` issuer's), in the auth window."""
+    return [GardenEntry(a, GARDEN_AUTH) for a in garden_service.provider_hosts(site_id, session=session)[1]]
 
 
 def resolved(runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime) -> list[GardenName]:
@@ -111,7 +125,8 @@ def resolved(runtime: Runtime, driver: str, names: Sequence[GardenName], *, now:
         return list(names)
     resolver = runtime.garden_resolver
     return [
-        n if n.wildcard else dataclasses.replace(n, addresses=resolver.addresses(n.hostname, now=now)) for n in names
+        n if n.wildcard else dataclasses.replace(n, addresses=resolver.addresses(n.hostname, now=now))
+        for n in names
     ]
 
 
@@ -123,10 +138,13 @@ def reconcile_site(
     walled_garden: Sequence[GardenEntry | tuple[str, str | None]],
     now: datetime,
     names: Sequence[GardenName] = (),
+    check: UsageCheck | None = None,
 ) -> ReconcileResult:
-    """Make `gateway` hold exactly the guests active at `now` and the walled garden; raises GatewayError."""
-    synced = gateway.sync(desired_guests, walled_garden, now=now, names=names)
-    result = ReconcileResult(added=synced.added, removed=synced.removed, updated=synced.updated)
+    """Make `gateway` hold exactly the guests active at `now` (less those `check` drops) and the walled garden; raises GatewayError."""
+    synced = gateway.sync(desired_guests, walled_garden, now=now, names=names, check=check)
+    result = ReconcileResult(
+        added=synced.added, removed=synced.removed, updated=synced.updated, dropped=synced.dropped
+    )
     if result.added or result.removed or result.updated:
         log.info(
             "gateway.reconciled",
@@ -137,6 +155,31 @@ def reconcile_site(
             updated=result.updated,
         )
     return result
+
+
+class QuotaCheck:
+    """The `check` of one site's sync: adds the counters read to the sessions' usage, picks those over quota."""
+
+    def __init__(self, before: Mapping[str, usage.Usage]) -> None:
+        self.before = before
+        self.readings: list[usage.Reading] = []
+        self.over: set[str] = set()
+
+    def __call__(self, counters: Mapping[str, GuestCounters]) -> Collection[str]:
+        """Sessions to drop now: over their data limit after this reading (or already before it)."""
+        self.readings.clear()
+        self.over = {sid for sid, u in self.before.items() if usage.over_quota(u)}
+        for session_id, reading in counters.items():
+            before = self.before.get(session_id)
+            if before is None:
+                continue  # not an active session of the database: nothing to add it to
+            after = usage.read(before, reading.bytes_in, reading.bytes_out)
+            if usage.moved(before, after):
+                traffic = (after.bytes_in, after.bytes_out) != (before.bytes_in, before.bytes_out)
+                self.readings.append(usage.Reading(session_id, after, active=traffic))
+            if usage.over_quota(after):
+                self.over.add(session_id)
+        return self.over
 
 
 def reconcile_all(
@@ -181,6 +224,7 @@ def _reconcile_one(
         state = _load(site, runtime=runtime, now=now)
         try:
             gateway = pool.get(state.site)
+            check = QuotaCheck(state.usage)
             result = reconcile_site(
                 state.site,
                 gateway,
@@ -188,7 +232,10 @@ def _reconcile_one(
                 walled_garden=state.garden,
                 now=now,
                 names=resolved(runtime, state.driver, state.names, now=now),
+                check=check,
             )
+            # Still under the lock: the next pass reads what this one wrote.
+            result = _write_usage(state, check, result, runtime=runtime, now=now)
         except GatewayError as exc:
             log.warning("gateway.reconcile_failed", site_id=site.id, driver=state.driver, error=str(exc))
             return SiteOutcome(site.id, status_of(exc), None, str(exc)[:ERROR_CHARS]), state
@@ -198,6 +245,29 @@ def _reconcile_one(
             error = GatewayMisconfigured(f"unexpected error: {exc!r}")
             return SiteOutcome(site.id, status_of(error), None, str(error)[:ERROR_CHARS]), state
     return SiteOutcome(site.id, "ok", result, None), state
+
+
+def _write_usage(
+    state: _SiteState,
+    check: QuotaCheck,
+    result: ReconcileResult,
+    *,
+    runtime: Runtime,
+    now: datetime,
+) -> ReconcileResult:
+    dropped = result.dropped
+    if not check.readings and not dropped:
+        return result
+    with runtime.sessions() as session:
+        written = usage.record(check.readings, now=now, session=session)
+        ended = usage.end_over_quota(
+            dropped, org_id=state.site.org_id, site_id=state.site.id, now=now, session=session
+        )
+        session.commit()
+    if ended:
+        ops_metrics.QUOTA_EXCEEDED.labels(driver=state.driver).inc(len(ended))
+        log.info("gateway.quota_exceeded", site_id=state.site.id, driver=state.driver, sessions=len(ended))
+    return dataclasses.replace(result, usage_written=written, quota_ended=len(ended))
 
 
 def _sites(*, runtime: Runtime) -> list[Site]:
@@ -221,6 +291,13 @@ def _load(site: Site, *, runtime: Runtime, now: datetime) -> _SiteState:
                 SiteUser.mac_address,
                 SiteUser.expires_at,
                 SiteUser.gateway_applied_at,
+                SiteUser.download_kbps,
+                SiteUser.upload_kbps,
+                SiteUser.data_limit_mb,
+                SiteUser.bytes_in,
+                SiteUser.bytes_out,
+                SiteUser.gateway_bytes_in,
+                SiteUser.gateway_bytes_out,
             ).where(SiteUser.site_id == site.id, SiteUser.status == "active", SiteUser.expires_at > now)
         ).all()
         garden = [
@@ -230,15 +307,25 @@ def _load(site: Site, *, runtime: Runtime, now: datetime) -> _SiteState:
             )
             if entry.ip_address is not None
         ]
+        garden += provider_addresses(site.id, session=session)
         names = names_of(site.id, session=session)
     return _SiteState(
         site=fresh,
         driver=fresh.gateway_driver,
         config=dict(fresh.gateway_config or {}),
-        guests=[GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows],
+        guests=[
+            GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3], download_kbps=r[5], upload_kbps=r[6])
+            for r in rows
+        ],
         garden=garden,
         names=names,
         pending=[r[0] for r in rows if r[4] is None],
+        usage={
+            r[0]: usage.Usage(
+                bytes_in=r[8] or 0, bytes_out=r[9] or 0, raw_in=r[10], raw_out=r[11], data_limit_mb=r[7]
+            )
+            for r in rows
+        },
     )
 
 

@@ -11,9 +11,21 @@ Host-name entries of the walled garden are left to the router's own DNS: an exac
 address-list entry whose `address` is the name (RouterOS resolves it and keeps dynamic entries
 of its addresses, refreshed as their TTL runs out: RouterOS 6.36 and later, all of v7; IPv4 lists
 only), and a `*.` wildcard is a `/ip/dns/static` entry `type=FWD`, `match-subdomain=yes`,
-`address-list=<list>`, `forward-to=<dns_forward_to>` (RouterOS v7.6 and later), so every
-address the router answers for the domain or a name below it joins the list. Guests must use the
-router as their DNS server for wildcards to work.
+`address-list=<list>` (RouterOS v7.6 and later), so every address the router answers for the
+domain or a name below it joins the list. Guests must use the router as their DNS server for
+wildcards to work. A FWD entry must name where it forwards (`forward-to`): the router's own
+upstream, read from `/ip/dns` (its first static `servers` entry, else the first of its
+`dynamic-servers`, learnt from DHCP or PPP; RouterOS prefers static servers the same way), so the
+wildcards resolve exactly as the router resolves everything else, and an entry is rewritten when
+that upstream changes. A router with no upstream at all cannot forward: the sync fails as
+misconfigured, naming `/ip dns servers`.
+
+Speed limits and byte counters are one simple queue per guest (`/queue/simple`), whatever its
+limits: `name=guestgate-<session>`, `target=<ip>/32` (or `/128`), `max-limit=<upload>/<download>`
+in bits per second (`0` is no limit), `comment=guestgate:<session>`. Its `bytes`
+("<upload>/<download>") are the session's counters; RouterOS keeps static queues across a reboot
+but starts their counters again at 0, and a new session gets a new queue, so its counters start
+at 0 too. Queues guestgate did not create are never touched.
 
 The NAT and filter rules that use them come from `rsc.render_script`. RouterOS facts the code
 relies on: every value is a string; `.id`s (`*1A`) change across reboots, so entries are always
@@ -59,8 +71,11 @@ from guestgate.gateways.base import (
     GatewayRejected,
     GatewayUnreachable,
     GuestAccess,
+    GuestCounters,
     HeldGuest,
     SyncResult,
+    UsageCheck,
+    active_guests,
     default_now,
     is_ipv6,
     normalize_ip,
@@ -69,6 +84,8 @@ from guestgate.gateways.base import (
     session_of,
     session_tag,
     split_garden,
+    with_fresh_counters,
+    without,
 )
 from guestgate.outbound import OutboundPolicy, OutboundRefused, canonical_host, describe_failure
 
@@ -82,9 +99,12 @@ GARDEN_COMMENT = "guestgate:walled-garden"
 AUTH_WINDOW_COMMENT = "guestgate:auth-window"
 MENUS = {4: "ip/firewall/address-list", 6: "ipv6/firewall/address-list"}
 DNS_STATIC = "ip/dns/static"
-# Where the router forwards wildcard names (FWD entries need one); the site's `dns_forward_to`
-# setting overrides it.
-DEFAULT_DNS_FORWARD_TO = "8.8.8.8"
+QUEUES = "queue/simple"
+QUEUE_PREFIX = "guestgate-"
+_QUEUE_PROPLIST = ".id,name,target,max-limit,bytes,comment"
+_RATE = re.compile(r"(\d+)([kMG]?)")
+_RATE_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3}
+DNS_SETTINGS = "ip/dns"
 _PROPLIST = ".id,list,address,timeout,comment,dynamic"
 _DNS_PROPLIST = ".id,name,type,address-list,match-subdomain,forward-to,comment"
 _DUPLICATE = "already have such entry"
@@ -124,9 +144,10 @@ class RouterOSGateway(Gateway):
         retries: int = 3,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
-        dns_forward_to: str = DEFAULT_DNS_FORWARD_TO,
+        dns_forward_to: str | None = None,
     ) -> None:
         self.host = host
+        # Where wildcard FWD entries forward; None: the router's own upstream (see the module docstring).
         self.dns_forward_to = dns_forward_to
         # Static DNS entries are read on the first push, then only while wildcards exist.
         self._dns_checked = False
@@ -160,6 +181,7 @@ class RouterOSGateway(Gateway):
         """Add the guest to guestgate-allowed with the time it has left (or update its entry)."""
         seconds = remaining_seconds(guest.until, now=default_now(now))
         self._upsert(ALLOWED_LIST, guest.ip, seconds=seconds, comment=session_tag(guest.session_id))
+        self._put_queue(guest)
 
     def revoke(self, session_id: str, ip: str) -> None:
         """Remove the session's entries for `ip` (found by their comment)."""
@@ -169,6 +191,8 @@ class RouterOSGateway(Gateway):
         for entry in found:
             if normalize_ip(entry["address"]) == key:
                 self._remove(family, entry[".id"])
+        for queue in self._queues({"comment": session_tag(session_id)}):
+            self._remove_queue(queue[".id"])
 
     def open_auth_window(self, ip: str, seconds: int) -> None:
         """Add `ip` to guestgate-auth-window for `seconds`."""
@@ -207,10 +231,11 @@ class RouterOSGateway(Gateway):
         if not want and self._dns_checked:
             return
         have: set[tuple[str, str]] = set()
+        forward_to = self._forward_to() if want else ""
         found = self._request("GET", DNS_STATIC, params={"comment": GARDEN_COMMENT, ".proplist": _DNS_PROPLIST})
         for entry in found if isinstance(found, list) else []:
             key = (str(entry.get("name", "")), str(entry.get("address-list", "")))
-            if key in want and entry.get("type") == "FWD" and entry.get("forward-to") == self.dns_forward_to:
+            if key in want and entry.get("type") == "FWD" and entry.get("forward-to") == forward_to:
                 have.add(key)
             else:
                 with contextlib.suppress(_NotFound):
@@ -222,7 +247,7 @@ class RouterOSGateway(Gateway):
                 json={
                     "name": domain,
                     "type": "FWD",
-                    "forward-to": self.dns_forward_to,
+                    "forward-to": forward_to,
                     "address-list": list_name,
                     "match-subdomain": "yes",
                     "comment": GARDEN_COMMENT,
@@ -230,9 +255,28 @@ class RouterOSGateway(Gateway):
             )
         self._dns_checked = not want
 
+    def _forward_to(self) -> str:
+        """Where FWD entries forward: the configured override, else the router's own first upstream."""
+        if self.dns_forward_to:
+            return self.dns_forward_to
+        settings = self._request("GET", DNS_SETTINGS, params={".proplist": "servers,dynamic-servers"})
+        settings = settings if isinstance(settings, dict) else {}
+        for key in ("servers", "dynamic-servers"):
+            servers = [s.strip() for s in str(settings.get(key) or "").split(",") if s.strip()]
+            if servers:
+                return servers[0]
+        raise GatewayMisconfigured(
+            "the router has no DNS server (/ip dns servers, or one learnt by DHCP): wildcard walled-garden "
+            "names are forwarded to it"
+        )
+
     def list_allowed(self) -> list[HeldGuest]:
         """The entries of guestgate-allowed tagged with a session, with the timeout they have left."""
         return self._held()[0]
+
+    def read_counters(self) -> dict[str, GuestCounters]:
+        """The `bytes` of guestgate's queues, by session id."""
+        return _queue_usage(self._queues())
 
     def health(self) -> GatewayHealth:
         """Check the REST API answers with these credentials."""
@@ -252,8 +296,12 @@ class RouterOSGateway(Gateway):
         *,
         now: datetime,
         names: Sequence[GardenName] = (),
+        check: UsageCheck | None = None,
     ) -> SyncResult:
-        """Read each list once, then send only the changes (updates go straight to the `.id` just read).
+        """Read each list and the queues once, then send only the changes (updates go straight to the `.id` just read).
+
+        The sessions `check` picks from the queues' counters are left out, so they are dropped
+        in this same sync.
 
         One request per change, so thousands of them take a while; each timeout is computed when
         its request leaves (`now` plus the time spent so far), or the last entries would outlive
@@ -265,7 +313,11 @@ class RouterOSGateway(Gateway):
             return now + timedelta(seconds=time.monotonic() - started)
 
         ours, foreign = self._held()
-        plan = plan_sync(ours, desired_guests, now=now, foreign=foreign)
+        queues = self._queues()
+        usage = with_fresh_counters(_queue_usage(queues), desired_guests)
+        dropped = frozenset(check(usage)) if check is not None else frozenset()
+        desired = without(desired_guests, dropped)
+        plan = plan_sync(ours, desired, now=now, foreign=foreign)
         for held in plan.remove:
             family, entry_id = _split_ref(held)
             self._remove(family, entry_id)
@@ -278,9 +330,81 @@ class RouterOSGateway(Gateway):
             except _NotFound:
                 self.allow(guest, now=current())
         for guest in plan.add:
-            self.allow(guest, now=current())
+            seconds = remaining_seconds(guest.until, now=current())
+            self._upsert(ALLOWED_LIST, guest.ip, seconds=seconds, comment=session_tag(guest.session_id))
+        taken = {normalize_ip(ip) for ip in foreign}
+        wanted = [g for k, g in active_guests(desired, now=now).items() if k not in taken]
+        self._sync_queues(queues, wanted)
         self.replace_walled_garden(walled_garden, names)
-        return SyncResult(added=len(plan.add), removed=len(plan.remove), updated=len(plan.update))
+        return SyncResult(
+            added=len(plan.add),
+            removed=len(plan.remove),
+            updated=len(plan.update),
+            usage=usage,
+            dropped=dropped,
+        )
+
+    # -- simple queues ---------------------------------------------------------------------
+
+    def _queues(self, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """guestgate's simple queues (tagged with a session)."""
+        found = self._request("GET", QUEUES, params={**(params or {}), ".proplist": _QUEUE_PROPLIST})
+        if not isinstance(found, list):
+            raise GatewayRejected(f"RouterOS answered GET /{QUEUES} with {type(found).__name__}, not a list")
+        return [q for q in found if session_of(q.get("comment")) is not None]
+
+    def _sync_queues(self, queues: list[dict[str, Any]], wanted: Sequence[GuestAccess]) -> None:
+        by_session: dict[str, dict[str, Any]] = {}
+        for queue in queues:
+            session_id = session_of(queue.get("comment"))
+            if session_id is None or session_id in by_session:
+                self._remove_queue(queue[".id"])
+                continue
+            by_session[session_id] = queue
+        keep = {g.session_id for g in wanted}
+        for session_id, queue in by_session.items():
+            if session_id not in keep:
+                self._remove_queue(queue[".id"])
+        for guest in wanted:
+            found = by_session.get(guest.session_id)
+            if found is None:
+                self._put_queue(guest)
+                continue
+            queue = found
+            body = _queue_body(guest)
+            same_target = _target_of(str(queue.get("target", ""))) == normalize_ip(guest.ip)
+            if not same_target or parse_max_limit(str(queue.get("max-limit", ""))) != max_limit_of(guest):
+                try:
+                    self._request(
+                        "PATCH",
+                        f"{QUEUES}/{queue['.id']}",
+                        json={"target": body["target"], "max-limit": body["max-limit"]},
+                    )
+                except _NotFound:
+                    self._put_queue(guest)
+
+    def _put_queue(self, guest: GuestAccess) -> None:
+        body = _queue_body(guest)
+        try:
+            self._request("PUT", QUEUES, json=body)
+            return
+        except _NotFound:
+            raise
+        except GatewayRejected:
+            # Refused (a queue of that name exists: the session's own, from an earlier add): set
+            # that one instead; anything else is raised again.
+            found = self._queues({"comment": body["comment"]})
+            if not found:
+                raise
+        self._request(
+            "PATCH",
+            f"{QUEUES}/{found[0]['.id']}",
+            json={"target": body["target"], "max-limit": body["max-limit"]},
+        )
+
+    def _remove_queue(self, queue_id: str) -> None:
+        with contextlib.suppress(_NotFound):
+            self._request("DELETE", f"{QUEUES}/{queue_id}")
 
     # -- address-list entries --------------------------------------------------------------
 
@@ -512,6 +636,68 @@ def _split_ref(held: HeldGuest) -> tuple[int, str]:
     assert held.ref is not None, "held entries of this driver carry their .id"
     family, entry_id = held.ref.split(":", 1)
     return int(family), entry_id
+
+
+def max_limit_of(guest: GuestAccess) -> tuple[int, int]:
+    """The guest's (upload, download) limits in bits per second; 0 is no limit."""
+    return (
+        (guest.upload_kbps or 0) * 1000 if (guest.upload_kbps or 0) > 0 else 0,
+        (guest.download_kbps or 0) * 1000 if (guest.download_kbps or 0) > 0 else 0,
+    )
+
+
+def parse_rate(text: str) -> int:
+    """A RouterOS rate in bits per second, as written or printed (`2000000`, `2M`, `512k`)."""
+    match = _RATE.fullmatch(text.strip())
+    if match is None:
+        raise GatewayRejected(f"cannot read the RouterOS rate '{text}'")
+    return int(match.group(1)) * _RATE_UNITS[match.group(2)]
+
+
+def parse_max_limit(text: str) -> tuple[int, int] | None:
+    """A queue's `max-limit` (`<upload>/<download>`) in bits per second, or None when it is unreadable."""
+    up, sep, down = text.partition("/")
+    try:
+        return (parse_rate(up), parse_rate(down)) if sep else None
+    except GatewayRejected:
+        return None
+
+
+def parse_bytes(text: str) -> tuple[int, int] | None:
+    """A queue's `bytes` (`<upload>/<download>`), or None when it is unreadable."""
+    up, sep, down = text.partition("/")
+    if not sep or not up.strip().isdigit() or not down.strip().isdigit():
+        return None
+    return int(up), int(down)
+
+
+def _queue_body(guest: GuestAccess) -> dict[str, str]:
+    key = normalize_ip(guest.ip)
+    up, down = max_limit_of(guest)
+    return {
+        "name": QUEUE_PREFIX + guest.session_id,
+        "target": f"{key}/{128 if _family(key) == 6 else 32}",
+        "max-limit": f"{up}/{down}",
+        "comment": session_tag(guest.session_id),
+    }
+
+
+def _target_of(text: str) -> str | None:
+    # One address (RouterOS may list several, comma-separated); a queue of several is not ours.
+    try:
+        return normalize_ip(text) if "," not in text else None
+    except ValueError:
+        return None
+
+
+def _queue_usage(queues: Sequence[dict[str, Any]]) -> dict[str, GuestCounters]:
+    found: dict[str, GuestCounters] = {}
+    for queue in queues:
+        session_id = session_of(queue.get("comment"))
+        counts = parse_bytes(str(queue.get("bytes", "")))
+        if session_id is not None and counts is not None:
+            found[session_id] = GuestCounters(bytes_in=counts[0], bytes_out=counts[1])
+    return found
 
 
 def format_duration(seconds: int) -> str:

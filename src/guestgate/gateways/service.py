@@ -9,7 +9,7 @@ here undoes a committed change because a gateway was down.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,22 +17,35 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from guestgate.audit import service as audit_service
 from guestgate.db import utcnow
 from guestgate.errors import NotFound
-from guestgate.gateways.agent import AGENT_STALE_SECONDS, AgentState, desired_state
+from guestgate.gateways.agent import AGENT_STALE_SECONDS, AgentState, agent_keys, desired_state
 from guestgate.gateways.base import (
     GardenEntry,
     GatewayError,
+    GatewayHealth,
     GatewayMisconfigured,
     GatewayUnreachable,
     GuestAccess,
+    GuestCounters,
 )
 from guestgate.gateways.locks import gateway_lock
 from guestgate.gateways.nftables import NftablesGateway, remove_table
 from guestgate.gateways.policy import LOCAL_DRIVER, LocalTable, local_table
-from guestgate.gateways.reconcile import ERROR_CHARS, mark_applied, names_of, resolved, status_of
+from guestgate.gateways.reconcile import (
+    ERROR_CHARS,
+    QuotaCheck,
+    mark_applied,
+    names_of,
+    provider_addresses,
+    resolved,
+    status_of,
+)
 from guestgate.gateways.rsc import render_script
+from guestgate.ops import metrics as ops_metrics
 from guestgate.runtime import Runtime
+from guestgate.site_users import usage
 from guestgate.site_users.models import SiteUser
 from guestgate.sites import service as site_service
 from guestgate.sites.models import Site
@@ -165,17 +178,26 @@ def garden_of(site_id: str, *, session: Session) -> list[GardenEntry]:
     stmt = select(WalledGardenEntry.ip_address, WalledGardenEntry.type).where(
         WalledGardenEntry.site_id == site_id
     )
-    return [GardenEntry(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
+    own = [GardenEntry(row[0], row[1]) for row in session.execute(stmt) if row[0] is not None]
+    return own + provider_addresses(site_id, session=session)
 
 
 def guests_of(site_id: str, *, now: datetime, session: Session) -> list[GuestAccess]:
     """The site's sessions active at `now`, as the gateway must hold them."""
     rows = session.execute(
-        select(SiteUser.id, SiteUser.ip_address, SiteUser.mac_address, SiteUser.expires_at).where(
-            SiteUser.site_id == site_id, SiteUser.status == "active", SiteUser.expires_at > now
-        )
+        select(
+            SiteUser.id,
+            SiteUser.ip_address,
+            SiteUser.mac_address,
+            SiteUser.expires_at,
+            SiteUser.download_kbps,
+            SiteUser.upload_kbps,
+        ).where(SiteUser.site_id == site_id, SiteUser.status == "active", SiteUser.expires_at > now)
     ).all()
-    return [GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3]) for r in rows]
+    return [
+        GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3], download_kbps=r[4], upload_kbps=r[5])
+        for r in rows
+    ]
 
 
 def find_site(site_id: str, *, session: Session) -> Site:
@@ -293,6 +315,55 @@ def bootstrap_script(
         )
 
 
+def site_script(runtime: Runtime, site_id: str, *, org_id: str, session: Session) -> str:
+    """The `.rsc` set-up of the org's site (NotFound for another org's); handing it out is audited.
+
+    The script holds the gateway's API password, so who downloaded it is worth knowing later,
+    as `guestgate gateway agent-key` records who was given an agent key.
+    """
+    site = site_service.get(site_id, org_id=org_id, session=session)
+    script = bootstrap_script(runtime, site.id)
+    audit_service.record(
+        session, org_id=org_id, action="site.script_downloaded", target_type="site", target_id=site.id
+    )
+    session.commit()
+    return script
+
+
+def site_agent_key(runtime: Runtime, site_id: str, *, org_id: str, session: Session) -> str:
+    """The key `guestgate agent` authenticates with for the org's site; handing it out is audited."""
+    site = site_service.get(site_id, org_id=org_id, session=session)
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="site.agent_key_shown",
+        target_type="site",
+        target_id=site.id,
+        detail={"driver": site.gateway_driver},
+    )
+    session.commit()
+    return agent_keys(runtime.settings, site.id)[0]
+
+
+def check_connection(runtime: Runtime, site: Site) -> GatewayHealth:
+    """Ask the site's gateway whether it answers with the stored settings; GatewayError if not.
+
+    The driver is the one the reconciler uses (the process's pool), so a RouterOS host goes
+    through the outbound policy like every other call to it. An agent is never reached from
+    here: its last poll answers (GatewayUnreachable when it is stale or never came).
+    """
+    if site.gateway_driver == "agent":
+        seen = site.gateway_last_sync_at
+        if site.gateway_status == "ok" and seen is not None:
+            return GatewayHealth(state="ok", detail=f"the agent last polled at {seen:%Y-%m-%d %H:%M:%S} UTC")
+        raise GatewayUnreachable(
+            "the agent has not polled yet"
+            if seen is None
+            else f"the agent has not polled since {seen.isoformat()}"
+        )
+    return runtime.gateways.get(site).health()
+
+
 def agent_state(runtime: Runtime, site: Site, *, now: datetime) -> AgentState:
     """The state an agent site's gateway must hold now."""
     pool = runtime.gateways
@@ -338,6 +409,44 @@ def agent_report(
             mark_applied(state.pending, now=now, session=session)
         session.commit()
     return state
+
+
+def agent_usage(
+    runtime: Runtime, site: Site, counters: Mapping[str, GuestCounters], *, now: datetime
+) -> tuple[int, int]:
+    """Add an agent's counters to its site's active sessions; end those over quota. Returns (written, ended)."""
+    ids = sorted(counters)
+    before: dict[str, usage.Usage] = {}
+    with runtime.sessions() as session:
+        for start in range(0, len(ids), usage.WRITE_BATCH):
+            chunk = ids[start : start + usage.WRITE_BATCH]
+            rows = session.execute(
+                select(
+                    SiteUser.id,
+                    SiteUser.bytes_in,
+                    SiteUser.bytes_out,
+                    SiteUser.gateway_bytes_in,
+                    SiteUser.gateway_bytes_out,
+                    SiteUser.data_limit_mb,
+                ).where(
+                    SiteUser.id.in_(chunk),
+                    SiteUser.site_id == site.id,
+                    SiteUser.status == "active",
+                    SiteUser.expires_at > now,
+                )
+            )
+            for r in rows:
+                before[r[0]] = usage.Usage(r[1] or 0, r[2] or 0, r[3], r[4], r[5])
+        check = QuotaCheck(before)
+        over = check({sid: c for sid, c in counters.items() if sid in before})
+        written = usage.record(check.readings, now=now, session=session)
+        ended = usage.end_over_quota(over, org_id=site.org_id, site_id=site.id, now=now, session=session)
+        session.commit()
+    if ended:
+        ops_metrics.QUOTA_EXCEEDED.labels(driver="agent").inc(len(ended))
+        # The agent drops them with the state its woken poll brings.
+        runtime.gateways.agents.bump(site.id)
+    return written, len(ended)
 
 
 def mark_stale_agents(runtime: Runtime, *, now: datetime) -> int:

@@ -8,6 +8,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic.json_schema import WithJsonSchema
 
+from guestgate.plans.schemas import (
+    DATA_DOC,
+    DOWNLOAD_DOC,
+    MAX_DEVICES_DOC,
+    MAX_USES_DOC,
+    UPLOAD_DOC,
+    VALIDITY_DOC,
+    PlanFields,
+)
+from guestgate.plans.service import ValidityFrom
 from guestgate.portal.i18n import LOCALES
 from guestgate.schemas import CIDR, Between, HexColor, MaxItems, Name, Timestamp, TimeZoneName, invalid
 
@@ -131,8 +141,8 @@ SiteAssignments = Annotated[
 ]
 
 
-class InstanceCreate(BaseModel):
-    """A new captive portal instance."""
+class InstanceCreate(PlanFields):
+    """A new captive portal instance; [extension] its plan fields are the default plan of its codes."""
 
     name: Name = Field(description="A human-readable name for the instance.", examples=["Lobby Wi-Fi"])
     strategy: Strategy = Field(description="The authentication method for this captive portal.")
@@ -205,6 +215,12 @@ class Instance(BaseModel):
     )
     network_name: str | None = Field(description=NETWORK_NAME_DOC)
     timezone: str | None = Field(description=TIMEZONE_DOC)
+    max_devices: int = Field(description=MAX_DEVICES_DOC)
+    max_uses: int | None = Field(description=MAX_USES_DOC)
+    download_kbps: int | None = Field(description=DOWNLOAD_DOC)
+    upload_kbps: int | None = Field(description=UPLOAD_DOC)
+    data_limit_mb: int | None = Field(description=DATA_DOC)
+    validity_from: ValidityFrom = Field(description=VALIDITY_DOC)
     created_at: Timestamp
     preview_url: str = Field(
         description="A temporary, signed URL to preview the captive portal's appearance."

@@ -29,6 +29,7 @@ from guestgate.instances.schemas import (
 from guestgate.instances.schemas import Instance as InstanceOut
 from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.plans import service as plan_service
 from guestgate.security import UrlSigner
 from guestgate.site_users.models import SiteUser
 from guestgate.sites.models import Site
@@ -46,6 +47,7 @@ AUDITED_FIELDS = (
     "locale",
     "network_name",
     "timezone",
+    *plan_service.FIELDS,
 )
 
 
@@ -139,6 +141,9 @@ def _apply_optional(
     """The optional fields of a create or an update: each one given replaces, each one omitted stays."""
     if data.auth_window_ttl is not None:
         instance.auth_window_ttl = data.auth_window_ttl
+    # The plan as a whole must hold together (max_uses against max_devices), given fields or kept.
+    base = plan_service.DEFAULT if instance.max_devices is None else plan_service.of(instance)
+    plan_service.set_columns(instance, plan_service.check(data.plan_over(base)))
     if data.theme is not None:
         colours = data.theme.model_dump(exclude_none=True)
         instance.theme = {**DEFAULT_THEME, **(instance.theme or {}), **colours}
@@ -199,6 +204,7 @@ def to_out(
         sites=[SiteSubnets(id=site_id, subnets=subnets) for site_id, subnets in item.sites.items()],
         network_name=instance.network_name,
         timezone=instance.timezone,
+        **plan_service.columns(plan_service.of(instance)),
         created_at=instance.created_at,
         preview_url=urls.preview_url(instance.id, signer=signer, public_url=public_url, now=moment),
     )

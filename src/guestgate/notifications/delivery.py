@@ -26,7 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from guestgate.config import Settings
+from guestgate.coupons import export
+from guestgate.db import new_id
 from guestgate.notifications import email, outbox, payload, webhooks
+from guestgate.notifications import service as group_service
 from guestgate.notifications.models import NotificationGroup
 from guestgate.notifications.outbox import Claim, DeliveryReport, Outcome
 from guestgate.notifications.states import Channel
@@ -216,6 +219,82 @@ async def _send(job: Job, settings: Settings, client: httpx2.AsyncClient | None,
         log.exception("delivery_send_crashed", delivery_id=job.claim.delivery_id)
         return Outcome(False, None, f"{type(exc).__name__}: {exc}", _ms_since(started))
     return Outcome(True, status, None, _ms_since(started))
+
+
+@dataclasses.dataclass(frozen=True)
+class TestOutcome:
+    """What a notification group's test message did, in our words (never the receiver's)."""
+
+    ok: bool
+    words: str
+
+
+async def send_test(
+    group: NotificationGroup, *, channel: str, target: str, runtime: Runtime, now: datetime
+) -> TestOutcome:
+    """Send a test message to one of the group's targets, as a delivery would send it.
+
+    The e-mail goes through `email.send` (the SMTP server, or the outbox without one), the
+    webhook through `webhooks.post` on the outbound policy's transport, signed with the stored
+    secret of that URL, with the event `notifications.test`. Only a target the group holds can
+    be sent to. A failure is told by its status code or what failed: a receiver's words (an SMTP
+    reply text, a response body) are never repeated.
+    """
+    settings = runtime.settings
+    delivery_id = new_id()
+    started = time.monotonic()
+    deadline = outbox.send_deadline(settings)
+    try:
+        async with asyncio.timeout(deadline):
+            if channel == Channel.EMAIL and target in (group.emails or []):
+                message = email.build_test_message(
+                    group_name=group.name,
+                    to=target,
+                    sender=settings.smtp_from,
+                    delivery_id=delivery_id,
+                    now=now,
+                )
+                status = await email.send(message, settings=settings, delivery_id=delivery_id, now=now)
+                if status is None:
+                    return TestOutcome(
+                        True,
+                        f"No SMTP server is set up: the test message to {target} was written to the outbox folder.",
+                    )
+                return TestOutcome(
+                    True, f"The SMTP server accepted the test message to {target} (reply code {status})."
+                )
+            secrets = dict(group_service.webhook_targets(group, box=runtime.box))
+            if channel == Channel.WEBHOOK and target in secrets:
+                body = webhooks.body_of(
+                    {
+                        "event": webhooks.TEST_EVENT,
+                        "notification_group_id": group.id,
+                        "sent_at": export.timestamp(now),
+                    }
+                )
+                async with httpx2.AsyncClient(transport=runtime.outbound.async_transport("webhook")) as client:
+                    code = await webhooks.post(
+                        target,
+                        body,
+                        secret=secrets[target],
+                        delivery_id=delivery_id,
+                        timeout=settings.webhook_timeout_seconds,
+                        client=client,
+                        event=webhooks.TEST_EVENT,
+                    )
+                return TestOutcome(True, f"The webhook answered HTTP {code}.")
+    except email.EmailFailed as exc:
+        if exc.status_code is not None:
+            return TestOutcome(False, f"The SMTP server refused the test message (reply code {exc.status_code}).")
+        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "no answer"
+        return TestOutcome(False, f"The SMTP server could not be reached ({cause}).")
+    except webhooks.WebhookFailed as exc:
+        return TestOutcome(False, f"The webhook failed: {exc}.")
+    except TimeoutError:
+        return TestOutcome(False, f"Gave up after {deadline:g} s.")
+    finally:
+        log.info("notification_test", group_id=group.id, channel=channel, ms=_ms_since(started))
+    return TestOutcome(False, "That address or URL is not one of this group's.")
 
 
 def _redacted(outcome: Outcome, job: Job, settings: Settings) -> Outcome:

@@ -87,6 +87,25 @@ def build_message(
     return message
 
 
+def build_test_message(
+    *, group_name: str, to: str, sender: str, delivery_id: str, now: datetime
+) -> EmailMessage:
+    """A short message that says it is a test of the notification group `group_name`."""
+    message = EmailMessage()
+    message["Subject"] = f"guestgate test message: {_one_line(group_name)}"
+    message["From"] = sender
+    message["To"] = to
+    message["Date"] = format_datetime(now.astimezone(UTC))
+    message["Message-ID"] = make_msgid(idstring=delivery_id.replace("-", ""), domain=_domain(sender))
+    message["X-Guestgate-Delivery"] = delivery_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(
+        f'This is a test message from guestgate for the notification group "{_one_line(group_name)}".\n'
+        "Coupon batches of the schedules that use this group will arrive the same way.\n"
+    )
+    return message
+
+
 async def send(message: EmailMessage, *, settings: Settings, delivery_id: str, now: datetime) -> int | None:
     """Send through SMTP, or write to the outbox without an SMTP host; raises EmailFailed."""
     if settings.smtp_host is None:

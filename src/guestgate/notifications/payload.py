@@ -23,6 +23,8 @@ from guestgate.errors import NotFound
 from guestgate.instances.models import Instance
 from guestgate.instances.schemas import DEFAULT_THEME
 from guestgate.notifications import webhooks
+from guestgate.plans.service import DEFAULT as DEFAULT_PLAN
+from guestgate.plans.service import Plan
 from guestgate.runtime import Runtime
 from guestgate.schedules.models import CouponSchedule, ScheduleRun
 
@@ -35,6 +37,8 @@ class BatchCoupon:
     code: str
     expires_at: datetime
     created_at: datetime
+    # What the code buys (its card's plan line, its CSV row's plan columns).
+    plan: Plan = DEFAULT_PLAN
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def batch_payload(
         valid_for_in_minutes=run.valid_for_in_minutes,
         generated_at=run.ran_at,
         expires_at=run.ran_at + timedelta(minutes=run.valid_for_in_minutes),
-        coupons=tuple(BatchCoupon(c.id, c.code, c.expires_at, c.created_at) for c in coupons),
+        coupons=tuple(BatchCoupon(c.id, c.code, c.expires_at, c.created_at, c.plan) for c in coupons),
         link=link.url,
         link_expires_at=link.expires_at,
         timezone=zone_name,

@@ -26,6 +26,8 @@ SIGNATURE_HEADER = "X-Guestgate-Signature"
 DELIVERY_HEADER = "X-Guestgate-Delivery"
 EVENT_HEADER = "X-Guestgate-Event"
 EVENT = "coupons.batch_generated"
+# The event of a notification group's "send test": receivers can tell it from a real batch.
+TEST_EVENT = "notifications.test"
 
 
 def _version() -> str:
@@ -56,14 +58,14 @@ def signature(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def headers(body: bytes, *, secret: str, delivery_id: str) -> dict[str, str]:
+def headers(body: bytes, *, secret: str, delivery_id: str, event: str = EVENT) -> dict[str, str]:
     """Every header of a webhook POST."""
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         SIGNATURE_HEADER: signature(body, secret),
         DELIVERY_HEADER: delivery_id,
-        EVENT_HEADER: EVENT,
+        EVENT_HEADER: event,
     }
 
 
@@ -75,13 +77,14 @@ async def post(
     delivery_id: str,
     timeout: float,
     client: httpx2.AsyncClient,
+    event: str = EVENT,
 ) -> int:
     """POST the body; the 2xx status on success, else WebhookFailed (status and reason recorded)."""
     try:
         response = await client.post(
             url,
             content=body,
-            headers=headers(body, secret=secret, delivery_id=delivery_id),
+            headers=headers(body, secret=secret, delivery_id=delivery_id, event=event),
             timeout=timeout,
             follow_redirects=False,
         )

@@ -11,6 +11,7 @@ token. Each `serve` and `worker` process is scraped on its own; Prometheus sums 
     guestgate_coupons_generated_total{source}                coupons of those batches and of POST .../coupons
     guestgate_deliveries_total{channel,result}               e-mail/webhook attempts: sent, retry, failed
     guestgate_operator_rate_limited_total                    operator requests refused with 429
+    guestgate_sessions_quota_exceeded_total{driver}          sessions the reconciler ended over their data limit
 
 The portal's `/guest` path is dispatched before any middleware for speed: it is not in the
 request metrics, and a sign-in costs one pre-bound counter increment.
@@ -72,6 +73,13 @@ DELIVERIES = Counter(
 RATE_LIMITED = Counter(
     "guestgate_operator_rate_limited",
     "Operator API requests refused because their token exceeded the rate limit",
+    registry=REGISTRY,
+)
+
+QUOTA_EXCEEDED = Counter(
+    "guestgate_sessions_quota_exceeded",
+    "Guest sessions ended because they used their data limit, by gateway driver",
+    ["driver"],
     registry=REGISTRY,
 )
 

@@ -13,7 +13,9 @@ class PlanColumns:
     """Mixin: `max_devices`, `max_uses`, `download_kbps`, `upload_kbps`, `data_limit_mb`, `validity_from`."""
 
     max_devices: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
-    max_uses: Mapped[int | None] = mapped_column(Integer, default=1, server_default="1")
+    # `evaluates_none`: an explicit None (no limit) is written as NULL; without it the ORM would
+    # leave the column out of the INSERT, and the default (1) would take its place.
+    max_uses: Mapped[int | None] = mapped_column(Integer().evaluates_none(), default=1, server_default="1")
     download_kbps: Mapped[int | None] = mapped_column(Integer, default=None)
     upload_kbps: Mapped[int | None] = mapped_column(Integer, default=None)
     data_limit_mb: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -1,4 +1,5 @@
-"""Signing a guest in with an identity provider: Google and Microsoft (OpenID Connect), GitHub (OAuth2).
+"""Signing a guest in with an identity provider: Google and Microsoft (OpenID Connect), GitHub (OAuth2),
+and **[extension]** any OpenID Connect issuer an operator names (`oidc`).
 
 All three use the authorization code flow with PKCE (S256) and `state` (kept by the caller,
 see `oauth_state`). For OpenID Connect the endpoints come from the provider's discovery
@@ -9,12 +10,18 @@ multi-tenant audiences (`common`, `organizations`) announce the issuer as a temp
 OAuth2: the user comes from `GET /user`, the e-mail from `GET /user/emails` (the primary one,
 and only if GitHub has verified it).
 
-Every URL is a setting (`GUESTGATE_OAUTH_*`), so tests point them at a local provider.
+Every URL of Google, Microsoft and GitHub is a setting (`GUESTGATE_OAUTH_*`), so tests point
+them at a local provider. An `oidc` integration's issuer is tenant input instead: its discovery
+document, token endpoint and key set are reached through the outbound policy (purpose
+`identity-provider`), the document is checked by `auth_integrations.discovery.parse` (issuer
+identical to the configured one, https endpoints unless `GUESTGATE_OAUTH_OIDC_ALLOW_HTTP`) and
+cached like the others; the identity comes from the id_token's claims.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
@@ -30,20 +37,22 @@ from joserfc.errors import ClaimError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
+from guestgate.auth_integrations import discovery
+from guestgate.auth_integrations.discovery import SIGNING_ALGORITHMS
 from guestgate.config import Settings
+from guestgate.outbound import OutboundPolicy, OutboundRefused
 
 log = structlog.get_logger(__name__)
 
 GOOGLE = "google"
 AZURE = "azure"
 GITHUB = "github"
-OIDC_PROVIDERS = (GOOGLE, AZURE)
+OIDC = "oidc"
+OIDC_PROVIDERS = (GOOGLE, AZURE, OIDC)
 # What a guest sees on the button, whatever the integration is called.
-PROVIDER_NAMES = {GOOGLE: "Google", AZURE: "Microsoft", GITHUB: "GitHub"}
+PROVIDER_NAMES = {GOOGLE: "Google", AZURE: "Microsoft", GITHUB: "GitHub", OIDC: "OpenID Connect"}
 OIDC_SCOPE = "openid email profile"
 GITHUB_SCOPE = "read:user user:email"
-# Asymmetric only: an HS256 id_token would be "signed" with our own client secret.
-SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 CLOCK_LEEWAY_SECONDS = 60
 METADATA_SECONDS = 3600
 MAX_CACHED_DOCUMENTS = 256
@@ -77,6 +86,8 @@ class Endpoints:
     github_base_url: str = "https://github.com"
     github_api_url: str = "https://api.github.com"
     timeout_seconds: float = 10.0
+    # `oidc` issuers and endpoints may be http:// (tests only).
+    oidc_allow_http: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Endpoints:
@@ -87,6 +98,7 @@ class Endpoints:
             github_base_url=settings.oauth_github_base_url.rstrip("/"),
             github_api_url=settings.oauth_github_api_url.rstrip("/"),
             timeout_seconds=settings.oauth_timeout_seconds,
+            oidc_allow_http=settings.oauth_oidc_allow_http,
         )
 
     def discovery_url(self, provider: str, tenant: str | None) -> str:
@@ -106,6 +118,9 @@ class Integration:
     client_id: str
     client_secret: str = field(repr=False)
     tenant: str | None = None
+    issuer: str | None = None
+    # `oidc`: the authorization endpoint's host found when saved (the one the auth window opens).
+    sign_in_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,43 +168,69 @@ class IdentityProviders:
         *,
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         self.endpoints = endpoints
         self._transport = transport
         self._clock = clock
+        # `oidc` issuers are tenant input: reached only through this policy (none: refused).
+        self._outbound = outbound
         self._documents: dict[str, tuple[float, dict[str, Any]]] = {}
         self._http: httpx2.AsyncClient | None = None
+        self._tenant_http: httpx2.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _client(self) -> httpx2.AsyncClient:
+    def _client(self, integration: Integration | None = None) -> httpx2.AsyncClient:
+        """The pool for the deployment's providers, or for a tenant's `oidc` issuer (guarded)."""
         # A pool's connections belong to the event loop that opened them.
         loop = asyncio.get_running_loop()
-        if self._http is None or self._loop is not loop:
+        if self._loop is not loop:
+            self._http = self._tenant_http = None
+            self._loop = loop
+        if integration is not None and integration.type == OIDC:
+            if self._tenant_http is None:
+                self._tenant_http = httpx2.AsyncClient(
+                    transport=self._tenant_transport(),
+                    timeout=self.endpoints.timeout_seconds,
+                    follow_redirects=False,
+                )
+            return self._tenant_http
+        if self._http is None:
             self._http = httpx2.AsyncClient(
                 transport=self._transport, timeout=self.endpoints.timeout_seconds, follow_redirects=False
             )
-            self._loop = loop
         return self._http
 
-    def _oauth_client(self, integration: Integration, redirect_uri: str) -> AsyncOAuth2Client:
+    def _tenant_transport(self) -> httpx2.AsyncBaseTransport:
+        if self._transport is not None:
+            return self._transport
+        if self._outbound is None:
+            raise SignInFailed(SignInFailed.UNREACHABLE, "no outbound policy for an oidc issuer")
+        return self._outbound.async_transport("identity-provider")
+
+    def _oauth_client(
+        self, integration: Integration, redirect_uri: str, *, auth_method: str = "client_secret_post"
+    ) -> AsyncOAuth2Client:
         scope = GITHUB_SCOPE if integration.type == GITHUB else OIDC_SCOPE
         return AsyncOAuth2Client(
             client_id=integration.client_id,
             client_secret=integration.client_secret,
-            # Google, Microsoft and GitHub all document the secret in the form body.
-            token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name, not a secret
+            # Google, Microsoft and GitHub all document the secret in the form body; an `oidc`
+            # issuer's choice comes from its discovery document.
+            token_endpoint_auth_method=auth_method,
             scope=scope,
             redirect_uri=redirect_uri,
             code_challenge_method="S256",
-            transport=self._transport,
+            transport=self._tenant_transport() if integration.type == OIDC else self._transport,
             timeout=self.endpoints.timeout_seconds,
         )
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        client, self._http = self._http, None
-        if client is not None:
-            await client.aclose()
+        """Close the connection pools."""
+        for client in (self._http, self._tenant_http):
+            if client is not None:
+                await client.aclose()
+        self._http = self._tenant_http = None
 
     async def authorization_url(
         self, integration: Integration, *, redirect_uri: str, attempt: Attempt
@@ -202,6 +243,8 @@ class IdentityProviders:
             metadata = await self.metadata(integration)
             endpoint = _text(metadata, "authorization_endpoint")
             extra["nonce"] = attempt.nonce
+            if integration.type == OIDC:
+                self._warn_if_moved(integration, metadata)
         client = self._oauth_client(integration, redirect_uri)
         try:
             url, _ = client.create_authorization_url(
@@ -225,8 +268,16 @@ class IdentityProviders:
             )
             return await self._github_user(str(token["access_token"]))
         metadata = await self.metadata(integration)
+        auth_method = "client_secret_post"
+        if integration.type == OIDC:
+            auth_method = self._discovered(integration, metadata).token_auth_method
         token = await self._exchange(
-            integration, _text(metadata, "token_endpoint"), code, redirect_uri, attempt
+            integration,
+            _text(metadata, "token_endpoint"),
+            code,
+            redirect_uri,
+            attempt,
+            auth_method=auth_method,
         )
         id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
@@ -236,11 +287,37 @@ class IdentityProviders:
 
     async def metadata(self, integration: Integration) -> dict[str, Any]:
         """The provider's discovery document (cached)."""
+        if integration.type == OIDC:
+            url = discovery.discovery_url(integration.issuer or "")
+            metadata = await self._document(url, client=self._client(integration))
+            self._discovered(integration, metadata)
+            return metadata
         url = self.endpoints.discovery_url(integration.type, integration.tenant)
         metadata = await self._document(url)
         for key in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
             _text(metadata, key)
         return metadata
+
+    def _warn_if_moved(self, integration: Integration, metadata: dict[str, Any]) -> None:
+        # The auth window opens the host found when the integration was saved; a provider that
+        # moved its login page since is blocked for guests until the integration is saved again.
+        host = self._discovered(integration, metadata).sign_in_host
+        if integration.sign_in_host is not None and host != integration.sign_in_host:
+            log.warning(
+                "portal.oauth_sign_in_host_moved",
+                integration_id=integration.id,
+                saved=integration.sign_in_host,
+                discovered=host,
+                fix="save the auth integration again (PUT) to open the new host in the auth window",
+            )
+
+    def _discovered(self, integration: Integration, metadata: dict[str, Any]) -> discovery.Discovered:
+        try:
+            return discovery.parse(
+                metadata, issuer=integration.issuer or "", allow_http=self.endpoints.oidc_allow_http
+            )
+        except discovery.DiscoveryFailed as exc:
+            raise SignInFailed(SignInFailed.UNREACHABLE, f"the issuer {exc}") from exc
 
     async def verify_id_token(self, integration: Integration, id_token: str, *, nonce: str) -> dict[str, Any]:
         """The claims of an id_token issued to this integration for this attempt; SignInFailed otherwise."""
@@ -250,10 +327,11 @@ class IdentityProviders:
         if not algorithms:
             raise SignInFailed(SignInFailed.VERIFY, f"no acceptable signing algorithm in {announced!r}")
         jwks_uri = _text(metadata, "jwks_uri")
+        client = self._client(integration)
         try:
-            token = await self._decode(id_token, jwks_uri, algorithms, refresh=False)
+            token = await self._decode(id_token, jwks_uri, algorithms, refresh=False, client=client)
         except _UnknownKey:
-            token = await self._decode(id_token, jwks_uri, algorithms, refresh=True)
+            token = await self._decode(id_token, jwks_uri, algorithms, refresh=True, client=client)
         claims: dict[str, Any] = dict(token.claims)
         issuer = _expected_issuer(_text(metadata, "issuer"), claims)
         registry = JWTClaimsRegistry(
@@ -278,8 +356,16 @@ class IdentityProviders:
             raise SignInFailed(SignInFailed.VERIFY, "several audiences and azp is not this client")
         return claims
 
-    async def _decode(self, id_token: str, jwks_uri: str, algorithms: list[str], *, refresh: bool) -> Any:
-        document = await self._document(jwks_uri, refresh=refresh)
+    async def _decode(
+        self,
+        id_token: str,
+        jwks_uri: str,
+        algorithms: list[str],
+        *,
+        refresh: bool,
+        client: httpx2.AsyncClient,
+    ) -> Any:
+        document = await self._document(jwks_uri, refresh=refresh, client=client)
         try:
             keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError) as exc:
@@ -293,19 +379,19 @@ class IdentityProviders:
         except ValueError as exc:
             raise SignInFailed(SignInFailed.VERIFY, f"malformed id_token: {exc}") from exc
 
-    async def _document(self, url: str, *, refresh: bool = False) -> dict[str, Any]:
+    async def _document(
+        self, url: str, *, refresh: bool = False, client: httpx2.AsyncClient | None = None
+    ) -> dict[str, Any]:
         now = time.monotonic()
         cached = self._documents.get(url)
         if cached is not None and cached[0] > now and not refresh:
             return cached[1]
         try:
-            response = await self._client().get(url, headers={"Accept": "application/json"})
-            response.raise_for_status()
-            document = response.json()
-        except httpx2.HTTPError as exc:
+            document = await _json_of(client or self._client(), url)
+        except (httpx2.HTTPError, OutboundRefused) as exc:
             raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: {exc}") from exc
         except ValueError as exc:
-            raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: not JSON") from exc
+            raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: not JSON ({exc})") from exc
         if not isinstance(document, dict):
             raise SignInFailed(SignInFailed.UNREACHABLE, f"GET {url}: not a JSON object")
         if len(self._documents) >= MAX_CACHED_DOCUMENTS:
@@ -314,9 +400,16 @@ class IdentityProviders:
         return document
 
     async def _exchange(
-        self, integration: Integration, endpoint: str, code: str, redirect_uri: str, attempt: Attempt
+        self,
+        integration: Integration,
+        endpoint: str,
+        code: str,
+        redirect_uri: str,
+        attempt: Attempt,
+        *,
+        auth_method: str = "client_secret_post",
     ) -> dict[str, Any]:
-        client = self._oauth_client(integration, redirect_uri)
+        client = self._oauth_client(integration, redirect_uri, auth_method=auth_method)
         try:
             token = await client.fetch_token(
                 endpoint, grant_type="authorization_code", code=code, code_verifier=attempt.code_verifier
@@ -325,7 +418,7 @@ class IdentityProviders:
             raise SignInFailed(
                 SignInFailed.EXCHANGE, f"{exc.error}: {exc.description or ''}".strip()
             ) from exc
-        except httpx2.TransportError as exc:
+        except (httpx2.TransportError, OutboundRefused) as exc:
             raise SignInFailed(SignInFailed.UNREACHABLE, f"POST {endpoint}: {exc}") from exc
         except (httpx2.HTTPError, ValueError) as exc:
             raise SignInFailed(SignInFailed.EXCHANGE, f"POST {endpoint}: {exc}") from exc
@@ -374,6 +467,18 @@ class IdentityProviders:
             return response.json()
         except ValueError as exc:
             raise SignInFailed(SignInFailed.USER, f"GET {url}: not JSON") from exc
+
+
+async def _json_of(client: httpx2.AsyncClient, url: str) -> Any:
+    """GET a JSON document of at most MAX_DOCUMENT_BYTES (an `oidc` issuer is tenant input)."""
+    async with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
+        response.raise_for_status()
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > discovery.MAX_DOCUMENT_BYTES:
+                raise ValueError("larger than the largest document accepted")
+    return json.loads(bytes(body))
 
 
 class _UnknownKey(Exception):

@@ -183,7 +183,8 @@ def install(
         )
     signin = OAuthSignIn(
         portal=app.portal,
-        providers=providers or IdentityProviders(Endpoints.from_settings(settings)),
+        providers=providers
+        or IdentityProviders(Endpoints.from_settings(settings), outbound=runtime.outbound),
         integrations=Integrations(runtime.sessions, runtime.box),
         spent=spent,
         config=OAuthConfig.from_settings(settings),

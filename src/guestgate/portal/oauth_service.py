@@ -167,6 +167,8 @@ class Integrations:
             client_id=row.client_id,
             client_secret=secret,
             tenant=row.tenant,
+            issuer=row.issuer,
+            sign_in_host=row.sign_in_host,
         )
 
 

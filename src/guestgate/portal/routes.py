@@ -55,7 +55,9 @@ from guestgate.portal.throttle import (
     Throttle,
 )
 from guestgate.portal.tokens import GuestIdentity, TokenSealer
+from guestgate.portal.usage import UsageLookup, data_left_text, speed_text
 from guestgate.runtime import Runtime
+from guestgate.site_users.usage import QUOTA_EXCEEDED, SessionUsage
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +70,7 @@ _FORM_OUTCOMES: dict[SignInOutcome, tuple[int, str, str]] = {
     SignInOutcome.UNKNOWN: (400, "err_unknown", "code"),
     SignInOutcome.EXPIRED: (410, "err_expired", "code"),
     SignInOutcome.USED: (409, "err_used", "code"),
+    SignInOutcome.IN_USE: (409, "err_in_use", "code"),
     SignInOutcome.MISSING_CODE: (400, "err_missing_code", "code"),
     SignInOutcome.MALFORMED: (400, "err_malformed", "code"),
     SignInOutcome.TERMS_REQUIRED: (400, "err_terms", "accept"),
@@ -78,6 +81,14 @@ _PLAIN_500 = (
     b"<p>Something went wrong on our side. Please try again in a moment.</p></html>"
 )
 _HTTP_KEYS = {404: "err_not_found", 405: "err_method", 413: "err_too_large"}
+
+
+def refusal_text(t: Translator, key: str, allowed: int | None) -> str:
+    """A refused code's words: with its limit where it has more than one device or sign-in
+    ("This code is already in use on 2 devices"); a single-use code keeps its first words."""
+    if allowed is not None and allowed > 1 and key in ("err_used", "err_in_use"):
+        return t(f"{key}_many", count=allowed)
+    return t(key)
 
 
 class PortalApp:
@@ -99,6 +110,8 @@ class PortalApp:
             default=self._not_found,
         )
         self._form_extras: FormExtras | None = None
+        # Reads of a session's limits and usage for the status page (None: not shown).
+        self.usage: UsageLookup | None = None
         self._exact: dict[tuple[str, str], ASGIApp] | None = None
 
     def include(self, routes: Sequence[BaseRoute], *, form_extras: FormExtras | None = None) -> None:
@@ -243,7 +256,7 @@ class PortalApp:
             result.instance,
             token=result.token,
             status=status,
-            error=t(key),
+            error=refusal_text(t, key, result.allowed),
             error_field=field,
             code=result.code,
             accepted=form.get("accept") in ("yes", "on", "1", "true"),
@@ -254,6 +267,7 @@ class PortalApp:
         """The page a guest reopens to see its session."""
         view = await self.portal.status(request.query, peer=request.peer)
         t = self.translator(request, view.instance)
+        found = await self.usage.of(view.session_id) if self.usage and view.session_id else None
         if view.session is not None and view.instance is not None:
             return self.session_page(
                 request,
@@ -264,12 +278,21 @@ class PortalApp:
                 None,
                 t("status_title"),
                 activating=await self.portal.activating(view.session),
+                usage=found,
             )
-        message = t("session_ended") if request.query.get("t") else t("not_signed_in")
+        quota = found is not None and found.status == QUOTA_EXCEEDED
+        if not quota and self.usage and view.session is None and request.peer and not request.query.get("t"):
+            # Found by address: the guest the gateway dropped for its data limit is told so.
+            quota = await self.usage.ended_over_quota(view.site_id, request.peer, now=self._now())
+        if quota:
+            message = t("quota_exceeded")
+        else:
+            message = t("session_ended") if request.query.get("t") else t("not_signed_in")
         page = self.renderer.render(
             "session.html",
             t=t,
-            title=t("status_title"),
+            title=t("quota_title") if quota else t("status_title"),
+            quota=quota,
             instance=view.instance,
             now=self._now(),
             base=request.base,
@@ -351,6 +374,7 @@ class PortalApp:
         title: str,
         *,
         activating: bool = False,
+        usage: SessionUsage | None = None,
     ) -> Reply:
         now = self._now()
         # Where the guest was going: a link only when the gateway or our captive redirect vouched
@@ -381,6 +405,9 @@ class PortalApp:
                 "orig_text": None if vouched else orig,
                 "status_url": status_url,
                 "refresh_url": refresh_url,
+                # The plan's figures, on the status page of a session with limits.
+                "data_left": data_left_text(usage, t),
+                "speed": speed_text(usage, t),
             },
             # The template only tests whether there is a session; what it shows of it is in the slots.
             session=True,
@@ -506,5 +533,6 @@ def build(
     # portal's own connections close with it.
     event.listen(runtime.engine, "engine_disposed", lambda _engine: opened.close())
     app = PortalApp(portal, Renderer(signer=runtime.signer))
+    app.usage = UsageLookup(runtime)
     oauth_routes.install(app, runtime, providers=identity_providers)
     return app

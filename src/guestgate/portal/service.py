@@ -73,6 +73,7 @@ class SignInOutcome(StrEnum):
     UNKNOWN = "unknown"
     EXPIRED = "expired"
     USED = "used"
+    IN_USE = "in_use"
     MISSING_CODE = "missing_code"
     MALFORMED = "malformed"
     TERMS_REQUIRED = "terms_required"
@@ -92,6 +93,8 @@ def signin_outcome(outcome: Outcome) -> SignInOutcome:
             return SignInOutcome.EXPIRED
         case Outcome.USED:
             return SignInOutcome.USED
+        case Outcome.IN_USE:
+            return SignInOutcome.IN_USE
 
 
 # A form refused before any code was looked at (bad or expired token, wrong address, no portal).
@@ -128,6 +131,8 @@ class SignInResult:
     now: float = 0.0
     # The session stands but its gateway has not let the guest through yet.
     activating: bool = False
+    # A refused code's limit, for the words: its devices (IN_USE) or its sign-ins (USED).
+    allowed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,8 @@ class StatusView:
     instance: InstanceInfo | None
     session: GuestSession | None
     status_token: str | None = None
+    # The session a valid status link names, even when it has ended (to say why it did).
+    session_id: str | None = None
 
 
 class _Cache:
@@ -398,7 +405,7 @@ class Portal:
         refusing = [x for x in lockouts if x.scope != SCOPE_SITE]
         if refusing:
             return result(SignInOutcome.LOCKED, lockout=max(refusing, key=lambda x: x.until))
-        return result(signin_outcome(redeemed.outcome))
+        return result(signin_outcome(redeemed.outcome), allowed=redeemed.allowed)
 
     async def record_failure(self, identity: GuestIdentity, *, strategy: str, reason: str) -> None:
         """Audit a sign-in that failed outside the coupon store (an OAuth2 callback refused).
@@ -504,7 +511,7 @@ class Portal:
                 raise PortalError(403, "err_token_invalid") from exc
             session = await self._db(self.store.session, ref.session_id, now)
             instance = await self.instance(session.instance_id) if session else None
-            return StatusView(ref.site_id, instance, session, token if session else None)
+            return StatusView(ref.site_id, instance, session, token if session else None, ref.session_id)
         site_id = (params.get("site") or "").strip()
         if not site_id:
             raise PortalError(400, "err_site_missing")
@@ -513,7 +520,8 @@ class Portal:
             raise PortalError(403, "err_outside", site_id=site.site_id)
         instance = await self.instance(locate(site, peer))
         session = await self._db(self.store.active_session, site.site_id, peer, None, now)
-        return StatusView(site.site_id, instance, session, self._status_token(session) if session else None)
+        link = self._status_token(session) if session else None
+        return StatusView(site.site_id, instance, session, link, session.id if session else None)
 
     async def capport(
         self, site_id: str | None, *, peer: str | None, instance_id: str | None = None

@@ -27,9 +27,11 @@ from guestgate.audit import service as audit_service
 from guestgate.coupons import batches
 from guestgate.coupons import service as coupon_service
 from guestgate.db import immediate, new_id
+from guestgate.instances.models import Instance
 from guestgate.notifications import outbox
 from guestgate.notifications.models import NotificationGroup
 from guestgate.ops import metrics
+from guestgate.plans import service as plan_service
 from guestgate.runtime import Runtime
 from guestgate.schedules import service as schedule_service
 from guestgate.schedules.models import CouponSchedule
@@ -157,6 +159,11 @@ def _generate(
     now: datetime,
     session: Session,
 ) -> None:
+    instance = session.get(Instance, schedule.instance_id)
+    assert instance is not None  # the schedule's instance (ON DELETE CASCADE)
+    # Not checked again: the schedule's overrides were, when saved; an instance changed since
+    # (its max_uses under a schedule's max_devices) still makes codes that work, to its max_uses.
+    plan = plan_service.effective(instance, schedule.plan)
     batches.record(
         org_id=schedule.org_id,
         instance_id=schedule.instance_id,
@@ -168,6 +175,7 @@ def _generate(
         schedule_id=schedule.id,
         slot_at=slot_at,
         batch_id=run_id,
+        plan=plan,
     )
     coupon_service.generate_batch(
         org_id=schedule.org_id,
@@ -178,6 +186,7 @@ def _generate(
         session=session,
         schedule_id=schedule.id,
         run_id=run_id,
+        plan=plan,
     )
     group = session.get(NotificationGroup, schedule.notification_group_id)
     if group is not None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from guestgate.plans.schemas import PlanOut, PlanOverrides
 from guestgate.schemas import Between, Timestamp, TimeZoneName, invalid
 
 RecurrenceType = Literal["daily", "weekly", "monthly"]
@@ -94,6 +95,11 @@ class CouponScheduleCreate(BaseModel):
         description=TIME_OF_DAY_DOC,
         json_schema_extra={"example": "08:00", "pattern": f"^{_TIME_OF_DAY.pattern}$"},
     )
+    plan: PlanOverrides | None = Field(
+        None,
+        description="[extension] What the schedule's codes buy, where it differs from the instance's "
+        "plan. Omitted on update: kept; `{}` or null: the instance's plan.",
+    )
 
 
 def _response_style(schema: dict[str, Any]) -> None:
@@ -147,6 +153,15 @@ class CouponSchedule(BaseModel):
     )
     created_at: Timestamp = Field(
         **_doc("The timestamp when the schedule was created.", "2025-10-20T14:30:00Z")
+    )
+    plan: dict[str, Any] = Field(
+        default_factory=dict,
+        description="[extension] The schedule's overrides of the instance's plan (the fields it names).",
+    )
+    effective_plan: PlanOut | None = Field(
+        None,
+        description="[extension] What the schedule's next codes will buy: the instance's plan "
+        "with the overrides.",
     )
 
 

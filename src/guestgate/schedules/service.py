@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,11 +16,14 @@ from guestgate.coupons.batches import Counters
 from guestgate.db import utcnow
 from guestgate.errors import ParameterMissing, ReferenceMissing
 from guestgate.instances import service as instance_service
-from guestgate.notifications.models import NotificationGroup
+from guestgate.instances.models import Instance
+from guestgate.notifications.models import Delivery, NotificationGroup
 from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
+from guestgate.plans import service as plan_service
+from guestgate.plans.schemas import PlanOut
 from guestgate.schedules import recurrence
-from guestgate.schedules.models import CouponSchedule
+from guestgate.schedules.models import CouponSchedule, ScheduleRun
 from guestgate.schedules.schemas import DEFAULT_TIME_OF_DAY, CouponScheduleCreate
 from guestgate.schedules.schemas import CouponSchedule as CouponScheduleOut
 from guestgate.security import UrlSigner
@@ -34,6 +38,7 @@ AUDITED_FIELDS = (
     *RULE_FIELDS,
     "valid_for_in_minutes",
     "notification_group_id",
+    "plan",
 )
 
 
@@ -43,6 +48,8 @@ class ScheduleView:
 
     schedule: CouponSchedule
     counters: Counters
+    # The instance's plan with the schedule's overrides (None: not loaded).
+    plan: plan_service.Plan | None = None
 
 
 def get(schedule_id: str, *, instance_id: str, org_id: str, session: Session) -> CouponSchedule:
@@ -85,6 +92,7 @@ def create(
     instance = instance_service.get(instance_id, org_id=org_id, session=session)
     _check_group(data.notification_group_id, org_id=org_id, session=session)
     day_of_week, day_of_month = applicable_days(data)
+    overrides = _checked_overrides(data, instance=instance)
     schedule = CouponSchedule(
         org_id=org_id,
         instance_id=instance.id,
@@ -98,6 +106,7 @@ def create(
         timezone=data.timezone,
         notification_group_id=data.notification_group_id,
         created_at=moment,
+        plan=overrides or None,
     )
     schedule.next_run_at = next_slot(schedule, after=moment)
     session.add(schedule)
@@ -111,7 +120,7 @@ def create(
         detail={"name": schedule.name, "instance_id": instance.id, "count": schedule.count},
     )
     session.commit()
-    return ScheduleView(schedule, Counters())
+    return ScheduleView(schedule, Counters(), plan_service.effective(instance, schedule.plan))
 
 
 def replace(
@@ -132,6 +141,9 @@ def replace(
     schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
     _check_group(data.notification_group_id, org_id=org_id, session=session)
     day_of_week, day_of_month = applicable_days(data)
+    if "plan" in data.model_fields_set:
+        instance = instance_service.get(instance_id, org_id=org_id, session=session)
+        overrides = _checked_overrides(data, instance=instance)
     before = tuple(getattr(schedule, name) for name in RULE_FIELDS)
     audited = audit_service.snapshot(schedule, AUDITED_FIELDS)
     schedule.name = data.name
@@ -144,6 +156,8 @@ def replace(
     schedule.valid_for_in_minutes = data.valid_for_in_minutes
     schedule.timezone = data.timezone
     schedule.notification_group_id = data.notification_group_id
+    if "plan" in data.model_fields_set:
+        schedule.plan = overrides or None
     if schedule.next_run_at is None or tuple(getattr(schedule, name) for name in RULE_FIELDS) != before:
         schedule.next_run_at = next_slot(schedule, after=moment)
     audit_service.record(
@@ -225,6 +239,32 @@ def next_slot(schedule: CouponSchedule, *, after: datetime) -> datetime:
     )
 
 
+def next_slots(schedule: CouponSchedule, *, after: datetime, count: int = 5) -> list[datetime]:
+    """The schedule's first `count` slots strictly after `after` (UTC), oldest first."""
+    rule = recurrence.Rule.of(
+        recurrence_type=schedule.recurrence_type,
+        day_of_week=schedule.day_of_week,
+        day_of_month=schedule.day_of_month,
+        time_of_day=schedule.time_of_day or DEFAULT_TIME_OF_DAY,
+        timezone=schedule.timezone,
+    )
+    slots = rule.slots_after(after)
+    return [next(slots) for _ in range(count)]
+
+
+def list_deliveries(
+    schedule_id: str, *, instance_id: str, org_id: str, page: PageRequest, session: Session
+) -> Page[Delivery]:
+    """The deliveries of the schedule's batches (every attempt state), newest first."""
+    schedule = get(schedule_id, instance_id=instance_id, org_id=org_id, session=session)
+    stmt = (
+        select(Delivery)
+        .join(ScheduleRun, ScheduleRun.id == Delivery.run_id)
+        .where(ScheduleRun.schedule_id == schedule.id)
+    )
+    return fetch_page(session, stmt, page, Delivery.created_at, Delivery.id)
+
+
 def to_out(item: ScheduleView) -> CouponScheduleOut:
     """The API representation of a schedule."""
     schedule, counts = item.schedule, item.counters
@@ -246,16 +286,35 @@ def to_out(item: ScheduleView) -> CouponScheduleOut:
         tokens_generated_since_last_run=counts.generated,
         tokens_available_since_last_run=counts.available,
         created_at=schedule.created_at,
+        plan=dict(schedule.plan or {}),
+        effective_plan=None if item.plan is None else PlanOut.of(item.plan),
     )
 
 
 def _views(schedules: list[CouponSchedule], *, session: Session, now: datetime) -> list[ScheduleView]:
     run_ids = [s.last_run_id for s in schedules if s.last_run_id is not None]
     by_run = batches.counters(run_ids, session=session, now=now)
+    # One instance for a page of schedules (they are listed per instance): the identity map's.
+    instances = {s.instance_id: session.get(Instance, s.instance_id) for s in schedules}
     return [
-        ScheduleView(s, by_run.get(s.last_run_id, Counters()) if s.last_run_id else Counters())
+        ScheduleView(
+            s,
+            by_run.get(s.last_run_id, Counters()) if s.last_run_id else Counters(),
+            _effective(instances.get(s.instance_id), s),
+        )
         for s in schedules
     ]
+
+
+def _effective(instance: Instance | None, schedule: CouponSchedule) -> plan_service.Plan | None:
+    return None if instance is None else plan_service.effective(instance, schedule.plan)
+
+
+def _checked_overrides(data: CouponScheduleCreate, *, instance: Instance) -> dict[str, Any]:
+    """The request's plan overrides, once the plan they make with the instance's holds together."""
+    overrides = data.plan.given() if data.plan is not None else {}
+    plan_service.check(plan_service.effective(instance, overrides), prefix="plan.")
+    return overrides
 
 
 def _check_group(group_id: str, *, org_id: str, session: Session) -> None:

@@ -29,6 +29,14 @@ class SiteUser(Base):
             sqlite_where=text("status = 'active'"),
             postgresql_where=text("status = 'active'"),
         ),
+        # A code's live sessions (its devices), counted at sign-in (0011).
+        Index(
+            "ix_site_users_active_coupon",
+            "coupon_id",
+            "expires_at",
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(UUIDStr, primary_key=True, default=new_id)

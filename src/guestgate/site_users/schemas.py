@@ -14,7 +14,10 @@ from pydantic import BaseModel, Field
 from guestgate.errors import ParameterInvalid
 from guestgate.schemas import Timestamp
 
-SessionStatus = Literal["active", "expired", "disconnected"]
+# `quota_exceeded` (an extension): the session passed its data limit; only sessions with one end so.
+SessionStatus = Literal["active", "expired", "disconnected", "quota_exceeded"]
+# The longest identity search (an e-mail address is at most 254 characters).
+MAX_IDENTITY_SEARCH = 254
 Strategy = Literal["coupon", "oauth2"]
 T = TypeVar("T")
 
@@ -66,6 +69,8 @@ class SessionFilter:
     ip_address: str | None = None
     mac_address: str | None = None
     since: datetime | None = None
+    # Part of the e-mail address or name an identity provider shared (lowercase).
+    identity: str | None = None
 
     @classmethod
     def parse(
@@ -75,6 +80,7 @@ class SessionFilter:
         ip_address: str | None = None,
         mac_address: str | None = None,
         since: str | None = None,
+        identity: str | None = None,
     ) -> SessionFilter:
         """Validate and normalise the query parameters; ParameterInvalid names the first bad one."""
         return cls(
@@ -89,7 +95,20 @@ class SessionFilter:
                 parse_rfc3339,
                 "must be an RFC 3339 date-time with a time zone, such as 2025-10-29T08:00:00Z",
             ),
+            identity=_parsed(
+                "identity",
+                identity,
+                _identity_search,
+                f"must be 2 to {MAX_IDENTITY_SEARCH} characters of an e-mail address or a name",
+            ),
         )
+
+
+def _identity_search(value: str) -> str:
+    text = " ".join(value.split()).lower()
+    if not 2 <= len(text) <= MAX_IDENTITY_SEARCH:
+        raise ValueError(value)
+    return text
 
 
 def _parsed(name: str, value: str | None, parse: Callable[[str], T], reason: str) -> T | None:
@@ -104,7 +123,7 @@ def _parsed(name: str, value: str | None, parse: Callable[[str], T], reason: str
 class Identity(BaseModel):
     """Who signed in through an OAuth2 provider."""
 
-    provider: str = Field(description="The identity provider: `google`, `github` or `azure`.")
+    provider: str = Field(description="The identity provider: `google`, `github`, `azure` or **[extension]** `oidc`.")
     subject: str = Field(description="The user's stable id at the provider.")
     email: str | None = Field(description="The user's e-mail address, where the provider shared it.")
     name: str | None = Field(description="The user's display name, where the provider shared it.")
@@ -125,7 +144,10 @@ class SiteUser(BaseModel):
     coupon_id: str | None = Field(description="The coupon redeemed, for the 'coupon' strategy.")
     identity: Identity | None = Field(description="Who signed in, for the 'oauth2' strategy.")
     status: SessionStatus = Field(
-        description="`active` until `expires_at`, then `expired`; `disconnected` when ended early."
+        description=(
+            "`active` until `expires_at`, then `expired`; `disconnected` when ended early; "
+            "`quota_exceeded` (extension) when it used its data limit."
+        )
     )
     started_at: Timestamp = Field(description="When the guest authenticated.")
     expires_at: Timestamp = Field(description="When the session ends unless disconnected earlier.")

@@ -57,6 +57,17 @@ def list_users(
         stmt = stmt.where(func.lower(SiteUser.mac_address) == filters.mac_address)
     if filters.since is not None:
         stmt = stmt.where(SiteUser.started_at >= filters.since)
+    if filters.identity is not None:
+        # A substring of what the provider shared; the other filters (the console's: a site's
+        # active guests) bound the rows it reads.
+        email = func.lower(SiteUser.identity["email"].as_string())
+        name = func.lower(SiteUser.identity["name"].as_string())
+        stmt = stmt.where(
+            or_(
+                email.contains(filters.identity, autoescape=True),
+                name.contains(filters.identity, autoescape=True),
+            )
+        )
     return fetch_page(session, stmt, page, SiteUser.started_at, SiteUser.id)
 
 

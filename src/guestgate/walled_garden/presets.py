@@ -8,6 +8,11 @@ stored as entries: the API lists only what the operator created), and are enforc
 names (see `guestgate.walled_garden.resolver`, and the RouterOS driver). The token, JWKS and
 user-info endpoints are called by guestgate itself, not by the guest, so they are not here.
 
+A generic OpenID Connect integration (`oidc`) has no fixed list: its one host is the host of
+the authorization endpoint its discovery document names (`sign_in_host`, found when the
+integration is saved, see `guestgate.auth_integrations.discovery`): the provider's login page.
+Assets a provider's login page loads from other hosts are the operator's to add as entries.
+
 One list per integration type; every name with why the guest's browser needs it. Wildcards
 cover asset hosts whose exact names change (they work through the gateway's DNS: dnsmasq's
 `nftset=` on nftables and agent gateways, static DNS FWD entries on RouterOS v7.6+).
@@ -51,3 +56,10 @@ PRESETS: dict[str, tuple[PresetHost, ...]] = {
 def hosts_for(integration_type: str) -> tuple[PresetHost, ...]:
     """The preset hosts of an integration type (none for an unknown type)."""
     return PRESETS.get(integration_type, ())
+
+
+def sign_in_hosts(integration_type: str, sign_in_host: str | None) -> tuple[str, ...]:
+    """What an integration opens in the auth window: its type's presets, or an `oidc` issuer's sign-in host."""
+    if integration_type == "oidc":
+        return () if sign_in_host is None else (sign_in_host,)
+    return tuple(host.hostname for host in hosts_for(integration_type))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
+from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.errors import Conflict, InvalidRequest, NotFound, ParameterInvalid, ParameterMissing
+from guestgate.instances.models import Instance, InstanceSubnet
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.sites import service as site_service
+from guestgate.walled_garden import presets
 from guestgate.walled_garden.models import WalledGardenEntry
 from guestgate.walled_garden.schemas import DEFAULT_TYPE, WalledGardenEntryIn
 from guestgate.walled_garden.schemas import WalledGardenEntry as WalledGardenEntryOut
@@ -49,6 +53,35 @@ def entries_for_site(site_id: str, *, session: Session) -> list[WalledGardenEntr
         .order_by(WalledGardenEntry.created_at, WalledGardenEntry.id)
     )
     return list(session.scalars(stmt))
+
+
+def provider_hosts(site_id: str, *, session: Session) -> tuple[list[str], list[str]]:
+    """The sign-in hosts of the providers of the site's oauth2 instances, for the auth window.
+
+    `(host names, addresses)`: the presets of their types (see `presets`), and an `oidc`
+    integration's sign-in host, which is an address when its authorization endpoint names one.
+    """
+    stmt = select(AuthIntegration.type, AuthIntegration.sign_in_host).where(
+        AuthIntegration.id.in_(
+            select(Instance.auth_integration_id)
+            .join(InstanceSubnet, InstanceSubnet.instance_id == Instance.id)
+            .where(InstanceSubnet.site_id == site_id, Instance.strategy == "oauth2")
+        )
+    )
+    names: set[str] = set()
+    addresses: set[str] = set()
+    for kind, host in {(row[0], row[1]) for row in session.execute(stmt)}:
+        for found in presets.sign_in_hosts(kind, host):
+            (addresses if _is_address(found) else names).add(found)
+    return sorted(names), sorted(addresses)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def create(

@@ -1,8 +1,9 @@
 """The store's logic on both databases: the queries of `sql`, run and read by column name.
 
-A redemption is one transaction: the conditional UPDATE that only an unredeemed, unexpired
-coupon passes (so of any number of concurrent attempts exactly one changes the row), then
-the session INSERT. A failure's audit record is written in the same transaction. The
+A redemption is one transaction: the code's row read and checked against its plan (sign-ins
+left, unexpired, a device free), spent, then the session INSERT with the code's limits; on
+SQLite, BEGIN IMMEDIATE has serialised every writer first, so of any number of concurrent
+attempts no more win than the plan allows (PostgreSQL: `guestgate_redeem_coupon`). A failure's audit record is written in the same transaction. The
 subclasses supply the connections, the value conversions and the per-guest lock.
 """
 
@@ -22,6 +23,7 @@ from guestgate.portal.store.records import (
     GuestSession,
     ImageRef,
     InstanceInfo,
+    Limits,
     Outcome,
     RedeemResult,
     Redemption,
@@ -145,38 +147,86 @@ class SqlGuestStore(ABC):
         return None if row is None else self._session_of(row)
 
     def redeem(self, attempt: Redemption, now: datetime) -> RedeemResult:
-        """Redeem a code atomically: a new session, the guest's existing one, or why not."""
+        """Redeem a code atomically: a new session, the guest's existing one, or why not.
+
+        The guest's active session comes first: a guest signing in again while its session lasts
+        (with this code or another) gets that session back, spending neither a use nor a device.
+        """
         with self._writing() as conn:
             self._lock_guest(conn, guest_lock_key(attempt.site_id, attempt.ip))
             instance = conn.execute(self._sql(sql.INSTANCE_TTL), (attempt.instance_id,)).fetchone()
             org_id: str | None = None if instance is None else instance["org_id"]
-            if instance is not None:
-                existing = self._active(conn, attempt.site_id, attempt.ip, attempt.mac, now)
-                if existing is not None:
-                    return RedeemResult(Outcome.ALREADY_ACTIVE, existing, org_id)
-                stamp = self._ts(now)
-                won = conn.execute(
-                    self._sql(sql.REDEEM), (stamp, attempt.instance_id, attempt.code, stamp)
-                ).fetchall()
-                if won:
-                    session = new_session(
-                        str(uuid.uuid4()), attempt, now, int(instance["session_ttl"]), coupon_id=won[0]["id"]
-                    )
-                    self._insert_session(conn, session, instance["org_id"], strategy="coupon", identity=None)
-                    return RedeemResult(Outcome.SUCCESS, session, org_id)
-            return self._refused(conn, attempt, org_id, now)
+            if instance is None:
+                return self._refused(conn, attempt, org_id, now)
+            existing = self._active(conn, attempt.site_id, attempt.ip, attempt.mac, now)
+            if existing is not None:
+                return RedeemResult(Outcome.ALREADY_ACTIVE, existing, org_id)
+            stamp = self._ts(now)
+            fast = conn.execute(
+                self._sql(sql.SPEND_FAST), (stamp, attempt.instance_id, attempt.code, stamp)
+            ).fetchone()
+            if fast is not None:
+                return self._started(conn, attempt, now, instance, fast)
+            coupon = conn.execute(self._sql(sql.COUPON), (attempt.instance_id, attempt.code)).fetchone()
+            if coupon is None or self._refusal(conn, coupon, now) is not None:
+                return self._refused(conn, attempt, org_id, now)
+            redeemed_at = coupon["redeemed_at"]
+            expires_at = self._from_ts(coupon["expires_at"])
+            if redeemed_at is None and coupon["validity_from"] == "first_use":
+                # Valid for as long from its first use as it was from its creation.
+                expires_at = now + (expires_at - self._from_ts(coupon["created_at"]))
+            conn.execute(
+                self._sql(sql.SPEND),
+                (redeemed_at if redeemed_at is not None else stamp, self._ts(expires_at), coupon["id"]),
+            )
+            return self._started(conn, attempt, now, instance, coupon)
+
+    def _started(
+        self, conn: Any, attempt: Redemption, now: datetime, instance: Any, coupon: Any
+    ) -> RedeemResult:
+        """The session a spent code starts, with its limits (`coupon` has its id and limit columns)."""
+        limits = Limits(coupon["download_kbps"], coupon["upload_kbps"], coupon["data_limit_mb"])
+        session = new_session(
+            str(uuid.uuid4()),
+            attempt,
+            now,
+            int(instance["session_ttl"]),
+            coupon_id=coupon["id"],
+            limits=limits,
+        )
+        self._insert_session(conn, session, instance["org_id"], strategy="coupon", identity=None)
+        return RedeemResult(Outcome.SUCCESS, session, instance["org_id"])
+
+    def _refusal(self, conn: Any, coupon: Any, now: datetime) -> tuple[Outcome, int | None] | None:
+        """Why the code (a row with `sql.COUPON_STATE`'s columns) cannot sign a guest in now, and the
+        limit it reached; None if it can.
+
+        In this order: used up (every sign-in spent: today's "used" of a single-use code),
+        expired, in use on all its devices. Sessions are counted only when they could fill the
+        devices: a code used fewer times than it has devices cannot have them all signed in.
+        """
+        max_uses = coupon["max_uses"]
+        if max_uses is not None and coupon["uses"] >= max_uses:
+            return Outcome.USED, int(max_uses)
+        if self._from_ts(coupon["expires_at"]) <= now:
+            return Outcome.EXPIRED, None
+        devices = int(coupon["max_devices"])
+        if coupon["uses"] >= devices:
+            held = conn.execute(self._sql(sql.HOLDERS), (coupon["id"], self._ts(now))).fetchone()
+            if int(held["n"]) >= devices:
+                return Outcome.IN_USE, devices
+        return None
 
     def _refused(self, conn: Any, attempt: Redemption, org_id: str | None, now: datetime) -> RedeemResult:
-        """Why a code was not redeemed (unknown, used or expired), recorded as an audit event."""
+        """Why a code was not redeemed (unknown, used up, expired, in use), recorded as an audit event."""
         state = conn.execute(self._sql(sql.COUPON_STATE), (attempt.instance_id, attempt.code)).fetchone()
-        if state is None:
-            outcome = Outcome.UNKNOWN
-        elif state["redeemed_at"] is not None:
-            outcome = Outcome.USED
+        if state is None or org_id is None:
+            outcome, allowed = Outcome.UNKNOWN, None
         else:
-            outcome = Outcome.EXPIRED
+            # A code refused a moment ago may be free now (a session ended): it was in use then.
+            outcome, allowed = self._refusal(conn, state, now) or (Outcome.IN_USE, int(state["max_devices"]))
         self._insert_audit(conn, [failure_record(attempt, outcome, org_id)], now)
-        return RedeemResult(outcome, None, org_id)
+        return RedeemResult(outcome, None, org_id, allowed)
 
     def grant(self, grant: Grant, now: datetime) -> RedeemResult:
         """Start a session for a guest signed in without a coupon, or find its active one."""
@@ -211,6 +261,9 @@ class SqlGuestStore(ABC):
                 None if identity is None else self._json_in(identity),
                 self._ts(session.started_at),
                 self._ts(session.expires_at),
+                session.download_kbps,
+                session.upload_kbps,
+                session.data_limit_mb,
             ),
         )
 
@@ -258,4 +311,7 @@ class SqlGuestStore(ABC):
             started_at=self._from_ts(row["started_at"]),
             expires_at=self._from_ts(row["expires_at"]),
             coupon_id=row["coupon_id"],
+            download_kbps=row["download_kbps"],
+            upload_kbps=row["upload_kbps"],
+            data_limit_mb=row["data_limit_mb"],
         )

@@ -1,8 +1,8 @@
 """The store on PostgreSQL: autocommit psycopg connections (`store.pools`), used from worker
 threads, and the sign-in's redemption on the event loop. PostgreSQL keeps `timestamptz`.
 
-The redemption runs in the database function `guestgate_redeem_coupon` (migration 0004,
-migrations/versions/0004_guestgate_redeem_coupon.sql), whose statements PL/pgSQL plans once
+The redemption runs in the database function `guestgate_redeem_coupon` (migration 0011,
+migrations/versions/0011_guestgate_redeem_coupon.sql), whose statements PL/pgSQL plans once
 per connection: soon with a generic plan, made perhaps while `site_users` is small and without
 statistics. The guest's-session look-up is written to match the partial index
 ix_site_users_active_guest (site_id, ip_address, expires_at WHERE status = 'active'), which
@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 from guestgate.portal.store import sql
 from guestgate.portal.store.base import SqlGuestStore
 from guestgate.portal.store.pools import AsyncPool, SyncConnection, SyncPool
-from guestgate.portal.store.records import Outcome, RedeemResult, Redemption, new_session
+from guestgate.portal.store.records import Limits, Outcome, RedeemResult, Redemption, new_session
 
 T = TypeVar("T")
 
@@ -119,8 +119,9 @@ class PostgresGuestStore(SqlGuestStore):
         made = found.get("made")
         if made is None:
             return None, org_id
+        limits = Limits(made["download_kbps"], made["upload_kbps"], made["data_limit_mb"])
         session = new_session(
-            session_id, attempt, now, int(instance["session_ttl"]), coupon_id=made["coupon_id"]
+            session_id, attempt, now, int(instance["session_ttl"]), coupon_id=made["coupon_id"], limits=limits
         )
         return RedeemResult(Outcome.SUCCESS, session, org_id), org_id
 

@@ -17,7 +17,10 @@ class Outcome(StrEnum):
     ALREADY_ACTIVE = "already_active"
     UNKNOWN = "unknown"
     EXPIRED = "expired"
+    # No sign-ins left (`uses` reached `max_uses`).
     USED = "used"
+    # As many guests signed in with the code right now as its `max_devices`.
+    IN_USE = "in_use"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,22 @@ class GuestSession:
     started_at: datetime
     expires_at: datetime
     coupon_id: str | None = None
+    # The session's limits, copied from its code's plan at sign-in (None: no limit).
+    download_kbps: int | None = None
+    upload_kbps: int | None = None
+    data_limit_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A code's per-session limits, which its sessions copy (None: no limit)."""
+
+    download_kbps: int | None = None
+    upload_kbps: int | None = None
+    data_limit_mb: int | None = None
+
+
+NO_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,8 @@ class RedeemResult:
     outcome: Outcome
     session: GuestSession | None = None
     org_id: str | None = None
+    # What the code allows, for a refusal's words: its max_devices (IN_USE) or max_uses (USED).
+    allowed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,8 +148,10 @@ def new_session(
     ttl_seconds: int,
     *,
     coupon_id: str | None = None,
+    limits: Limits = NO_LIMITS,
 ) -> GuestSession:
-    """The session a sign-in of `guest` starts at `now`, lasting the instance's `ttl_seconds`."""
+    """The session a sign-in of `guest` starts at `now`, lasting the instance's `ttl_seconds`, with
+    its code's `limits`."""
     return GuestSession(
         id=session_id,
         site_id=guest.site_id,
@@ -138,6 +161,9 @@ def new_session(
         started_at=now,
         expires_at=now + timedelta(seconds=ttl_seconds),
         coupon_id=coupon_id,
+        download_kbps=limits.download_kbps,
+        upload_kbps=limits.upload_kbps,
+        data_limit_mb=limits.data_limit_mb,
     )
 
 
