@@ -30,7 +30,7 @@ from guestgate.outbound import OutboundPolicy
 from guestgate.portal.oauth import Attempt, Endpoints, IdentityProviders, Integration, SignInFailed
 from guestgate.runtime import Runtime
 from guestgate.sites.models import Site
-from tests.e2e.conftest import CLIENT_ID, CLIENT_SECRET, OpenIDProvider
+from tests.utils.browser import CLIENT_ID, CLIENT_SECRET, OpenIDProvider
 from tests.utils.settings import make_settings
 
 URL = "/captive/auth-integrations"

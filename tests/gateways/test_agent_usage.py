@@ -16,11 +16,11 @@ from guestgate.gateways.agent_client import Agent, AgentOptions, nftables_gatewa
 from guestgate.gateways.nftables import object_name, table_name
 from guestgate.runtime import Runtime
 from guestgate.sites.schemas import GatewayIn
-from tests.conftest import TEST_KEYS
 from tests.gateways.journey import GUEST_IP, app_client, sign_in
 from tests.gateways.netns import namespaces
 from tests.gateways.test_agent import key_of, poll
 from tests.gateways.world import GuestSite, make_guest_site
+from tests.utils.settings import TEST_KEYS
 
 USAGE = "/agent/v1/usage"
 

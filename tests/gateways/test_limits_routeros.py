@@ -176,7 +176,7 @@ def test_allowing_a_session_twice_keeps_one_queue_and_sets_it(
 ) -> None:
     from guestgate.gateways.base import GuestAccess
     from guestgate.gateways.routeros import RouterOSGateway
-    from tests.gateways.conftest import LOOPBACK_ROUTERS
+    from tests.utils.gateways import LOOPBACK_ROUTERS
 
     gateway = RouterOSGateway(
         host="127.0.0.1",

@@ -19,7 +19,7 @@ from guestgate.portal.store import (
     open_store,
 )
 from guestgate.site_users.models import SiteUser
-from tests.portal.conftest import ClientFactory, World, fresh_token, sign_in
+from tests.utils.portal import ClientFactory, World, fresh_token, sign_in
 
 DEVICES = 3
 LIMITS = {"download_kbps": 10_000, "upload_kbps": 2_000, "data_limit_mb": 1_000}

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import update
 
 from guestgate.site_users.models import SiteUser
-from tests.portal.conftest import GUEST_IP, ClientFactory, World
 from tests.portal.test_status import _signed_in
+from tests.utils.portal import GUEST_IP, ClientFactory, World
 
 
 def _set(world: World, **values: Any) -> None:
