@@ -22,9 +22,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
+from guestgate.plans.service import BYTES_PER_MB
 from guestgate.site_users.models import SiteUser
 
-MB = 1_000_000
+MB = BYTES_PER_MB  # the plan's megabyte (guestgate.plans.service)
 QUOTA_EXCEEDED = "quota_exceeded"
 # Rows per UPDATE statement when usage is written.
 WRITE_BATCH = 500
