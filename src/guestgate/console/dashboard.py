@@ -83,7 +83,7 @@ def build(*, org_id: str, now: datetime, session: Session) -> Dashboard:
     if site_ids:
         rows = session.execute(
             select(SiteUser.site_id, func.count())
-            .where(SiteUser.site_id.in_(site_ids), SiteUser.status == "active", SiteUser.expires_at > now)
+            .where(SiteUser.site_id.in_(site_ids), SiteUser.live_at(now))
             .group_by(SiteUser.site_id)
         )
         online_by_site = {site_id: int(n) for site_id, n in rows}

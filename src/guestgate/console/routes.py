@@ -349,7 +349,7 @@ def guests_page(
     if chosen is not None:
         try:
             filters = SessionFilter.parse(
-                status="active", ip_address=ip or None, mac_address=mac or None, identity=identity or None
+                status=site_user_service.ACTIVE, ip_address=ip or None, mac_address=mac or None, identity=identity or None
             )
             users = site_user_service.list_users(
                 chosen, org_id=who.org_id, filters=filters, now=now, page=_page(cursor), session=session
@@ -386,7 +386,7 @@ def disconnect(
     """End a guest's session; the gateway drops it (as the API's disconnect does)."""
     now = utcnow()
     user = site_user_service.disconnect(site_id, user_id, org_id=who.org_id, now=now, session=session)
-    if site_user_service.effective_status(user, now=now) != "active":
+    if site_user_service.effective_status(user, now=now) != site_user_service.ACTIVE:
         background.add_task(gateway_service.revoke, runtime, [gateway_service.ref_of(user)])
     response = redirect(f"{PREFIX}/guests?site={site_id}")
     response.background = background

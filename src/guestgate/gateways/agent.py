@@ -251,7 +251,7 @@ def desired_state(
             SiteUser.gateway_applied_at,
             SiteUser.download_kbps,
             SiteUser.upload_kbps,
-        ).where(SiteUser.site_id == site.id, SiteUser.status == "active", SiteUser.expires_at > now)
+        ).where(SiteUser.site_id == site.id, SiteUser.live_at(now))
     ).all()
     guests = [
         GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3], download_kbps=r[5], upload_kbps=r[6])

@@ -121,7 +121,7 @@ class MetricsApp:
             SiteUser.site_id,
             func.count(),
             func.sum(case((SiteUser.gateway_applied_at.is_(None), 1), else_=0)),
-        ).where(SiteUser.status == "active", SiteUser.expires_at > now)
+        ).where(SiteUser.live_at(now))
         if org_id is not None:
             sites = sites.where(Site.org_id == org_id)
             active = active.where(SiteUser.org_id == org_id)

@@ -298,7 +298,7 @@ def _load(site: Site, *, runtime: Runtime, now: datetime) -> _SiteState:
                 SiteUser.bytes_out,
                 SiteUser.gateway_bytes_in,
                 SiteUser.gateway_bytes_out,
-            ).where(SiteUser.site_id == site.id, SiteUser.status == "active", SiteUser.expires_at > now)
+            ).where(SiteUser.site_id == site.id, SiteUser.live_at(now))
         ).all()
         garden = [
             GardenEntry(entry.ip_address, entry.type)

@@ -46,7 +46,7 @@ from guestgate.gateways.rsc import render_script
 from guestgate.ops import metrics as ops_metrics
 from guestgate.runtime import Runtime
 from guestgate.site_users import usage
-from guestgate.site_users.models import SiteUser
+from guestgate.site_users.models import SessionStatus, SiteUser
 from guestgate.sites import service as site_service
 from guestgate.sites.models import Site
 from guestgate.walled_garden.models import WalledGardenEntry
@@ -162,7 +162,7 @@ def active_sessions_of_instance(instance_id: str, *, session: Session) -> list[S
     """The instance's active sessions: those its deletion ends."""
     rows = session.execute(
         select(SiteUser.site_id, SiteUser.id, SiteUser.ip_address).where(
-            SiteUser.instance_id == instance_id, SiteUser.status == "active"
+            SiteUser.instance_id == instance_id, SiteUser.status == SessionStatus.ACTIVE
         )
     ).all()
     return [SessionRef(site_id=r[0], session_id=r[1], ip=r[2]) for r in rows]
@@ -192,7 +192,7 @@ def guests_of(site_id: str, *, now: datetime, session: Session) -> list[GuestAcc
             SiteUser.expires_at,
             SiteUser.download_kbps,
             SiteUser.upload_kbps,
-        ).where(SiteUser.site_id == site_id, SiteUser.status == "active", SiteUser.expires_at > now)
+        ).where(SiteUser.site_id == site_id, SiteUser.live_at(now))
     ).all()
     return [
         GuestAccess(session_id=r[0], ip=r[1], mac=r[2], until=r[3], download_kbps=r[4], upload_kbps=r[5])
@@ -431,7 +431,7 @@ def agent_usage(
                 ).where(
                     SiteUser.id.in_(chunk),
                     SiteUser.site_id == site.id,
-                    SiteUser.status == "active",
+                    SiteUser.status == SessionStatus.ACTIVE,
                     SiteUser.expires_at > now,
                 )
             )
@@ -475,7 +475,7 @@ def site_pending(session_id: str, *, runtime: Runtime) -> bool:
         row = session.execute(
             select(SiteUser.gateway_applied_at, Site.gateway_driver)
             .join(Site, Site.id == SiteUser.site_id)
-            .where(SiteUser.id == session_id, SiteUser.status == "active")
+            .where(SiteUser.id == session_id, SiteUser.status == SessionStatus.ACTIVE)
         ).first()
     return row is not None and row[0] is None and row[1] != "none"
 

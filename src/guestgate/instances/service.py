@@ -31,7 +31,7 @@ from guestgate.orgs import service as org_service
 from guestgate.pagination import Page, PageRequest, fetch_page
 from guestgate.plans import service as plan_service
 from guestgate.security import UrlSigner
-from guestgate.site_users.models import SiteUser
+from guestgate.site_users.models import SessionStatus, SiteUser
 from guestgate.sites.models import Site
 from guestgate.tenancy import find_owned, get_owned
 
@@ -165,7 +165,7 @@ def delete(instance_id: str, *, org_id: str, session: Session) -> None:
     now = utcnow()
     session.execute(
         update(SiteUser)
-        .where(SiteUser.instance_id == instance.id, SiteUser.status == "active")
+        .where(SiteUser.instance_id == instance.id, SiteUser.status == SessionStatus.ACTIVE)
         .values(status="disconnected", ended_at=now, end_reason="instance_deleted")
     )
     audit_service.record(

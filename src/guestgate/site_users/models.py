@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, ColumnElement, ForeignKey, Index, Integer, String, and_, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestgate.db import Base, JSONDoc, UTCDateTime, UUIDStr, new_id, utcnow
+
+
+class SessionStatus(StrEnum):
+    """A session's stored status (the API's `status` values: `site_users.schemas.StatusName`)."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    DISCONNECTED = "disconnected"
+    QUOTA_EXCEEDED = "quota_exceeded"
 
 
 class SiteUser(Base):
@@ -49,7 +59,7 @@ class SiteUser(Base):
     strategy: Mapped[str] = mapped_column(String(16))
     coupon_id: Mapped[str | None] = mapped_column(UUIDStr, default=None)
     identity: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, default=None)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE.value)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -67,3 +77,8 @@ class SiteUser(Base):
     # The gateway's raw counters at the last reading: a smaller reading means the gateway restarted.
     gateway_bytes_in: Mapped[int | None] = mapped_column(BigInteger, default=None)
     gateway_bytes_out: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+    @classmethod
+    def live_at(cls, now: datetime) -> ColumnElement[bool]:
+        """Sessions the gateway must let through at `now`: active and not yet expired."""
+        return and_(cls.status == SessionStatus.ACTIVE, cls.expires_at > now)

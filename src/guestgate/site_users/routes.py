@@ -11,7 +11,7 @@ from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, SiteId, Writ
 from guestgate.gateways import service as gateway_service
 from guestgate.openapi import errors
 from guestgate.site_users import service
-from guestgate.site_users.schemas import SessionFilter, SessionStatus, SiteUser
+from guestgate.site_users.schemas import SessionFilter, SiteUser, StatusName
 
 router = APIRouter(prefix="/captive/sites", tags=["Site Users"])
 UserId = Annotated[
@@ -38,7 +38,7 @@ def list_site_users(
     session: SessionDep,
     page: PageDep,
     status: Annotated[
-        SessionStatus | None,
+        StatusName | None,
         Query(description="Only sessions with this status (an active session past its expiry is `expired`)."),
     ] = None,
     ip_address: Annotated[
@@ -88,7 +88,7 @@ def disconnect_site_user(
     now = utcnow()
     user = service.disconnect(site_id, user_id, org_id=who.org_id, now=now, session=session)
     out = service.to_out(user, now=now)
-    if out.status != "active":
+    if out.status != service.ACTIVE:
         # After the response, from the committed row: a gateway that is down delays nobody, and the
         # reconciler removes the entry once it answers again.
         background.add_task(gateway_service.revoke, runtime, [gateway_service.ref_of(user)])

@@ -15,7 +15,7 @@ from guestgate.errors import ParameterInvalid
 from guestgate.schemas import Timestamp
 
 # `quota_exceeded` (an extension): the session passed its data limit; only sessions with one end so.
-SessionStatus = Literal["active", "expired", "disconnected", "quota_exceeded"]
+StatusName = Literal["active", "expired", "disconnected", "quota_exceeded"]
 # The longest identity search (an e-mail address is at most 254 characters).
 MAX_IDENTITY_SEARCH = 254
 Strategy = Literal["coupon", "oauth2"]
@@ -65,7 +65,7 @@ def parse_rfc3339(value: str) -> datetime:
 class SessionFilter:
     """The validated filters of the site users list; None means no filter."""
 
-    status: SessionStatus | None = None
+    status: StatusName | None = None
     ip_address: str | None = None
     mac_address: str | None = None
     since: datetime | None = None
@@ -76,7 +76,7 @@ class SessionFilter:
     def parse(
         cls,
         *,
-        status: SessionStatus | None = None,
+        status: StatusName | None = None,
         ip_address: str | None = None,
         mac_address: str | None = None,
         since: str | None = None,
@@ -143,7 +143,7 @@ class SiteUser(BaseModel):
     strategy: Strategy = Field(description="How the guest authenticated.")
     coupon_id: str | None = Field(description="The coupon redeemed, for the 'coupon' strategy.")
     identity: Identity | None = Field(description="Who signed in, for the 'oauth2' strategy.")
-    status: SessionStatus = Field(
+    status: StatusName = Field(
         description=(
             "`active` until `expires_at`, then `expired`; `disconnected` when ended early; "
             "`quota_exceeded` (extension) when it used its data limit."

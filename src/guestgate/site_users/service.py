@@ -15,22 +15,22 @@ from sqlalchemy.orm import Session
 from guestgate.audit import service as audit_service
 from guestgate.errors import NotFound
 from guestgate.pagination import Page, PageRequest, fetch_page
-from guestgate.site_users.models import SiteUser
-from guestgate.site_users.schemas import Identity, SessionFilter, SessionStatus
+from guestgate.site_users.models import SessionStatus, SiteUser
+from guestgate.site_users.schemas import Identity, SessionFilter, StatusName
 from guestgate.site_users.schemas import SiteUser as SiteUserOut
 from guestgate.sites import service as site_service
 
-ACTIVE: SessionStatus = "active"
-EXPIRED: SessionStatus = "expired"
-DISCONNECTED: SessionStatus = "disconnected"
+ACTIVE: StatusName = SessionStatus.ACTIVE.value
+EXPIRED: StatusName = SessionStatus.EXPIRED.value
+DISCONNECTED: StatusName = SessionStatus.DISCONNECTED.value
 DEFAULT_EXPIRY_BATCH = 1000
 
 
-def effective_status(user: SiteUser, *, now: datetime) -> SessionStatus:
+def effective_status(user: SiteUser, *, now: datetime) -> StatusName:
     """The status to report: an active session whose `expires_at` has passed is expired."""
     if user.status == ACTIVE and user.expires_at <= now:
         return EXPIRED
-    return cast(SessionStatus, user.status)
+    return cast(StatusName, user.status)
 
 
 def get(site_id: str, user_id: str, *, org_id: str, session: Session) -> SiteUser:
@@ -145,9 +145,9 @@ def to_out(user: SiteUser, *, now: datetime) -> SiteUserOut:
     )
 
 
-def _status_is(status: SessionStatus, *, now: datetime) -> ColumnElement[bool]:
+def _status_is(status: StatusName, *, now: datetime) -> ColumnElement[bool]:
     if status == ACTIVE:
-        return and_(SiteUser.status == ACTIVE, SiteUser.expires_at > now)
+        return SiteUser.live_at(now)
     if status == EXPIRED:
         return or_(SiteUser.status == EXPIRED, and_(SiteUser.status == ACTIVE, SiteUser.expires_at <= now))
     return SiteUser.status == status

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
 from guestgate.plans.service import BYTES_PER_MB
-from guestgate.site_users.models import SiteUser
+from guestgate.site_users.models import SessionStatus, SiteUser
 
 MB = BYTES_PER_MB  # the plan's megabyte (guestgate.plans.service)
-QUOTA_EXCEEDED = "quota_exceeded"
+QUOTA_EXCEEDED = SessionStatus.QUOTA_EXCEEDED.value
 # Rows per UPDATE statement when usage is written.
 WRITE_BATCH = 500
 
@@ -142,7 +142,7 @@ def end_over_quota(
         # Conditional and RETURNING: a session another writer ended meanwhile is not counted here.
         found = session.scalars(
             update(SiteUser)
-            .where(SiteUser.id.in_(chunk), SiteUser.status == "active")
+            .where(SiteUser.id.in_(chunk), SiteUser.status == SessionStatus.ACTIVE)
             .values(status=QUOTA_EXCEEDED, ended_at=now, end_reason=QUOTA_EXCEEDED)
             .returning(SiteUser.id)
             .execution_options(synchronize_session=False)
