@@ -83,7 +83,13 @@ def guest_ips(count: int) -> list[str]:
     return [str(network[i + 1]) for i in range(count)]
 
 
-def seed(runtime: Runtime, gateway: GatewayIn, sessions: int) -> str:
+def seed(
+    runtime: Runtime,
+    gateway: GatewayIn,
+    sessions: int,
+    limits: Callable[[int], dict[str, int]] | None = None,
+) -> str:
+    """A site on `gateway` with `sessions` active guests; `limits(n)` adds columns to the n-th."""
     now = utcnow()
     with runtime.sessions() as session:
         org_service.ensure("bench", session=session)
@@ -106,8 +112,9 @@ def seed(runtime: Runtime, gateway: GatewayIn, sessions: int) -> str:
             "status": "active",
             "started_at": now,
             "expires_at": now + timedelta(hours=2),
+            **(limits(n) if limits is not None else {}),
         }
-        for ip in guest_ips(sessions)
+        for n, ip in enumerate(guest_ips(sessions))
     ]
     with runtime.engine.begin() as conn:
         for start in range(0, len(rows), 1000):

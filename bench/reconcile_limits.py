@@ -29,64 +29,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
-from gateways import guest_ips, settings_for
+from gateways import seed, settings_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from guestgate.db import new_id, utcnow
+from guestgate.db import utcnow
 from guestgate.gateways import registry
 from guestgate.gateways.nftables import NftablesGateway, _render_element, table_name
 from guestgate.gateways.reconcile import SiteOutcome, reconcile_all
 from guestgate.logs import configure
 from guestgate.migrate import upgrade
-from guestgate.orgs import service as org_service
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
-from guestgate.sites import service as site_service
-from guestgate.sites.schemas import GatewayIn, SiteIn
+from guestgate.sites.schemas import GatewayIn
 
 DATA_LIMIT_MB = 100
 TARGET_SECONDS = 2.0
 
 
-def seed(runtime: Runtime, gateway: GatewayIn, sessions: int) -> str:
-    now = utcnow()
-    with runtime.sessions() as session:
-        org_service.ensure("bench", session=session)
-        site = site_service.create(
-            SiteIn(name="Bench", subnets=["10.64.0.0/10"], gateway=gateway),
-            org_id="bench",
-            box=runtime.box,
-            rules=runtime.gateway_rules,
-            session=session,
-        )
-        site_id = site.id
-    rows = [
-        {
-            "id": new_id(),
-            "org_id": "bench",
-            "site_id": site_id,
-            "instance_id": new_id(),
-            "ip_address": ip,
-            "strategy": "coupon",
-            "status": "active",
-            "started_at": now,
-            "expires_at": now + timedelta(hours=2),
-            "download_kbps": 10_000 + n % 7,
-            "upload_kbps": 2_000 + n % 5,
-            "data_limit_mb": DATA_LIMIT_MB,
-        }
-        for n, ip in enumerate(guest_ips(sessions))
-    ]
-    with runtime.engine.begin() as conn:
-        for start in range(0, len(rows), 1000):
-            conn.execute(insert(SiteUser), rows[start : start + 1000])
-    return site_id
+def limits(n: int) -> dict[str, int]:
+    """The n-th session's download and upload limits and its data limit."""
+    return {"download_kbps": 10_000 + n % 7, "upload_kbps": 2_000 + n % 5, "data_limit_mb": DATA_LIMIT_MB}
 
 
 def bump_counters(netns: str, table: str, *, every: int, by: int, over: int, over_every: int) -> None:
@@ -126,7 +93,10 @@ def run(sessions: int, database: str, workdir: Path) -> list[tuple[str, str, str
     rows: list[tuple[str, str, str]] = []
     try:
         site_id = seed(
-            runtime, GatewayIn(driver="nftables", interface="guest0", portal_port=8080, netns=netns), sessions
+            runtime,
+            GatewayIn(driver="nftables", interface="guest0", portal_port=8080, netns=netns),
+            sessions,
+            limits,
         )
         table = table_name(site_id)
 
