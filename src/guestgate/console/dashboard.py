@@ -88,7 +88,8 @@ def build(*, org_id: str, now: datetime, session: Session) -> Dashboard:
         )
         online_by_site = {site_id: int(n) for site_id, n in rows}
     shown = site_ids[:SITES_SHOWN]
-    sites = [session.get(Site, site_id) for site_id in shown]
+    by_id = {site.id: site for site in session.scalars(select(Site).where(Site.id.in_(shown)))} if shown else {}
+    sites = [by_id.get(site_id) for site_id in shown]
     rows_out = [
         SiteRow(
             id=site.id,
