@@ -148,15 +148,14 @@ def end_over_quota(
             .execution_options(synchronize_session=False)
         )
         ended.extend(sorted(found))
-    for session_id in ended:
-        audit_service.record(
-            session,
-            org_id=org_id,
-            action="site_user.quota_exceeded",
-            target_type="site_user",
-            target_id=session_id,
-            detail={"site_id": site_id},
-        )
+    audit_service.record_many(
+        session,
+        org_id=org_id,
+        action="site_user.quota_exceeded",
+        target_type="site_user",
+        target_ids=ended,
+        detail={"site_id": site_id},
+    )
     return ended
 
 
