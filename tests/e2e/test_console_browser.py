@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +25,22 @@ from sqlalchemy import func, select
 from guestgate.console import service
 from guestgate.coupons.models import Coupon
 from guestgate.db import utcnow
+from guestgate.gateways import reconcile
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
+from guestgate.sites import service as site_service
+from guestgate.sites.schemas import GatewayIn, SiteIn
 from tests.console.test_group_pages import Inbox as SmtpInbox
 from tests.console.test_schedule_pages import _expected_mondays as expected_mondays
 from tests.coupons.test_export import pdftotext
+from tests.gateways.fake_routeros import FakeRouterOS, make_tls
 from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, free_port, stop
 from tests.utils.console import PASSWORD, Org, make_org
 from tests.utils.serving import wait_until_healthy
 from tests.utils.settings import TEST_KEYS, make_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+GUEST_LIST = "guestgate-allowed"
 OFF_LOOPBACK = re.compile(r"^https?://(?!127\.0\.0\.1[:/])")
 DESKTOP = {"width": 1280, "height": 860}
 
@@ -79,7 +85,7 @@ def console_server(
     """A fresh `guestgate serve` on 127.0.0.1 with one org (a site, a coupon instance, a guest online).
 
     Its SMTP server is `smtp_inbox`; routers in 192.0.2.0/24 (documentation addresses, nothing
-    is sent to them here) pass the outbound policy."""
+    is sent to them here) and on loopback (the fake RouterOS) pass the outbound policy."""
     database = tmp_path / "guestgate.db"
     shutil.copy(sqlite_template, database)
     port = free_port()
@@ -98,7 +104,7 @@ def console_server(
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_inbox[1]),
         "SMTP_SECURITY": "none",
-        "OUTBOUND_GATEWAY_NETWORKS": "192.0.2.0/24",
+        "OUTBOUND_GATEWAY_NETWORKS": "192.0.2.0/24,127.0.0.0/8",
     }
     env = {key: value for key, value in os.environ.items() if not key.startswith("GUESTGATE_")}
     env.update({f"GUESTGATE_{key}": value for key, value in values.items()})
@@ -111,7 +117,14 @@ def console_server(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    runtime = Runtime.build(make_settings(f"sqlite:///{database}", tmp_path / "var", public_url=base))
+    runtime = Runtime.build(
+        make_settings(
+            f"sqlite:///{database}",
+            tmp_path / "var",
+            public_url=base,
+            outbound_gateway_networks="127.0.0.0/8",
+        )
+    )
     try:
         wait_until_healthy(process, base, log_path)
         yield ConsoleServer(base, runtime, make_org(runtime, "org-console"))
@@ -210,6 +223,53 @@ def test_front_desk_prints_20_coupons_and_disconnects_a_guest(
     assert page.goto(f"{server.base}/console/sites") is not None
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     assert problems == []
+
+
+def test_front_desk_disconnects_a_guest_and_the_router_drops_it(
+    console_server: ConsoleServer, browser: Browser, tmp_path: Path
+) -> None:
+    server = console_server
+    tls = make_tls(tmp_path / "tls")
+    router = FakeRouterOS(tls).start()
+    try:
+        gateway = GatewayIn(
+            driver="routeros",
+            host="127.0.0.1",
+            port=router.port,
+            username=router.username,
+            password=router.password,
+            ca_pem=tls.ca_pem,
+        )
+        with server.runtime.sessions() as session:
+            site_service.replace(
+                server.org.site_id,
+                SiteIn(name="Lobby", subnets=["10.0.0.0/24"], gateway=gateway),
+                org_id=server.org.id,
+                box=server.runtime.box,
+                rules=server.runtime.gateway_rules,
+                session=session,
+            )
+            session.commit()
+        [outcome] = reconcile.reconcile_all(runtime=server.runtime, now=utcnow())
+        assert outcome.status == "ok"
+        assert [e["address"] for e in router.entries(GUEST_LIST)] == ["10.0.0.23"]
+
+        problems: list[str] = []
+        page = _open(browser, problems)
+        _sign_in(page, server, server.member("front-desk"))
+        page.get_by_role("link", name="Guests", exact=True).click()
+        page.get_by_label("IP address").fill("10.0.0.23")
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("button", name="Disconnect 10.0.0.23").click()
+        expect(page.get_by_text("Nobody online matches.")).to_be_visible()
+        # The server's notifier removes the guest from the router's address-list, not the next pass.
+        deadline = time.monotonic() + 10
+        while router.entries(GUEST_LIST) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert router.entries(GUEST_LIST) == []
+        assert problems == []
+    finally:
+        router.stop()
 
 
 def test_admin_adds_a_preset_with_an_error_shown_next_to_the_field(
