@@ -239,14 +239,7 @@ def bench_routeros(workdir: Path, *, sessions: int, allows: int) -> list[Row]:
         # The reconciler would remove those guests (tagged, but not in the database): start empty.
         for entries in router.lists.values():
             entries.clear()
-        gateway = GatewayIn(
-            driver="routeros",
-            host="127.0.0.1",
-            port=router.port,
-            username=router.username,
-            password=router.password,
-            ca_pem=tls.ca_pem,
-        )
+        gateway = router.site_gateway()
         seed(runtime, gateway, sessions)
         for label, prepare in (
             (f"reconcile {sessions:,} sessions, empty router", lambda: None),

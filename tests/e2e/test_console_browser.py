@@ -29,7 +29,7 @@ from guestgate.gateways import reconcile
 from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites import service as site_service
-from guestgate.sites.schemas import GatewayIn, SiteIn
+from guestgate.sites.schemas import SiteIn
 from tests.console.test_group_pages import Inbox as SmtpInbox
 from tests.console.test_schedule_pages import _expected_mondays as expected_mondays
 from tests.coupons.test_export import pdftotext
@@ -232,14 +232,7 @@ def test_front_desk_disconnects_a_guest_and_the_router_drops_it(
     tls = make_tls(tmp_path / "tls")
     router = FakeRouterOS(tls).start()
     try:
-        gateway = GatewayIn(
-            driver="routeros",
-            host="127.0.0.1",
-            port=router.port,
-            username=router.username,
-            password=router.password,
-            ca_pem=tls.ca_pem,
-        )
+        gateway = router.site_gateway()
         with server.runtime.sessions() as session:
             site_service.replace(
                 server.org.site_id,

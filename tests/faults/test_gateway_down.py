@@ -25,7 +25,6 @@ from guestgate.gateways.routeros import RouterOSGateway
 from guestgate.runtime import Runtime
 from guestgate.security import ALL_SCOPES, mint_token
 from guestgate.sites.models import Site
-from guestgate.sites.schemas import GatewayIn
 from tests.gateways.fake_routeros import FakeRouterOS, Tls, make_tls
 from tests.gateways.journey import refresh_of, sign_in, text_of
 from tests.gateways.world import ACTIVATING, CONNECTED, ORG, make_guest_site
@@ -93,14 +92,7 @@ def test_router_unreachable_during_sign_ins_keeps_sessions_and_the_running_recon
     )
     world = make_guest_site(
         runtime,
-        GatewayIn(
-            driver="routeros",
-            host="127.0.0.1",
-            port=proxy.port,
-            username=router.username,
-            password=router.password,
-            ca_pem=tls.ca_pem,
-        ),
+        router.site_gateway(port=proxy.port),
     )
     token = mint_token(settings, org=ORG, subject="faults", scopes=ALL_SCOPES, ttl_seconds=600)
     operator = {"Authorization": f"Bearer {token}"}

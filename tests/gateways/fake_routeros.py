@@ -50,6 +50,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from guestgate.sites.schemas import GatewayIn
+
 MENUS = ("ip/firewall/address-list", "ipv6/firewall/address-list")
 DNS_STATIC = "ip/dns/static"
 _HOSTNAME = re.compile(r"(?=.*[a-z])[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})+")
@@ -183,6 +185,7 @@ class FakeRouterOS:
     def __init__(self, tls: Tls, *, username: str = "guestgate", password: str = "s3cret!") -> None:
         self.username = username
         self.password = password
+        self.tls = tls
         self.clock = FakeClock()
         self.lists: dict[str, dict[str, dict[str, Any]]] = {menu: {} for menu in MENUS}
         self.dns_static: dict[str, dict[str, str]] = {}
@@ -221,6 +224,17 @@ class FakeRouterOS:
         self._drop_connections()
 
     # -- what tests use to arrange and inspect ------------------------------------------------
+
+    def site_gateway(self, *, port: int | None = None) -> GatewayIn:
+        """A site's gateway settings for this router (or a proxy in front of it on `port`), trusting its CA."""
+        return GatewayIn(
+            driver="routeros",
+            host="127.0.0.1",
+            port=port or self.port,
+            username=self.username,
+            password=self.password,
+            ca_pem=self.tls.ca_pem,
+        )
 
     def add(self, menu: str = MENUS[0], **fields: str) -> dict[str, Any]:
         """Put an entry straight into the router, as an operator would."""

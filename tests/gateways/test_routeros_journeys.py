@@ -14,7 +14,6 @@ from guestgate.gateways import registry
 from guestgate.gateways import service as gateway_service
 from guestgate.gateways.reconcile import ReconcileResult, reconcile_all
 from guestgate.runtime import Runtime
-from guestgate.sites.schemas import GatewayIn
 from tests.gateways.fake_routeros import FakeRouterOS, Tls
 from tests.gateways.journey import GUEST_IP, app_client, refresh_of, sign_in, text_of
 from tests.gateways.world import ACTIVATING, CONNECTED, GuestSite, make_guest_site
@@ -23,14 +22,7 @@ from tests.utils.settings import TokenFactory
 
 @pytest.fixture
 def world(runtime: Runtime, router: FakeRouterOS, tls: Tls, fast_gateways: registry.GatewayPool) -> GuestSite:
-    gateway = GatewayIn(
-        driver="routeros",
-        host="127.0.0.1",
-        port=router.port,
-        username=router.username,
-        password=router.password,
-        ca_pem=tls.ca_pem,
-    )
+    gateway = router.site_gateway()
     return make_guest_site(runtime, gateway)
 
 

@@ -45,17 +45,6 @@ def recorder(runtime: Runtime, world: GuestSite) -> NoneGateway:
     return gateway
 
 
-def routeros_gateway(router: FakeRouterOS, tls: Tls) -> GatewayIn:
-    return GatewayIn(
-        driver="routeros",
-        host="127.0.0.1",
-        port=router.port,
-        username=router.username,
-        password=router.password,
-        ca_pem=tls.ca_pem,
-    )
-
-
 def test_with_driver_none_sign_in_only_records_and_never_shows_activating(
     client: TestClient, runtime: Runtime, world: GuestSite
 ) -> None:
@@ -103,7 +92,7 @@ def test_with_driver_none_disconnect_garden_and_instance_deletion_only_record(
 def test_disconnect_answers_while_the_router_is_down_and_the_reconciler_removes_the_guest_later(
     runtime: Runtime, router: FakeRouterOS, tls: Tls, fast_gateways: registry.GatewayPool, auth: TokenFactory
 ) -> None:
-    world = make_guest_site(runtime, routeros_gateway(router, tls), subnet="10.0.0.0/24")
+    world = make_guest_site(runtime, router.site_gateway(), subnet="10.0.0.0/24")
     world.coupon("ABC234")
     with app_client(runtime) as client:
         sign_in(client, world.site_id, "ABC234")
@@ -268,7 +257,7 @@ def test_a_code_with_a_plan_signs_in_with_its_speed_limits_on_the_router_at_once
 ) -> None:
     # Both halves of access plans meet here: the sign-in copies the code's limits onto the
     # session, and the gateway applies them with the guest (no reconcile pass in between).
-    world = make_guest_site(runtime, routeros_gateway(router, tls), subnet="10.0.0.0/24")
+    world = make_guest_site(runtime, router.site_gateway(), subnet="10.0.0.0/24")
     world.coupon("PAY234", download_kbps=10_000, upload_kbps=2_000, data_limit_mb=500)
     world.coupon("FRE567")
     with app_client(runtime) as client:
