@@ -14,6 +14,7 @@ tenant "reaches" here listen on loopback, as the controller's own services would
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import ssl
@@ -446,3 +447,101 @@ def test_a_router_password_is_not_reused_for_another_router(
         },
     )
     assert given.status_code == 200, given.text
+
+
+# -- a redirect from an allowed destination is not followed --------------------------------------
+
+
+@dataclasses.dataclass
+class Redirector:
+    """A server on 127.0.0.2 (the address the deployment allows) that redirects to `location`."""
+
+    port: int
+    location: str = ""
+    requests: int = 0
+
+
+@contextlib.contextmanager
+def redirecting(tls: Tls | None) -> Iterator[Redirector]:
+    """A `Redirector`, over HTTPS when given `tls`."""
+    state: dict[str, Redirector] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            state["it"].requests += 1
+            self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+            self.send_response(302)
+            self.send_header("Location", state["it"].location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self._answer()
+
+        def do_POST(self) -> None:
+            self._answer()
+
+        def do_PUT(self) -> None:
+            self._answer()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    server.daemon_threads = True
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    state["it"] = Redirector(port=int(server.server_address[1]))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state["it"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_routers_redirect_to_loopback_is_not_followed(
+    client: TestClient, org_a: Tenant, runtime: Runtime, internal: Internal, tls: Tls
+) -> None:
+    runtime.outbound = OutboundPolicy.from_settings("", "127.0.0.2/32")
+    with redirecting(tls) as redirector:
+        redirector.location = f"https://127.0.0.1:{internal.port}/rest/ip/firewall/address-list"
+        gateway = routeros("127.0.0.2", port=redirector.port)
+        site = client.post(
+            "/captive/sites", headers=org_a.headers, json={"name": "Hop", "subnets": [], "gateway": gateway}
+        )
+        assert site.status_code == 201, site.text
+
+        state, error = reconcile_status(runtime, site.json()["id"])
+
+    assert redirector.requests >= 1 and internal.requests == 0
+    assert (state, error) == (
+        "misconfigured",
+        f"127.0.0.2:{redirector.port} answered HTTP 302 (redirects are not followed); is it the RouterOS REST API?",
+    )
+
+
+def test_a_webhooks_redirect_to_loopback_is_not_followed(
+    client: TestClient, org_a: Tenant, runtime: Runtime, internal: Internal
+) -> None:
+    runtime.outbound = OutboundPolicy.from_settings("127.0.0.2/32", "")
+    with redirecting(None) as redirector:
+        redirector.location = f"https://127.0.0.1:{internal.port}/collect"
+        url = f"http://127.0.0.2:{redirector.port}/hook"
+        group = {"name": "Desk", "webhooks": [{"url": url, "secret": "s" * 16}]}
+        saved = client.put(
+            f"/captive/notification-groups/{org_a.ids['groupId']}", headers=org_a.headers, json=group
+        )
+        assert saved.status_code == 200, saved.text
+        path = f"/captive/instances/{org_a.ids['instanceId']}/coupon-schedules/{org_a.ids['scheduleId']}/run"
+        assert client.post(path, headers=org_a.headers).status_code == 200
+
+        delivery.deliver_due_sync(runtime=runtime, now=utcnow() + timedelta(seconds=1))
+
+    with runtime.sessions() as session:
+        [row] = session.scalars(select(Delivery).where(Delivery.target == url)).all()
+    assert redirector.requests == 1 and internal.requests == 0
+    assert row.last_error == "the receiver answered HTTP 302 (redirects are not followed)"
