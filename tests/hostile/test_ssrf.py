@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import socket
 import ssl
 import threading
@@ -28,13 +29,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from guestgate import doctor
+from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.db import utcnow
 from guestgate.gateways import registry
 from guestgate.gateways.base import Gateway
 from guestgate.gateways.reconcile import reconcile_all
 from guestgate.gateways.routeros import RouterOSGateway
 from guestgate.notifications import delivery
-from guestgate.notifications.models import Delivery, DeliveryAttempt
+from guestgate.notifications.models import Delivery, DeliveryAttempt, NotificationGroup
+from guestgate.notifications.service import new_group_id
 from guestgate.outbound import OutboundPolicy
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE
@@ -447,6 +451,55 @@ def test_a_router_password_is_not_reused_for_another_router(
         },
     )
     assert given.status_code == 200, given.text
+
+
+# -- settings stored before the policy (or before the deployment narrowed it) ---------------------
+
+
+def test_destinations_stored_before_the_policy_are_named_by_doctor_and_not_connected_to(
+    org_a: Tenant, runtime: Runtime, internal: Internal
+) -> None:
+    with runtime.sessions() as session:
+        site = Site(
+            org_id="org-a",
+            name="Old router",
+            subnets=[],
+            gateway_driver="routeros",
+            gateway_config={"host": "127.0.0.1", "port": internal.port, "username": "a", "tls_verify": False},
+            gateway_secrets_sealed=runtime.box.seal(json.dumps({"password": "p"})),
+        )
+        group = NotificationGroup(
+            id=new_group_id(),
+            org_id="org-a",
+            name="Old desk",
+            emails=[],
+            webhooks=[{"url": "http://[::1]:8000/x"}],
+        )
+        sso = AuthIntegration(
+            org_id="org-a",
+            name="Old SSO",
+            type="oidc",
+            client_id="c",
+            client_secret_sealed=runtime.box.seal("s"),
+            issuer="https://169.254.169.254/realm",
+        )
+        session.add_all([site, group, sso])
+        session.commit()
+        ids = (site.id, group.id, sso.id)
+
+    problems = {(p.kind, p.id, p.parameter): p.problem for p in doctor.diagnose(runtime)}
+
+    assert problems == {
+        ("site", ids[0], "gateway.host"): "is refused: 127.0.0.1 is a loopback address; a deployment can "
+        "allow it in GUESTGATE_OUTBOUND_GATEWAY_NETWORKS",
+        ("notification_group", ids[1], "webhooks[0].url"): "is refused: ::1 is a loopback address; a "
+        "deployment can allow it in GUESTGATE_OUTBOUND_ALLOW_NETWORKS",
+        ("auth_integration", ids[2], "config.issuer"): "is refused: 169.254.169.254 is a link-local address "
+        "(cloud metadata lives there); a deployment can allow it in GUESTGATE_OUTBOUND_ALLOW_NETWORKS",
+    }
+    state, error = reconcile_status(runtime, ids[0])
+    assert state == "misconfigured" and error is not None and "refused by the outbound policy" in error
+    assert internal.requests == 0
 
 
 # -- a redirect from an allowed destination is not followed --------------------------------------
