@@ -78,6 +78,8 @@ class Internal:
 
     port: int
     status: int = 200
+    body: str = INTERNAL_PAGE
+    content_type: str = "text/html"
     requests: int = 0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -98,9 +100,9 @@ def internal(tls: Tls) -> Iterator[Internal]:
             with service.lock:
                 service.requests += 1
             self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-            body = INTERNAL_PAGE.encode()
+            body = service.body.encode()
             self.send_response(service.status)
-            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Type", service.content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -363,6 +365,30 @@ def test_a_reachable_host_that_is_not_a_router_is_not_read_back_through_last_err
     assert wording in shown["last_error"]
     assert "INTERNAL" not in shown["last_error"] and "AKIA" not in shown["last_error"]
     assert internal.requests >= 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '[{".id": "*1", "comment": "guestgate:s-1", "address": "AKIA-ADDRESS", "timeout": "1h"}]',
+        '[{".id": "*1", "comment": "guestgate:s-1", "address": "10.0.0.1", "timeout": "AKIA-TIMEOUT"}]',
+        '[{".id": "*1", "comment": "guestgate:s-1", "address": "10.0.0.1", "timeout": ["AKIA-LIST"]}]',
+        '{"AKIA-KEY": "AKIA-VALUE"}',
+    ],
+)
+def test_a_json_answer_that_is_not_a_routers_is_not_read_back_through_last_error(
+    client: TestClient, org_a: Tenant, runtime: Runtime, internal: Internal, answer: str
+) -> None:
+    runtime.outbound = OutboundPolicy.from_settings("", "127.0.0.0/8")
+    internal.body, internal.content_type = answer, "application/json"
+    body = {"name": "Probe", "subnets": [], "gateway": routeros("127.0.0.1", port=internal.port)}
+    site = client.post("/captive/sites", headers=org_a.headers, json=body)
+    assert site.status_code == 201, site.text
+
+    state, error = reconcile_status(runtime, site.json()["id"])
+
+    assert internal.requests >= 1
+    assert state == "misconfigured" and error is not None and "AKIA" not in error, error
 
 
 def test_a_webhook_receivers_answer_is_not_stored(

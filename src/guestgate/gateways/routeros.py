@@ -659,7 +659,7 @@ def parse_rate(text: str) -> int:
     """A RouterOS rate in bits per second, as written or printed (`2000000`, `2M`, `512k`)."""
     match = _RATE.fullmatch(text.strip())
     if match is None:
-        raise GatewayRejected(f"cannot read the RouterOS rate '{text}'")
+        raise GatewayRejected("the router printed a rate that is not one RouterOS prints")
     return int(match.group(1)) * _RATE_UNITS[match.group(2)]
 
 
@@ -742,5 +742,6 @@ def parse_duration(text: str) -> timedelta:
         )
         position = match.end()
     if position != len(value) or not value:
-        raise GatewayRejected(f"cannot read the RouterOS duration '{text}'")
+        # Not quoted: the message reaches last_error, and the host answering may not be a router.
+        raise GatewayRejected("the router printed a duration that is not one RouterOS prints")
     return total
