@@ -6,8 +6,8 @@ settings saved before keep working until they are edited, when the edit must fol
 The doctor lists them so the deployment can act first: `guestgate doctor` prints them (exit 1
 when there are any), and `guestgate serve` logs each one at start (`doctor.problem`). The rules
 are the API's own (`gateways.policy`, `outbound`), so what the doctor names is exactly what an
-edit would be refused for, with one exception by design: a RouterOS host or webhook URL the
-outbound policy refuses does not keep working, since every connection is checked too.
+edit would be refused for, with one exception by design: a RouterOS host, webhook URL or OIDC
+issuer the outbound policy refuses does not keep working, since every connection is checked too.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.notifications.models import NotificationGroup
 from guestgate.outbound import OutboundRefused
 from guestgate.runtime import Runtime
@@ -43,7 +44,7 @@ class Problem:
 
 
 def diagnose(runtime: Runtime) -> list[Problem]:
-    """Every stored site and notification group setting the current rules refuse."""
+    """Every stored site, notification group and auth integration setting the current rules refuse."""
     rules = runtime.gateway_rules
     found: list[Problem] = []
     with runtime.sessions() as session:
@@ -68,6 +69,24 @@ def diagnose(runtime: Runtime) -> list[Problem]:
                             f"is refused: {exc}",
                         )
                     )
+        integrations = session.scalars(
+            select(AuthIntegration)
+            .where(AuthIntegration.issuer.is_not(None))
+            .order_by(AuthIntegration.created_at, AuthIntegration.id)
+        )
+        for integration in integrations:
+            try:
+                runtime.outbound.vet_url(str(integration.issuer), "identity-provider")
+            except OutboundRefused as exc:
+                found.append(
+                    Problem(
+                        "auth_integration",
+                        integration.id,
+                        integration.org_id,
+                        "config.issuer",
+                        f"is refused: {exc}",
+                    )
+                )
     return found
 
 

@@ -26,7 +26,7 @@ Refused unless a deployment setting allows them: loopback, private (RFC 1918), s
 (CGNAT, 100.64.0.0/10), link-local (169.254.0.0/16 with the cloud metadata address,
 fe80::/10), unspecified, multicast, reserved and broadcast, documentation and benchmarking
 ranges, IPv6 unique-local (fc00::/7), site-local and IETF protocol ranges, and IPv6 forms
-that carry an IPv4 address (IPv4-mapped, IPv4-compatible, 6to4, NAT64), judged by the IPv4
+that carry an IPv4 address (IPv4-mapped, IPv4-translated, IPv4-compatible, 6to4, NAT64), judged by the IPv4
 address they carry. `GUESTGATE_OUTBOUND_ALLOW_NETWORKS` lists ranges every purpose may reach
 anyway; `GUESTGATE_OUTBOUND_GATEWAY_NETWORKS` ranges only gateways may reach (a router on a
 private management network is normal, a webhook into it is not).
@@ -97,6 +97,8 @@ _FORBIDDEN: tuple[tuple[networks.Network, str], ...] = tuple(
 # IPv6 forms whose last 32 bits (or bits 16..48, for 6to4) are an IPv4 address the packet reaches.
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# SIIT's IPv4-translated form (RFC 2765): on a host that translates, it reaches the IPv4 address.
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 # What inet_aton (and so getaddrinfo) reads as an IPv4 address: hex, octal, or fewer than 4 parts.
 _INET_ATON = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?", re.IGNORECASE)
@@ -336,7 +338,7 @@ def _carried_ipv4(address: Address) -> ipaddress.IPv4Address | None:
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+    if address in _NAT64 or address in _TRANSLATED or (address in _IPV4_COMPATIBLE and int(address) > 1):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from guestgate.gateways.base import GatewayMisconfigured, GuestAccess, SyncResult
-from guestgate.gateways.nftables import NftablesGateway
+from guestgate.gateways.nftables import NftablesGateway, remove_table
 from tests.gateways.netns import Namespace, namespaces
 
 
@@ -77,6 +77,17 @@ def test_unusable_settings_are_refused_before_reaching_nft(settings: dict[str, A
     values: dict[str, Any] = {"interface": "wlan0", "portal_port": 8080, **settings}
     with pytest.raises(GatewayMisconfigured, match=message):
         NftablesGateway(**values)
+
+
+@pytest.mark.parametrize(
+    ("table", "netns"), [("guestgate {}\nflush ruleset", None), ("guestgate", "guests\nflush ruleset")]
+)
+def test_removing_a_table_refuses_a_name_with_a_script_after_it_before_reaching_nft(
+    table: str, netns: str | None
+) -> None:
+    # A stored site's table or namespace (older sites were not validated): a prefix is not enough.
+    with pytest.raises(GatewayMisconfigured, match="is not a usable"):
+        remove_table(table, netns=netns, nft="/nonexistent/nft", ip="/nonexistent/ip")
 
 
 def test_a_missing_nft_binary_is_a_misconfiguration() -> None:

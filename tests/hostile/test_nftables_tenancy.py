@@ -348,3 +348,35 @@ def test_a_legacy_table_two_sites_share_stays_until_neither_uses_it(
 
     assert edited.status_code == 200, edited.text
     assert tables(host) == sorted(["filter", "guestgate", table_name(first)])
+
+
+@pytest.mark.netns
+def test_a_legacy_site_naming_the_hosts_table_never_replaces_or_deletes_it(
+    client: TestClient, auth: TokenFactory, runtime: Runtime, host: Namespace
+) -> None:
+    # Stored before the rules by the original attack: its table is the host's own `inet filter`.
+    filter_before = host.nft("list", "table", "inet", "filter")
+    old = legacy_site(
+        runtime, "org-a", {"interface": "veth-a", "netns": host.name, "portal_port": 8080, "table": "filter"}
+    )
+    other = legacy_site(
+        runtime,
+        "org-a",
+        {"interface": "veth-b", "netns": host.name, "portal_port": 8080, "table": "filter"},
+        name="Second",
+    )
+
+    outcomes = reconcile_all(runtime=runtime, now=utcnow())
+
+    assert {o.site_id: o.status for o in outcomes} == {old: "misconfigured", other: "misconfigured"}
+    assert host.nft("list", "table", "inet", "filter") == filter_before
+    # Edited, it moves to its own table; the one it named is left alone (another site still names it).
+    allow(runtime, {"org-a": [f"{host.name}/veth-a"]})
+    edited = client.put(
+        f"/captive/sites/{old}", headers=auth(org="org-a"), json=nft_site("veth-a", host.name)
+    )
+    assert edited.status_code == 200, edited.text
+    # Deleted, the other one does not take the host's table with it either.
+    assert client.delete(f"/captive/sites/{other}", headers=auth(org="org-a")).status_code == 204
+    assert tables(host) == sorted(["filter", table_name(old)])
+    assert host.nft("list", "table", "inet", "filter") == filter_before

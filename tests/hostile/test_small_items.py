@@ -98,6 +98,8 @@ def test_a_crafted_cursor_is_a_400_naming_the_cursor_on_every_list(
         f"/captive/instances/{world['instance']}/coupon-schedules",
         f"/captive/sites/{world['site']}/users",
         f"/captive/walled-garden/{world['site']}",
+        f"/captive/instances/{world['instance']}/coupon-batches",
+        "/captive/api-tokens",
     ]
     for path in lists:
         response = client.get(path, headers=headers, params={"cursor": cursor})

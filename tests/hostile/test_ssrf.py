@@ -14,7 +14,9 @@ tenant "reaches" here listen on loopback, as the controller's own services would
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import socket
 import ssl
 import threading
@@ -27,13 +29,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from guestgate import doctor
+from guestgate.auth_integrations.models import AuthIntegration
 from guestgate.db import utcnow
 from guestgate.gateways import registry
 from guestgate.gateways.base import Gateway
 from guestgate.gateways.reconcile import reconcile_all
 from guestgate.gateways.routeros import RouterOSGateway
 from guestgate.notifications import delivery
-from guestgate.notifications.models import Delivery, DeliveryAttempt
+from guestgate.notifications.models import Delivery, DeliveryAttempt, NotificationGroup
+from guestgate.notifications.service import new_group_id
 from guestgate.outbound import OutboundPolicy
 from guestgate.runtime import Runtime
 from guestgate.security import SCOPE_ISSUE
@@ -73,6 +78,8 @@ class Internal:
 
     port: int
     status: int = 200
+    body: str = INTERNAL_PAGE
+    content_type: str = "text/html"
     requests: int = 0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -93,9 +100,9 @@ def internal(tls: Tls) -> Iterator[Internal]:
             with service.lock:
                 service.requests += 1
             self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-            body = INTERNAL_PAGE.encode()
+            body = service.body.encode()
             self.send_response(service.status)
-            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Type", service.content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -360,6 +367,30 @@ def test_a_reachable_host_that_is_not_a_router_is_not_read_back_through_last_err
     assert internal.requests >= 1
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '[{".id": "*1", "comment": "guestgate:s-1", "address": "AKIA-ADDRESS", "timeout": "1h"}]',
+        '[{".id": "*1", "comment": "guestgate:s-1", "address": "10.0.0.1", "timeout": "AKIA-TIMEOUT"}]',
+        '[{".id": "*1", "comment": "guestgate:s-1", "address": "10.0.0.1", "timeout": ["AKIA-LIST"]}]',
+        '{"AKIA-KEY": "AKIA-VALUE"}',
+    ],
+)
+def test_a_json_answer_that_is_not_a_routers_is_not_read_back_through_last_error(
+    client: TestClient, org_a: Tenant, runtime: Runtime, internal: Internal, answer: str
+) -> None:
+    runtime.outbound = OutboundPolicy.from_settings("", "127.0.0.0/8")
+    internal.body, internal.content_type = answer, "application/json"
+    body = {"name": "Probe", "subnets": [], "gateway": routeros("127.0.0.1", port=internal.port)}
+    site = client.post("/captive/sites", headers=org_a.headers, json=body)
+    assert site.status_code == 201, site.text
+
+    state, error = reconcile_status(runtime, site.json()["id"])
+
+    assert internal.requests >= 1
+    assert state == "misconfigured" and error is not None and "AKIA" not in error, error
+
+
 def test_a_webhook_receivers_answer_is_not_stored(
     client: TestClient, org_a: Tenant, runtime: Runtime, receiver: Receiver
 ) -> None:
@@ -446,3 +477,150 @@ def test_a_router_password_is_not_reused_for_another_router(
         },
     )
     assert given.status_code == 200, given.text
+
+
+# -- settings stored before the policy (or before the deployment narrowed it) ---------------------
+
+
+def test_destinations_stored_before_the_policy_are_named_by_doctor_and_not_connected_to(
+    org_a: Tenant, runtime: Runtime, internal: Internal
+) -> None:
+    with runtime.sessions() as session:
+        site = Site(
+            org_id="org-a",
+            name="Old router",
+            subnets=[],
+            gateway_driver="routeros",
+            gateway_config={"host": "127.0.0.1", "port": internal.port, "username": "a", "tls_verify": False},
+            gateway_secrets_sealed=runtime.box.seal(json.dumps({"password": "p"})),
+        )
+        group = NotificationGroup(
+            id=new_group_id(),
+            org_id="org-a",
+            name="Old desk",
+            emails=[],
+            webhooks=[{"url": "http://[::1]:8000/x"}],
+        )
+        sso = AuthIntegration(
+            org_id="org-a",
+            name="Old SSO",
+            type="oidc",
+            client_id="c",
+            client_secret_sealed=runtime.box.seal("s"),
+            issuer="https://169.254.169.254/realm",
+        )
+        session.add_all([site, group, sso])
+        session.commit()
+        ids = (site.id, group.id, sso.id)
+
+    problems = {(p.kind, p.id, p.parameter): p.problem for p in doctor.diagnose(runtime)}
+
+    assert problems == {
+        ("site", ids[0], "gateway.host"): "is refused: 127.0.0.1 is a loopback address; a deployment can "
+        "allow it in GUESTGATE_OUTBOUND_GATEWAY_NETWORKS",
+        ("notification_group", ids[1], "webhooks[0].url"): "is refused: ::1 is a loopback address; a "
+        "deployment can allow it in GUESTGATE_OUTBOUND_ALLOW_NETWORKS",
+        ("auth_integration", ids[2], "config.issuer"): "is refused: 169.254.169.254 is a link-local address "
+        "(cloud metadata lives there); a deployment can allow it in GUESTGATE_OUTBOUND_ALLOW_NETWORKS",
+    }
+    state, error = reconcile_status(runtime, ids[0])
+    assert state == "misconfigured" and error is not None and "refused by the outbound policy" in error
+    assert internal.requests == 0
+
+
+# -- a redirect from an allowed destination is not followed --------------------------------------
+
+
+@dataclasses.dataclass
+class Redirector:
+    """A server on 127.0.0.2 (the address the deployment allows) that redirects to `location`."""
+
+    port: int
+    location: str = ""
+    requests: int = 0
+
+
+@contextlib.contextmanager
+def redirecting(tls: Tls | None) -> Iterator[Redirector]:
+    """A `Redirector`, over HTTPS when given `tls`."""
+    state: dict[str, Redirector] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            state["it"].requests += 1
+            self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+            self.send_response(302)
+            self.send_header("Location", state["it"].location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self._answer()
+
+        def do_POST(self) -> None:
+            self._answer()
+
+        def do_PUT(self) -> None:
+            self._answer()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    server.daemon_threads = True
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    state["it"] = Redirector(port=int(server.server_address[1]))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state["it"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_routers_redirect_to_loopback_is_not_followed(
+    client: TestClient, org_a: Tenant, runtime: Runtime, internal: Internal, tls: Tls
+) -> None:
+    runtime.outbound = OutboundPolicy.from_settings("", "127.0.0.2/32")
+    with redirecting(tls) as redirector:
+        redirector.location = f"https://127.0.0.1:{internal.port}/rest/ip/firewall/address-list"
+        gateway = routeros("127.0.0.2", port=redirector.port)
+        site = client.post(
+            "/captive/sites", headers=org_a.headers, json={"name": "Hop", "subnets": [], "gateway": gateway}
+        )
+        assert site.status_code == 201, site.text
+
+        state, error = reconcile_status(runtime, site.json()["id"])
+
+    assert redirector.requests >= 1 and internal.requests == 0
+    assert (state, error) == (
+        "misconfigured",
+        f"127.0.0.2:{redirector.port} answered HTTP 302 (redirects are not followed); is it the RouterOS REST API?",
+    )
+
+
+def test_a_webhooks_redirect_to_loopback_is_not_followed(
+    client: TestClient, org_a: Tenant, runtime: Runtime, internal: Internal
+) -> None:
+    runtime.outbound = OutboundPolicy.from_settings("127.0.0.2/32", "")
+    with redirecting(None) as redirector:
+        redirector.location = f"https://127.0.0.1:{internal.port}/collect"
+        url = f"http://127.0.0.2:{redirector.port}/hook"
+        group = {"name": "Desk", "webhooks": [{"url": url, "secret": "s" * 16}]}
+        saved = client.put(
+            f"/captive/notification-groups/{org_a.ids['groupId']}", headers=org_a.headers, json=group
+        )
+        assert saved.status_code == 200, saved.text
+        path = f"/captive/instances/{org_a.ids['instanceId']}/coupon-schedules/{org_a.ids['scheduleId']}/run"
+        assert client.post(path, headers=org_a.headers).status_code == 200
+
+        delivery.deliver_due_sync(runtime=runtime, now=utcnow() + timedelta(seconds=1))
+
+    with runtime.sessions() as session:
+        [row] = session.scalars(select(Delivery).where(Delivery.target == url)).all()
+    assert redirector.requests == 1 and internal.requests == 0
+    assert row.last_error == "the receiver answered HTTP 302 (redirects are not followed)"

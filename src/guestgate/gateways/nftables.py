@@ -104,6 +104,11 @@ _NETNS = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DOMAIN = re.compile(r"[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})+")
 _SESSION = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _MISSING = "No such file or directory"
+# A site stored before tables were per site may name any table, the host's own `inet filter` too:
+# guestgate replaces or deletes only a table it made.
+_FOREIGN = (
+    "the nft table inet {table} exists and guestgate did not make it, so it is left alone: edit the site"
+)
 
 ALLOWED = {4: "allowed4", 6: "allowed6"}
 AUTH_WINDOW = {4: "auth_window4", 6: "auth_window6"}
@@ -170,6 +175,10 @@ class _TableState:
     def elements(self, name: str) -> list[_Element]:
         found = self.sets.get(name)
         return found[2] if found is not None else []
+
+    def made_by_guestgate(self) -> bool:
+        """Whether guestgate made this table (its marker rule, or its guest sets if the rules are damaged)."""
+        return self.marker is not None or any(name in self.sets for name in ALLOWED.values())
 
 
 class NftablesGateway(Gateway):
@@ -346,6 +355,8 @@ class NftablesGateway(Gateway):
         previous: _TableState | None,
         names: Sequence[GardenName] | None = None,
     ) -> None:
+        if previous is not None and not previous.made_by_guestgate():
+            raise GatewayMisconfigured(_FOREIGN.format(table=self.table))
         elements: dict[str, list[str]] = {}
         objects = previous.objects if previous is not None else _Objects()
         if guests is None:
@@ -684,12 +695,20 @@ class NftablesGateway(Gateway):
 
 
 def remove_table(table: str, *, netns: str | None = None, nft: str = "nft", ip: str = "ip") -> None:
-    """Delete `inet <table>` (in `netns`) if it exists; nothing else is touched."""
-    if not _TABLE.match(table):
+    """Delete `inet <table>` (in `netns`) if it exists and guestgate made it; nothing else is touched."""
+    if not _TABLE.fullmatch(table):
         raise GatewayMisconfigured(f"'{table}' is not a usable nft table name")
-    if netns is not None and not _NETNS.match(netns):
+    if netns is not None and not _NETNS.fullmatch(netns):
         raise GatewayMisconfigured(f"'{netns}' is not a usable network namespace name")
     command = [ip, "netns", "exec", netns, nft] if netns else [nft]
+    try:
+        listed = _run_nft([*command, "-j", "list", "table", "inet", table], stdin=None, netns=netns)
+    except GatewayRejected as exc:
+        if _MISSING in str(exc):
+            return
+        raise
+    if not _parse_table(json.loads(listed)).made_by_guestgate():
+        raise GatewayMisconfigured(_FOREIGN.format(table=table))
     # Declaring it first makes the deletion succeed whether or not the table exists.
     _run_nft(
         [*command, "-f", "-"], stdin=f"table inet {table} {{}}\ndelete table inet {table}\n", netns=netns

@@ -116,7 +116,9 @@ def provider_addresses(site_id: str, *, session: Session) -> list[GardenEntry]:
     return [GardenEntry(a, GARDEN_AUTH) for a in garden_service.provider_hosts(site_id, session=session)[1]]
 
 
-def resolved(runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime) -> list[GardenName]:
+def resolved(
+    runtime: Runtime, driver: str, names: Sequence[GardenName], *, now: datetime
+) -> list[GardenName]:
     """`names` with the addresses of exact names, for drivers that hold addresses (nftables, agent).
 
     Blocking (DNS, bounded by the resolver's timeouts): call from a worker thread.
@@ -241,8 +243,9 @@ def _reconcile_one(
             return SiteOutcome(site.id, status_of(exc), None, str(exc)[:ERROR_CHARS]), state
         except Exception as exc:
             # One site's unexpected failure must not stop the others; it is logged with its traceback.
+            # Only its type reaches last_error: its text may quote what a remote host answered.
             log.exception("gateway.reconcile_crashed", site_id=site.id, driver=state.driver)
-            error = GatewayMisconfigured(f"unexpected error: {exc!r}")
+            error = GatewayMisconfigured(f"unexpected error ({type(exc).__name__}); the log has the details")
             return SiteOutcome(site.id, status_of(error), None, str(error)[:ERROR_CHARS]), state
     return SiteOutcome(site.id, "ok", result, None), state
 

@@ -232,7 +232,9 @@ class RouterOSGateway(Gateway):
             return
         have: set[tuple[str, str]] = set()
         forward_to = self._forward_to() if want else ""
-        found = self._request("GET", DNS_STATIC, params={"comment": GARDEN_COMMENT, ".proplist": _DNS_PROPLIST})
+        found = self._request(
+            "GET", DNS_STATIC, params={"comment": GARDEN_COMMENT, ".proplist": _DNS_PROPLIST}
+        )
         for entry in found if isinstance(found, list) else []:
             key = (str(entry.get("name", "")), str(entry.get("address-list", "")))
             if key in want and entry.get("type") == "FWD" and entry.get("forward-to") == forward_to:
@@ -522,6 +524,13 @@ class RouterOSGateway(Gateway):
             )
         if status == 404:
             raise _NotFound(f"the router has no /{path} (HTTP 404)")
+        if 300 <= status < 400:
+            # Not followed (the policy would vet the new address, but a REST API does not redirect);
+            # an empty 302 must not pass for a done PUT.
+            raise GatewayMisconfigured(
+                f"{self.host}:{self.port} answered HTTP {status} (redirects are not followed); "
+                "is it the RouterOS REST API?"
+            )
         if status >= 400:
             if _DUPLICATE in _detail(response):
                 raise _Duplicate(f"the router already holds that entry ({method} /{path})")
@@ -650,7 +659,7 @@ def parse_rate(text: str) -> int:
     """A RouterOS rate in bits per second, as written or printed (`2000000`, `2M`, `512k`)."""
     match = _RATE.fullmatch(text.strip())
     if match is None:
-        raise GatewayRejected(f"cannot read the RouterOS rate '{text}'")
+        raise GatewayRejected("the router printed a rate that is not one RouterOS prints")
     return int(match.group(1)) * _RATE_UNITS[match.group(2)]
 
 
@@ -733,5 +742,6 @@ def parse_duration(text: str) -> timedelta:
         )
         position = match.end()
     if position != len(value) or not value:
-        raise GatewayRejected(f"cannot read the RouterOS duration '{text}'")
+        # Not quoted: the message reaches last_error, and the host answering may not be a router.
+        raise GatewayRejected("the router printed a duration that is not one RouterOS prints")
     return total
