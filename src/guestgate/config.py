@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 MIN_SECRET_BYTES = 32
 SECRETS_FILE = "secrets.env"
@@ -509,12 +509,34 @@ def settings_error(exc: ValidationError) -> ConfigError:
         field = Settings.model_fields.get(name)
         secret = field is not None and "SecretStr" in str(field.annotation)
         shown = "" if secret else "=" + repr(error.get("input"))[:60]
-        reason = str(error["msg"]).removeprefix("Value error, ")
+        # Some validators name their variable too (their messages are also read on their own).
+        reason = str(error["msg"]).removeprefix("Value error, ").removeprefix(f"GUESTGATE_{name.upper()}: ")
         lines.append(f"GUESTGATE_{name.upper()}{shown}: {reason[:1].lower() + reason[1:]}.")
     return ConfigError(
         "guestgate cannot start: a setting has a value it cannot use (environment or ./.env):\n  "
         + "\n  ".join(lines)
     )
+
+
+def json_setting_error(exc: SettingsError) -> ConfigError:
+    """A ConfigError naming the GUESTGATE_* variable whose JSON pydantic-settings could not parse.
+
+    A JSON-typed setting (GUESTGATE_NFTABLES_ALLOW) is decoded before validation: a decoding error
+    is not a ValidationError, and its text names the field only in quotes.
+    """
+    field = re.search(r'field "(\w+)"', str(exc))
+    name = field.group(1) if field else ""
+    value = os.environ.get(f"GUESTGATE_{name.upper()}") if name else None
+    shown = "" if value is None else "=" + repr(value)[:60]
+    return ConfigError(
+        "guestgate cannot start: a setting has a value it cannot use (environment or ./.env):\n  "
+        f"GUESTGATE_{name.upper() or '...'}{shown}: is not valid JSON ({_first_cause(exc)})."
+    )
+
+
+def _first_cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc
+    return (str(cause).splitlines() or [type(cause).__name__])[0]
 
 
 def _is_fernet_key(value: str) -> bool:
@@ -577,6 +599,8 @@ def get_settings(data_dir: Path | None = None, *, create_secrets: bool = True) -
         loaded = Settings(data_dir=data_dir) if data_dir is not None else Settings()
     except ValidationError as exc:
         raise settings_error(exc) from None
+    except SettingsError as exc:
+        raise json_setting_error(exc) from None
     settings = loaded.with_generated_secrets(create=create_secrets)
     if create_secrets:
         # Without generated secrets the settings are only looked at (`token inspect`), not used.

@@ -113,13 +113,16 @@ def test_several_bad_settings_are_named_one_line_each(workdir: Path) -> None:
         ("public_url", "portal.example.com", "must be an http:// or https:// URL"),
         ("jwt_jwks_url", "idp.example.com/jwks", "must be an http:// or https:// URL"),
         ("scheduler_enabled", "perhaps", "boolean"),
+        ("nftables_allow", '{"acme": ["wlan0"]', "is not valid JSON"),  # decoded before validation
+        ("outbound_allow_networks", "10.0.0.0/33", ": '10.0.0.0/33' is not an IP address or CIDR"),
     ],
 )
 def test_a_setting_that_used_to_crash_later_is_named_at_start(
     workdir: Path, name: str, value: str, reason: str
 ) -> None:
     outcome = run(workdir, "serve", "--port", "0", data_dir="var", **{name: value})
-    assert_short(outcome, ExitCode.CONFIG, f"GUESTGATE_{name.upper()}='{value}'", reason)
+    stderr = assert_short(outcome, ExitCode.CONFIG, f"GUESTGATE_{name.upper()}='{value}'", reason)
+    assert stderr.upper().count(f"GUESTGATE_{name.upper()}") == 1, stderr  # named once, spelt right
 
 
 def test_production_without_secrets_names_each_one(workdir: Path) -> None:

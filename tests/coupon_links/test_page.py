@@ -151,3 +151,28 @@ def test_an_expired_link_in_a_browser_is_a_page_and_in_curl_json(
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert "url_expired" in page.text and "<h1>" in page.text
     assert api.json()["code"] == "url_expired"
+
+
+@pytest.mark.parametrize(
+    ("cut", "code"),
+    [
+        (r"&signature=[0-9a-f]+", "parameter_missing"),  # a mail client wrapped the line there
+        (r"expires=\d+&", "parameter_missing"),
+        (r"(?<=expires=)\d+", "parameter_invalid"),
+    ],
+    ids=["signature_cut", "expires_cut", "expires_mangled"],
+)
+def test_a_cut_or_mangled_link_in_a_browser_is_a_page_and_in_curl_json(
+    client: TestClient, made: dict[str, Any], cut: str, code: str
+) -> None:
+    mangled = re.sub(cut, "x" if code == "parameter_invalid" else "", made["url"], count=1)
+    assert mangled != made["url"]
+    page = get(client, mangled, accept=CHROME)
+    api = get(client, mangled)
+    assert page.status_code == api.status_code == 400
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert code in page.text and "<h1>" in page.text and "incomplete or was changed" in page.text
+    assert api.json()["code"] == code
+    pdf = get(client, f"{mangled}&format=pdf", accept=CHROME)  # a download keeps the API's error
+    assert pdf.headers["content-type"] == "application/json" and pdf.json()["code"] == code

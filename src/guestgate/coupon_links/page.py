@@ -146,12 +146,17 @@ def render_page(contents: LinkContents, links: PageLinks, *, now: datetime) -> R
     )
 
 
+# A query parameter missing or malformed is a link cut short or edited: the front desk's remedy is
+# the same as for a bad signature (open it again from the e-mail, or ask for a new one).
+_SAME_WORDS = {"parameter_missing": "signature_invalid", "parameter_invalid": "signature_invalid"}
+
+
 def render_error(
     error: GuestgateError, *, locale: str | None = None, colours: dict[str, str] | None = None
 ) -> Rendered:
     """The page of a link that cannot be shown, in words a front desk can act on."""
     words = Words(locale)
-    key = f"err_{error.code}"
+    key = f"err_{_SAME_WORDS.get(error.code, error.code)}"
     message = words(key) if key in MESSAGES[DEFAULT_LOCALE] else words("err_other")
     return _render(
         "error.html",

@@ -8,12 +8,15 @@ and the rendering, off the event loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 
 from guestgate.coupon_links import limits, page, service, signing
@@ -24,13 +27,34 @@ from guestgate.coupons.schemas import Coupon
 from guestgate.coupons.words import Words
 from guestgate.db import utcnow
 from guestgate.deps import RuntimeDep, next_page_url, request_address
+from guestgate.error_handlers import from_validation_error
 from guestgate.errors import GuestgateError, RateLimited, kind_of
 from guestgate.instances.urls import asset_url
 from guestgate.openapi import errors
 from guestgate.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 from guestgate.runtime import Runtime
 
-router = APIRouter(tags=["Public Coupon URLs"])
+
+class _BrowsersGetPages(APIRoute):
+    """A browser that opens a cut or mangled link (`signature` lost to a mail client's line wrap, an
+    `expires` that is not a number) gets the error page too, not the JSON the query's validation
+    answers before the endpoint runs."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                if not _wants_page(request, request.query_params.get("format")):
+                    raise
+                return _error_page(from_validation_error(exc.errors()))
+
+        return route
+
+
+router = APIRouter(tags=["Public Coupon URLs"], route_class=_BrowsersGetPages)
 _COUPONS = TypeAdapter(list[Coupon])
 _PAGED = 'the next page\'s URL is in `Link: <...>; rel="next"`'
 
@@ -106,9 +130,7 @@ async def public_coupons(
 ) -> Response:
     """Lists the valid coupons of the link's schedule (the batches it had when the link was signed) or
     batch; no token needed. 403 `url_revoked` once an operator has revoked the link."""
-    html = export_format == "html" or (
-        export_format is None and page.wants_html(request.headers.get("accept"))
-    )
+    html = _wants_page(request, export_format)
     fmt = "html" if html else export_format or "json"
     public: PublicLimits = request.app.state.public_limits
     cost = limits.PDF_COST if fmt == "pdf" else 1
@@ -142,6 +164,13 @@ async def public_coupons(
 class _Answer:
     response: Response
     next_cursor: str | None
+
+
+def _wants_page(request: Request, export_format: str | None) -> bool:
+    """`format=html`, or no `format` and an `Accept` that prefers HTML (a browser)."""
+    return export_format == "html" or (
+        export_format is None and page.wants_html(request.headers.get("accept"))
+    )
 
 
 def _page_request(fmt: str, limit: int | None, cursor: str | None, runtime: Runtime) -> PageRequest:
