@@ -29,15 +29,24 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE, not batch mode: on SQLite a batch rebuilds the table, and rebuilding `sites`
+# or `console_users` would cascade-delete the rows that reference them (gardens, sessions...).
+# SQLite has had ALTER TABLE DROP COLUMN since 3.35.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("console_users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("reset_hash", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("reset_expires_at", guestgate.db.UTCDateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("reset_mails", sa.Integer(), nullable=False, server_default="0"))
-        batch_op.add_column(sa.Column("reset_since", guestgate.db.UTCDateTime(timezone=True), nullable=True))
-        batch_op.create_unique_constraint(batch_op.f("uq_console_users_reset_hash"), ["reset_hash"])
-    with op.batch_alter_table("sites", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("agent_key_salt", sa.String(length=64), nullable=True))
+    op.add_column("console_users", sa.Column("reset_hash", sa.String(length=64), nullable=True))
+    op.add_column(
+        "console_users", sa.Column("reset_expires_at", guestgate.db.UTCDateTime(timezone=True), nullable=True)
+    )
+    op.add_column(
+        "console_users", sa.Column("reset_mails", sa.Integer(), nullable=False, server_default="0")
+    )
+    op.add_column(
+        "console_users", sa.Column("reset_since", guestgate.db.UTCDateTime(timezone=True), nullable=True)
+    )
+    op.create_index(op.f("ix_console_users_reset_hash"), "console_users", ["reset_hash"], unique=True)
+    op.add_column("sites", sa.Column("agent_key_salt", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
@@ -47,11 +56,7 @@ def downgrade() -> None:
             f"{count} site(s) have a rotated agent key; an older version would accept their old key "
             "again. Refusing to downgrade below 0014."
         )
-    with op.batch_alter_table("sites", schema=None) as batch_op:
-        batch_op.drop_column("agent_key_salt")
-    with op.batch_alter_table("console_users", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_console_users_reset_hash"), type_="unique")
-        batch_op.drop_column("reset_since")
-        batch_op.drop_column("reset_mails")
-        batch_op.drop_column("reset_expires_at")
-        batch_op.drop_column("reset_hash")
+    op.drop_column("sites", "agent_key_salt")
+    op.drop_index(op.f("ix_console_users_reset_hash"), table_name="console_users")
+    for name in ("reset_since", "reset_mails", "reset_expires_at", "reset_hash"):
+        op.drop_column("console_users", name)
