@@ -19,6 +19,7 @@ from guestgate.api_tokens import routes as api_token_routes
 from guestgate.audit import routes as audit_routes
 from guestgate.auth_integrations import routes as auth_integration_routes
 from guestgate.config import Settings, get_settings
+from guestgate.console import account_pages
 from guestgate.console import routes as console_routes
 from guestgate.coupon_links import limits as coupon_link_limits
 from guestgate.coupon_links import routes as coupon_link_routes
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     settings = runtime.settings
     limiter = ratelimit.build(settings)
     public_limits = coupon_link_limits.build(settings)
+    console_reset_limiter = account_pages.build_limiter(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -126,6 +128,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if limiter is not None:
                 await limiter.close()
             await public_limits.close()
+            if console_reset_limiter is not None:
+                await console_reset_limiter.close()
             runtime.close()
 
     app = GuestgateApp(
@@ -137,6 +141,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.state.runtime = runtime
     app.state.public_limits = public_limits
+    app.state.console_reset_limiter = console_reset_limiter
     error_handlers.install(app, settings.public_url)
     portal = portal_routes.build(runtime, notifier=PoolNotifier(runtime))
     app.mount(GUEST_PREFIX, portal)

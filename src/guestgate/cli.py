@@ -562,7 +562,7 @@ def gateway_dnsmasq(
 def gateway_agent_key(
     site_id: Annotated[str, typer.Argument(help="The site (agent driver).")], data_dir: DataDir = None
 ) -> None:
-    """Print the key `guestgate agent` authenticates with for the site (derived from the signing key)."""
+    """Print the site's current agent key (derived from the signing key and, once rotated, the site's salt)."""
     from guestgate.audit import service as audit_service
     from guestgate.errors import NotFound
     from guestgate.gateways import service as gateway_service
@@ -576,6 +576,7 @@ def gateway_agent_key(
         with runtime.sessions() as session:
             site = gateway_service.find_site(site_id, session=session)
             driver = site.gateway_driver
+            salt = site.agent_key_salt
             # Who may hold a site's agent key is worth knowing later: handing it out is audited.
             audit_service.act_as(session, audit_service.Actor("cli"))
             audit_service.record(
@@ -597,7 +598,7 @@ def gateway_agent_key(
             f"note: site {site_id} uses the '{driver}' driver; set it to 'agent' for the agent to connect",
             err=True,
         )
-    typer.echo(agent_keys(settings, site_id)[0])
+    typer.echo(agent_keys(settings, site_id, salt)[0])
 
 
 @gateway_app.command("entry-url")

@@ -186,6 +186,22 @@ class Settings(BaseSettings):
     console_invite_hours: int = Field(
         72, ge=1, le=720, description="How long a one-time set-password link of the console stays valid."
     )
+    console_reset_minutes: int = Field(
+        30, ge=5, le=1440, description="How long a console password-reset link sent by mail stays valid."
+    )
+    console_reset_max_mails: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Password-reset mails sent to one console address within GUESTGATE_CONSOLE_RESET_MINUTES; "
+        "further requests are answered the same way and send nothing.",
+    )
+    console_reset_per_minute: int = Field(
+        5,
+        ge=0,
+        description="\"Forgot password\" requests per minute from one client address (an IPv6 client's /64), "
+        "as many at once; 0 turns the limit off.",
+    )
     portal_cache_seconds: float = Field(
         5.0,
         description="How long site subnets and instance pages are cached per process (preview is always fresh).",

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -26,36 +23,10 @@ from guestgate.config import Settings
 from guestgate.notifications.models import NotificationGroup
 from guestgate.runtime import Runtime
 from tests.utils.console import MemberFactory, make_org, sign_in
+from tests.utils.mail import REMOTE_WORDS, Inbox, smtp_server
 from tests.utils.settings import make_settings
 
 SECRET = "the signing secret of the hook"
-REMOTE_WORDS = "REMOTE-WORDS-NEVER-SHOWN"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@dataclass
-class Inbox:
-    """aiosmtpd handler: accepts mail, refuses recipients named `refuse@...` with 550 and its own words."""
-
-    envelopes: list[Envelope] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, _server: Any, _session: Any, envelope: Envelope, address: str, _options: Any
-    ) -> str:
-        if address.startswith("refuse@"):
-            return f"550 {REMOTE_WORDS} mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
 
 
 @dataclass
@@ -69,11 +40,8 @@ class Receiver:
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
+    with smtp_server() as running:
+        yield running
 
 
 @pytest.fixture

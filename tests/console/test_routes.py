@@ -214,6 +214,7 @@ def _page_routes(org: Org, objects: Objects) -> list[tuple[str, str, dict[str, s
         ("POST", "/console/sites", {**site_form, "name": "New", "subnets": "10.9.0.0/24"}, writers, 303),
         ("POST", site, site_form, writers, 303),
         ("POST", f"{site}/test", {}, writers, 200),
+        ("POST", f"{site}/agent-key/rotate", {}, writers, 200),
         # A site without a RouterOS password has no script yet: refused in words, after the role check.
         ("GET", f"{site}/guestgate.rsc", {}, writers, 409),
         ("GET", f"/console/schedules/new?instance={org.instance_id}", {}, writers, 200),
@@ -264,6 +265,9 @@ def _routes(
         ("GET", "/console/tokens", {}, writers),
         ("POST", "/console/tokens", {"name": "ci", "scopes": "captive:read", "ttl_days": "1"}, writers),
         ("POST", f"/console/tokens/{token_id}/revoke", {}, writers),
+        ("GET", "/console/account", {}, everyone),
+        # The same password again: every role may change its own, and the session it runs in stays.
+        ("POST", "/console/account/password", {"current": PASSWORD, "password": PASSWORD, "confirm": PASSWORD}, everyone),
     ]
 
 
@@ -343,7 +347,7 @@ def test_every_new_form_without_its_csrf_token_changes_nothing(
     with runtime.sessions() as session:
         before = session.scalar(select(func.count()).select_from(AuditEvent))
     posts = [(path, form) for method, path, form, _, _ in _page_routes(org, objects) if method == "POST"]
-    assert len(posts) == 12
+    assert len(posts) == 13
     for path, form in posts:
         for token in ({}, {"csrf_token": "forged"}):
             response = client.post(path, data={**form, **token}, follow_redirects=False)

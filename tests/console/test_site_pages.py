@@ -200,6 +200,45 @@ def test_an_agent_site_shows_its_key_once(
         assert [e.target_id for e in shown] == [site.id]
 
 
+def test_an_admin_rotates_an_agent_sites_key_from_its_page_and_sees_the_new_one_once(
+    client: TestClient, runtime: Runtime, member: MemberFactory
+) -> None:
+    make_org(runtime, "org-a")
+    viewer = TestClient(client.app)
+    sign_in(viewer, member("org-a", "viewer"))
+    csrf = sign_in(client, member("org-a", "admin"))
+    created = client.post(
+        "/console/sites",
+        data={
+            "csrf_token": csrf,
+            "name": "Cabin",
+            "subnets": "10.30.0.0/24",
+            "gateway.driver": "agent",
+            "gateway.interface": "wlan0",
+        },
+    )
+    old = re.search(r'<code id="agent-key">([^<]+)</code>', created.text)
+    assert old is not None
+    site = _site(runtime, "Cabin")
+    page = client.get(f"/console/sites/{site.id}")
+    assert f'action="/console/sites/{site.id}/agent-key/rotate"' in page.text
+    assert "agent-key/rotate" not in viewer.get(f"/console/sites/{site.id}").text
+
+    rotated = client.post(f"/console/sites/{site.id}/agent-key/rotate", data={"csrf_token": csrf})
+    assert rotated.status_code == 200
+    new = re.search(r'<code id="agent-key">([^<]+)</code>', rotated.text)
+    assert new is not None and new.group(1) != old.group(1)
+    site = _site(runtime, "Cabin")
+    assert agent_key_valid(runtime.settings, site.id, new.group(1), site.agent_key_salt)
+    assert not agent_key_valid(runtime.settings, site.id, old.group(1), site.agent_key_salt)
+    assert new.group(1) not in client.get(f"/console/sites/{site.id}").text
+    with runtime.sessions() as session:
+        rotations = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "site.agent_key_rotated")
+        ).all()
+        assert [(e.target_id, e.actor) for e in rotations] == [(site.id, "console:admin@org-a.example.com")]
+
+
 def test_a_viewer_sees_a_site_read_only(client: TestClient, runtime: Runtime, member: MemberFactory) -> None:
     org = make_org(runtime, "org-a")
     sign_in(client, member("org-a", "viewer"))

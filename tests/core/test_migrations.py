@@ -184,3 +184,81 @@ def test_migration_0009_adds_hostname_entries_and_keeps_exactly_one_of_the_two(e
 def _garden_rows_ip_only(engine: Engine) -> list[tuple[object]]:
     with engine.connect() as conn:
         return [(row[0],) for row in conn.execute(text("SELECT ip_address FROM walled_garden_entries")).all()]
+
+
+def test_migration_0014_keeps_every_agent_key_and_console_session_and_refuses_to_forget_a_rotation(
+    empty_engine: Engine,
+) -> None:
+    from guestgate.gateways.agent import agent_key, new_salt
+
+    config = alembic_config(empty_engine.url.render_as_string(hide_password=False))
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0012")
+    site = "22222222-2222-4222-8222-222222222222"
+    user = "33333333-3333-4333-8333-333333333333"
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO orgs (id, created_at) VALUES ('o', CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO sites (id, org_id, name, subnets, gateway_driver, gateway_config, gateway_status, "
+                "created_at) VALUES (:id, 'o', 'Cabin', '[]', 'agent', '{}', 'ok', CURRENT_TIMESTAMP)"
+            ),
+            {"id": site},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO console_users (id, email, disabled, failed_logins, created_at) "
+                "VALUES (:id, 'a@example.com', false, 0, CURRENT_TIMESTAMP)"
+            ),
+            {"id": user},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO console_memberships (user_id, org_id, role, created_at) "
+                "VALUES (:id, 'o', 'owner', CURRENT_TIMESTAMP)"
+            ),
+            {"id": user},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO console_sessions (id, user_id, org_id, csrf_token, created_at, last_seen_at) "
+                "VALUES ('s', :id, 'o', 'c', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
+            {"id": user},
+        )
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0014")
+    assert _differences(empty_engine) == []
+
+    def counts() -> tuple[object, ...]:
+        with empty_engine.connect() as conn:
+            return tuple(
+                conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("console_memberships", "console_sessions")
+            )
+
+    with empty_engine.connect() as conn:
+        salt, mails = conn.execute(
+            text("SELECT s.agent_key_salt, u.reset_mails FROM sites s, console_users u")
+        ).one()
+    # No salt: the site's key is the one derived before the upgrade; sessions and memberships stay.
+    assert (salt, mails) == (None, 0)
+    assert agent_key("k" * 40, site, salt) == agent_key("k" * 40, site)
+    assert counts() == (1, 1)
+    with empty_engine.begin() as conn:
+        conn.execute(text("UPDATE sites SET agent_key_salt = :salt"), {"salt": new_salt()})
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        with pytest.raises(RuntimeError, match="rotated agent key"):
+            command.downgrade(config, "0012")
+    with empty_engine.begin() as conn:
+        conn.execute(text("UPDATE sites SET agent_key_salt = NULL"))
+    with empty_engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0012")
+    assert counts() == (1, 1)
+    assert "agent_key_salt" not in {c["name"] for c in inspect(empty_engine).get_columns("sites")}
+    upgrade(empty_engine)
+    assert _differences(empty_engine) == []

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Response, expect
 from sqlalchemy import func, select
 
@@ -30,12 +29,13 @@ from guestgate.runtime import Runtime
 from guestgate.site_users.models import SiteUser
 from guestgate.sites import service as site_service
 from guestgate.sites.schemas import SiteIn
-from tests.console.test_group_pages import Inbox as SmtpInbox
 from tests.console.test_schedule_pages import _expected_mondays as expected_mondays
 from tests.coupons.test_export import pdftotext
 from tests.gateways.fake_routeros import FakeRouterOS, make_tls
 from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, free_port, stop
 from tests.utils.console import PASSWORD, Org, make_org
+from tests.utils.mail import Inbox as SmtpInbox
+from tests.utils.mail import smtp_server
 from tests.utils.serving import wait_until_healthy
 from tests.utils.settings import TEST_KEYS, make_settings
 
@@ -71,11 +71,8 @@ class ConsoleServer:
 @pytest.fixture
 def smtp_inbox() -> Iterator[tuple[SmtpInbox, int]]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 for the server's e-mails."""
-    inbox, port = SmtpInbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
+    with smtp_server() as running:
+        yield running
 
 
 @pytest.fixture
@@ -439,4 +436,57 @@ def test_admin_sends_a_test_e_mail_to_the_smtp_server(
     page.screenshot(path=str(shots / "console-notification-group.png"), full_page=True)
     inbox = smtp_inbox[0]
     assert [envelope.rcpt_tos for envelope in inbox.envelopes] == [["reception@console.example.com"]]
+    assert problems == []
+
+
+def test_a_forgotten_password_is_reset_through_the_mailed_link_and_changed_again_signed_in(
+    console_server: ConsoleServer, browser: Browser, smtp_inbox: tuple[SmtpInbox, int], shots: Path
+) -> None:
+    server = console_server
+    email = server.member("viewer")
+    problems: list[str] = []
+    page = _open(browser, problems)
+    page.goto(f"{server.base}/console/login")
+    page.get_by_role("link", name="Forgot password?").click()
+    expect(page.get_by_role("heading", name="Forgot your password?")).to_be_visible()
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.locator("#reset-answer")).to_contain_text("If this address belongs to an active console account")
+    page.screenshot(path=str(shots / "console-forgot-password.png"), full_page=True)
+
+    # The mail goes out after the answer: it reaches aiosmtpd within moments.
+    inbox = smtp_inbox[0]
+    deadline = time.monotonic() + 10
+    while not inbox.envelopes and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [message] = inbox.messages()
+    assert message["To"] == email
+    link = re.search(r"http://\S+/console/reset-password/\S+", message.get_content())
+    assert link is not None and link.group(0).startswith(f"{server.base}/console/reset-password/")
+
+    new_password = "a brand new passphrase, long enough"
+    reader = _open(browser, problems)
+    reader.goto(link.group(0))
+    expect(reader.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    reader.get_by_label("New password").fill(new_password)
+    reader.get_by_label("Repeat it").fill(new_password)
+    reader.get_by_role("button", name="Save password").click()
+    expect(reader.get_by_role("heading", name="Sign in to guestgate")).to_be_visible()
+    reader.get_by_label("E-mail").fill(email)
+    reader.get_by_label("Password").fill(new_password)
+    reader.get_by_role("button", name="Sign in").click()
+    expect(reader.get_by_role("heading", name="Dashboard")).to_be_visible()
+    # Signed in, the password is changed again from the account page; this session stays.
+    reader.get_by_role("link", name="Account").click()
+    reader.get_by_label("Current password").fill(new_password)
+    reader.get_by_label("New password (at least 12 characters)").fill(PASSWORD)
+    reader.get_by_label("Repeat the new password").fill(PASSWORD)
+    reader.get_by_role("button", name="Change password").click()
+    expect(reader.locator("#password-changed")).to_be_visible()
+    reader.screenshot(path=str(shots / "console-account.png"), full_page=True)
+    reader.get_by_role("link", name="Dashboard").click()
+    expect(reader.get_by_role("heading", name="Dashboard")).to_be_visible()
+    # The link worked once.
+    reader.goto(link.group(0))
+    expect(reader.get_by_role("heading", name="Not found")).to_be_visible()
     assert problems == []

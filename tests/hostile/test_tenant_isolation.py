@@ -78,6 +78,7 @@ OPERATIONS: dict[str, Body] = {
     "getSite": _nothing,
     "updateSite": lambda a: {"name": "Hijacked", "subnets": ["172.16.0.0/16"]},
     "deleteSite": _nothing,
+    "rotateSiteAgentKey": _nothing,
     "getNotificationGroup": _nothing,
     "updateNotificationGroup": lambda a: {"name": "Hijacked", "emails": ["evil@example.com"], "webhooks": []},
     "deleteNotificationGroup": _nothing,

@@ -27,6 +27,12 @@ class ConsoleUser(Base):
     # Login throttling: failures counted in a window that starts at the first failure.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     failed_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # SHA-256 of the one-time reset link mailed by "Forgot password" (only the newest one works).
+    reset_hash: Mapped[str | None] = mapped_column(String(64), default=None, unique=True, index=True)
+    reset_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Reset mails sent to the address in the window that starts at `reset_since` (the throttle).
+    reset_mails: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reset_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

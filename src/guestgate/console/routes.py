@@ -13,8 +13,18 @@ from guestgate import local_time
 from guestgate.api_tokens import service as token_service
 from guestgate.audit import service as audit_service
 from guestgate.audit.schemas import AuditFilter
-from guestgate.console import auth, dashboard, garden_pages, group_pages, schedule_pages, service, site_pages
+from guestgate.console import (
+    account_pages,
+    auth,
+    dashboard,
+    garden_pages,
+    group_pages,
+    schedule_pages,
+    service,
+    site_pages,
+)
 from guestgate.console.web import (
+    LOGIN_CSRF_COOKIE,
     PREFIX,
     Anyone,
     ConsoleRoute,
@@ -25,12 +35,15 @@ from guestgate.console.web import (
     Printer,
     Reader,
     Writer,
+    cookie_secure,
     field_errors,
     int_field,
+    login_csrf_matches,
     page_request,
     read_form,
     redirect,
     render,
+    with_login_csrf,
 )
 from guestgate.coupon_links import service as coupon_links
 from guestgate.coupon_links import signing
@@ -60,13 +73,6 @@ from guestgate.sites import service as site_service
 pages = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
-LOGIN_CSRF_COOKIE = "guestgate_console_login"
-
-
-def _cookie_secure(runtime: RuntimeDep) -> bool:
-    return runtime.settings.public_url.startswith("https://")
-
-
 def _page(cursor: str | None) -> PageRequest:
     return page_request(cursor)
 
@@ -84,10 +90,7 @@ def login_page(request: Request, runtime: RuntimeDep, next: str = PREFIX) -> Res
     """The sign-in form (with a pre-session CSRF token, double-submitted as a cookie)."""
     token = auth.new_token()
     page = render(request, "login.html", {"login_csrf": token, "next": _safe_next(next), "errors": {}})
-    page.set_cookie(
-        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=_cookie_secure(runtime), path=PREFIX
-    )
-    return page
+    return with_login_csrf(page, token, runtime.settings)
 
 
 @pages.post("/login")
@@ -95,8 +98,7 @@ async def login(request: Request, runtime: RuntimeDep, session: SessionDep) -> R
     """Check the password; on success set the session cookie and go to `next`."""
     form = await read_form(request)
     target = _safe_next(form.get("next", PREFIX))
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-    if not expected or not auth.csrf_matches(expected, form.get(auth.CSRF_FIELD)):
+    if not login_csrf_matches(request, form):
         return login_page_with(request, runtime, target, {"_": "This form has expired. Try again."}, 403)
     try:
         signed = service.login(
@@ -117,7 +119,7 @@ async def login(request: Request, runtime: RuntimeDep, session: SessionDep) -> R
         signed.token,
         httponly=True,
         samesite="lax",
-        secure=_cookie_secure(runtime),
+        secure=cookie_secure(runtime.settings),
         path=PREFIX,
         max_age=runtime.settings.console_absolute_hours * 3600,
     )
@@ -133,10 +135,7 @@ def login_page_with(
     page = render(
         request, "login.html", {"login_csrf": token, "next": target, "errors": errors}, status=status
     )
-    page.set_cookie(
-        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=_cookie_secure(runtime), path=PREFIX
-    )
-    return page
+    return with_login_csrf(page, token, runtime.settings)
 
 
 def _safe_next(target: str) -> str:
@@ -597,3 +596,4 @@ router.include_router(site_pages.router)
 router.include_router(schedule_pages.router)
 router.include_router(garden_pages.router)
 router.include_router(group_pages.router)
+router.include_router(account_pages.router)

@@ -298,14 +298,9 @@ def login(
             "The e-mail address or the password is wrong.", code="token_invalid"
         ) from None
     user = session.scalars(select(ConsoleUser).where(ConsoleUser.email == address)).first()
-    window = timedelta(minutes=settings.console_login_lock_minutes)
-    if user is not None and user.failed_since is not None and user.failed_since + window <= now:
-        user.failed_logins = 0
-        user.failed_since = None
-    if user is not None and user.failed_logins >= settings.console_login_max_failures:
-        assert user.failed_since is not None
-        retry = max(1, int((user.failed_since + window - now).total_seconds()))
-        _audit_login(user, "operator.login_failed", {"reason": "locked"}, ip=ip, session=session)
+    retry = locked_for(user, now=now, settings=settings) if user is not None else None
+    if user is not None and retry is not None:
+        audit_user(user, "operator.login_failed", {"reason": "locked"}, ip=ip, session=session)
         session.commit()
         raise RateLimited(
             "Too many wrong passwords for this account. Try again in a few minutes.", retry_after=retry
@@ -315,10 +310,9 @@ def login(
     if user is None or not ok or user.disabled or not orgs:
         if user is not None:
             if not ok:
-                user.failed_logins += 1
-                user.failed_since = user.failed_since or now
+                count_wrong_password(user, now=now)
             reason = "password" if not ok else "disabled" if user.disabled else "no_membership"
-            _audit_login(user, "operator.login_failed", {"reason": reason}, ip=ip, session=session)
+            audit_user(user, "operator.login_failed", {"reason": reason}, ip=ip, session=session)
             session.commit()
         raise AuthenticationFailed("The e-mail address or the password is wrong.", code="token_invalid")
     assert user.password_hash is not None
@@ -336,15 +330,36 @@ def login(
         last_seen_at=now,
     )
     session.add(row)
-    _audit_login(user, "operator.login", {}, ip=ip, session=session)
+    audit_user(user, "operator.login", {}, ip=ip, session=session)
     session.commit()
     return SignedIn(token, Operator(user.id, user.email, row.org_id, orgs[0].role, row.csrf_token, row.id))
 
 
-def _audit_login(
+def locked_for(user: ConsoleUser, *, now: datetime, settings: Settings) -> int | None:
+    """Seconds the account refuses passwords for (too many wrong ones lately), or None.
+
+    A window of failures that has run out is forgotten here.
+    """
+    window = timedelta(minutes=settings.console_login_lock_minutes)
+    if user.failed_since is not None and user.failed_since + window <= now:
+        user.failed_logins = 0
+        user.failed_since = None
+    if user.failed_logins < settings.console_login_max_failures or user.failed_since is None:
+        return None
+    return max(1, int((user.failed_since + window - now).total_seconds()))
+
+
+def count_wrong_password(user: ConsoleUser, *, now: datetime) -> None:
+    """Count a wrong password against the account (see `locked_for`)."""
+    user.failed_logins += 1
+    user.failed_since = user.failed_since or now
+
+
+def audit_user(
     user: ConsoleUser, action: str, detail: dict[str, str], *, ip: str | None, session: Session
 ) -> None:
-    # Recorded in each org the person belongs to: every owner sees attempts on their members.
+    """Record `action` on the user in each org they belong to, as done by them from `ip`."""
+    # In each org: every owner sees what happens to the accounts of their members.
     audit_service.act_as(session, audit_service.Actor(f"console:{user.email}", ip))
     for membership in memberships(user.id, session=session):
         audit_service.record(

@@ -238,6 +238,16 @@ def check_connection(
     return _site_form(request, site=site, values=values_of(site), errors={}, check=check)
 
 
+@router.post("/sites/{site_id}/agent-key/rotate")
+def rotate_agent_key(
+    request: Request, site_id: str, who: Writer, session: SessionDep, runtime: RuntimeDep, _form: FormDep
+) -> Response:
+    """A new agent key for the site (as `POST /captive/sites/{id}/agent-key/rotate`), shown once; the old one stops working."""
+    key = gateway_service.rotate_agent_key(runtime, site_id, org_id=who.org_id, session=session)
+    site = site_service.get(site_id, org_id=who.org_id, session=session)
+    return _site_form(request, site=site, values=values_of(site), errors={}, agent_key=key)
+
+
 @router.get("/sites/{site_id}/guestgate.rsc")
 def download_script(
     request: Request, site_id: str, who: Writer, session: SessionDep, runtime: RuntimeDep

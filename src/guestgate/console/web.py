@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from guestgate.audit import service as audit_service
+from guestgate.config import Settings
 from guestgate.console import auth, service
 from guestgate.console.service import Ability, Operator
 from guestgate.db import utcnow
@@ -46,6 +47,29 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+# The pre-session CSRF token of the sign-in and "Forgot password" forms, double-submitted as a cookie.
+LOGIN_CSRF_COOKIE = "guestgate_console_login"
+
+
+def cookie_secure(settings: Settings) -> bool:
+    """True when the console is served over HTTPS (its cookies are then `Secure`)."""
+    return settings.public_url.startswith("https://")
+
+
+def with_login_csrf(page: Response, token: str, settings: Settings) -> Response:
+    """`page` with the cookie half of a pre-session CSRF token whose other half is in its form."""
+    page.set_cookie(
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=cookie_secure(settings), path=PREFIX
+    )
+    return page
+
+
+def login_csrf_matches(request: Request, form: dict[str, str]) -> bool:
+    """True if a pre-session form came back with the token of its cookie."""
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    return bool(expected) and auth.csrf_matches(expected or "", form.get(auth.CSRF_FIELD))
 
 
 class LoginRequired(Exception):

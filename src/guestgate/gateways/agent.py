@@ -4,9 +4,13 @@ A Linux gateway behind NAT runs `guestgate agent`, which long-polls
 `GET /agent/v1/state?site=<id>&since=<version>` with `Authorization: Bearer <agent key>` and
 applies what it gets with the nftables driver. The controller never connects to it.
 
-- The key of a site is HMAC-SHA256(signing key, "guestgate-agent:" + site id), URL-safe base64;
-  `guestgate gateway agent-key <siteId>` prints it. Nothing is stored, so rotating the signing
-  key rotates every agent key (the previous signing key's keys stay valid while it is set).
+- The key of a site is HMAC-SHA256(signing key, "guestgate-agent:" + site id), URL-safe base64,
+  until the site's key is rotated; then the site's random `agent_key_salt` is mixed in
+  (`... + site id + ":" + salt`), and each rotation replaces the salt, so the old key stops
+  working at the next request while every other site keeps its own. Only the salt is stored,
+  never a key: rotating the signing key still rotates every agent key (the previous signing
+  key's keys stay valid while it is set). `guestgate gateway agent-key <siteId>` prints the
+  current key.
 - The state is what the gateway must hold: guests with the seconds they have left, the walled
   garden, the open auth windows, and the nft settings of the site. Its `version` is a hash of
   that content (absolute expiry times, not seconds left), so it only changes when the state does.
@@ -22,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,24 +64,31 @@ AGENT_STALE_SECONDS = 120
 _KEY_CONTEXT = b"guestgate-agent:"
 
 
-def agent_key(signing_key: str | bytes, site_id: str) -> str:
-    """The key an agent of `site_id` authenticates with, derived from a signing key."""
+def agent_key(signing_key: str | bytes, site_id: str, salt: str | None = None) -> str:
+    """The key an agent of `site_id` authenticates with, derived from a signing key (and the site's salt)."""
     key = signing_key.encode() if isinstance(signing_key, str) else signing_key
-    digest = hmac.new(key, _KEY_CONTEXT + site_id.encode(), hashlib.sha256).digest()
+    message = _KEY_CONTEXT + site_id.encode() + (b":" + salt.encode() if salt else b"")
+    digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def agent_keys(settings: Settings, site_id: str) -> list[str]:
+def agent_keys(settings: Settings, site_id: str, salt: str | None = None) -> list[str]:
     """The site's agent key and, during a signing-key rotation, the previous one."""
     configured = [settings.signing_key, settings.signing_key_previous]
-    return [agent_key(k.get_secret_value(), site_id) for k in configured if k is not None]
+    return [agent_key(k.get_secret_value(), site_id, salt) for k in configured if k is not None]
 
 
-def agent_key_valid(settings: Settings, site_id: str, given: str) -> bool:
-    """True if `given` is one of the site's agent keys."""
+def agent_key_valid(settings: Settings, site_id: str, given: str, salt: str | None = None) -> bool:
+    """True if `given` is one of the site's agent keys (for its current `salt`)."""
     return any(
-        hmac.compare_digest(key.encode(), given.strip().encode()) for key in agent_keys(settings, site_id)
+        hmac.compare_digest(key.encode(), given.strip().encode())
+        for key in agent_keys(settings, site_id, salt)
     )
+
+
+def new_salt() -> str:
+    """A fresh agent-key salt (256 bits, URL-safe): the site's key after a rotation."""
+    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from guestgate.errors import (
     ParameterMissing,
 )
 from guestgate.gateways import service
-from guestgate.gateways.agent import agent_key_valid
+from guestgate.gateways.agent import AGENT_DRIVER, agent_key_valid
 from guestgate.gateways.agent_protocol import (
     DEFAULT_WAIT_SECONDS,
     ERROR_HEADER,
@@ -60,6 +60,7 @@ from guestgate.gateways.agent_protocol import (
 )
 from guestgate.gateways.base import GuestCounters
 from guestgate.runtime import Runtime
+from guestgate.sites.models import Site
 
 # An agent reports every guest of its site at once: this many at most (a large site), in this
 # much body (about 100 bytes an entry).
@@ -102,13 +103,7 @@ class AgentApi:
         try:
             site_id, since, wait = _params(request)
             key = _bearer(request.headers.get("authorization"))
-            if key is None or not agent_key_valid(self.runtime.settings, site_id, key):
-                raise AuthenticationFailed(
-                    "The agent key is missing or is not this site's.", code="token_invalid"
-                )
-            site = await asyncio.to_thread(service.agent_site, self.runtime, site_id)
-            if site is None:
-                raise NotFound("agent site", site_id)
+            site = await self._authorized(site_id, key)
         except GuestgateError as error:
             return error_response(error, public_url)
         error_text = (request.headers.get(ERROR_HEADER) or "").strip()[:MAX_ERROR_CHARS] or None
@@ -126,6 +121,11 @@ class AgentApi:
             if feed.generation(site.id) != generation or time.monotonic() - checked >= recheck:
                 generation = feed.generation(site.id)
                 checked = time.monotonic()
+                try:
+                    # A rotation wakes the poll: the key it began with may no longer be the site's.
+                    site = await self._authorized(site_id, key)
+                except GuestgateError as error:
+                    return error_response(error, public_url)
                 state = await asyncio.to_thread(service.agent_state, self.runtime, site, now=self.clock())
         headers = {"etag": f'"{state.version}"', "cache-control": "no-store"}
         if state.version == since:
@@ -138,23 +138,35 @@ class AgentApi:
         try:
             site_id, _, _ = _params(request)
             key = _bearer(request.headers.get("authorization"))
-            if key is None or not agent_key_valid(self.runtime.settings, site_id, key):
-                raise AuthenticationFailed(
-                    "The agent key is missing or is not this site's.", code="token_invalid"
-                )
+            site = await self._authorized(site_id, key)
             body = await request.body()
             if len(body) > MAX_USAGE_BYTES:
                 raise ParameterInvalid("counters", f"the body must be at most {MAX_USAGE_BYTES} bytes")
             counters = _counters(body)
-            site = await asyncio.to_thread(service.agent_site, self.runtime, site_id)
-            if site is None:
-                raise NotFound("agent site", site_id)
         except GuestgateError as error:
             return error_response(error, public_url)
         written, ended = await asyncio.to_thread(
             service.agent_usage, self.runtime, site, counters, now=self.clock()
         )
         return JSONResponse({"written": written, "ended": ended}, headers={"cache-control": "no-store"})
+
+
+    async def _authorized(self, site_id: str, key: str | None) -> Site:
+        """The agent site `key` is the current key of; AuthenticationFailed, or NotFound for a valid
+        key of a site that is not (or no longer) an agent site.
+
+        The site's salt is read from the database on every request, so a rotated key is refused
+        at once here and on every other replica.
+        """
+        if key is None:
+            raise AuthenticationFailed("The agent key is missing or is not this site's.", code="token_invalid")
+        site = await asyncio.to_thread(service.site_row, self.runtime, site_id)
+        salt = site.agent_key_salt if site is not None else None
+        if not agent_key_valid(self.runtime.settings, site_id, key, salt):
+            raise AuthenticationFailed("The agent key is missing or is not this site's.", code="token_invalid")
+        if site is None or site.gateway_driver != AGENT_DRIVER:
+            raise NotFound("agent site", site_id)
+        return site
 
 
 def _counters(body: bytes) -> dict[str, GuestCounters]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from guestgate.audit import service as audit_service
 from guestgate.db import utcnow
 from guestgate.errors import NotFound
-from guestgate.gateways.agent import AGENT_STALE_SECONDS, AgentState, agent_keys, desired_state
+from guestgate.gateways.agent import AGENT_STALE_SECONDS, AgentState, agent_keys, desired_state, new_salt
 from guestgate.gateways.base import (
     GardenEntry,
     GatewayError,
@@ -342,7 +342,29 @@ def site_agent_key(runtime: Runtime, site_id: str, *, org_id: str, session: Sess
         detail={"driver": site.gateway_driver},
     )
     session.commit()
-    return agent_keys(runtime.settings, site.id)[0]
+    return agent_keys(runtime.settings, site.id, site.agent_key_salt)[0]
+
+
+def rotate_agent_key(runtime: Runtime, site_id: str, *, org_id: str, session: Session) -> str:
+    """Give the org's site a new agent key and return it; the old one is refused from now on. Audited.
+
+    Only the site's new salt is stored; the key is shown to the caller this once (and derived
+    again by `guestgate gateway agent-key`). Waiting long-polls are woken, so one that began with
+    the old key is answered 401 instead of being held open.
+    """
+    site = site_service.get(site_id, org_id=org_id, session=session)
+    site.agent_key_salt = new_salt()
+    audit_service.record(
+        session,
+        org_id=org_id,
+        action="site.agent_key_rotated",
+        target_type="site",
+        target_id=site.id,
+        detail={"driver": site.gateway_driver},
+    )
+    session.commit()
+    runtime.gateways.agents.bump(site.id)
+    return agent_keys(runtime.settings, site.id, site.agent_key_salt)[0]
 
 
 def check_connection(runtime: Runtime, site: Site) -> GatewayHealth:
@@ -379,6 +401,12 @@ def agent_state(runtime: Runtime, site: Site, *, now: datetime) -> AgentState:
             session=session,
             names=names,
         )
+
+
+def site_row(runtime: Runtime, site_id: str) -> Site | None:
+    """The site, whatever its driver, read afresh (its agent-key salt included)."""
+    with runtime.sessions() as session:
+        return session.get(Site, site_id)
 
 
 def agent_site(runtime: Runtime, site_id: str) -> Site | None:

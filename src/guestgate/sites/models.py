@@ -29,4 +29,7 @@ class Site(Base):
     gateway_status: Mapped[str] = mapped_column(String(32), default="unknown")
     gateway_last_error: Mapped[str | None] = mapped_column(Text, default=None)
     gateway_last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # NULL: the agent key derived from the signing key and the id alone (every site until its
+    # first rotation); otherwise a random salt mixed in, replaced by each rotation.
+    agent_key_salt: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

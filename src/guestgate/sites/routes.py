@@ -8,7 +8,7 @@ from guestgate.deps import PageDep, Reader, RuntimeDep, SessionDep, SiteId, Writ
 from guestgate.gateways import service as gateway_service
 from guestgate.openapi import errors
 from guestgate.sites import service
-from guestgate.sites.schemas import Site, SiteIn
+from guestgate.sites.schemas import AgentKey, Site, SiteIn
 
 router = APIRouter(prefix="/captive/sites", tags=["Sites"])
 
@@ -76,3 +76,15 @@ def delete_site(
     if left is not None:
         background.add_task(gateway_service.move_table, runtime, None, left)
     return Response(status_code=204)
+
+
+@router.post(
+    "/{siteId}/agent-key/rotate",
+    operation_id="rotateSiteAgentKey",
+    summary="Rotate a site's agent key",
+    responses=errors(401, 403, 404),
+)
+def rotate_agent_key(site_id: SiteId, who: Writer, session: SessionDep, runtime: RuntimeDep) -> AgentKey:
+    """Gives the site a new agent key, returned this once; the old key is refused from now on."""
+    key = gateway_service.rotate_agent_key(runtime, site_id, org_id=who.org_id, session=session)
+    return AgentKey(site_id=site_id, agent_key=key)

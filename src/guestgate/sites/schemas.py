@@ -144,3 +144,10 @@ class Site(BaseModel):
     gateway: GatewayOut
     gateway_status: GatewayStatus
     created_at: Timestamp
+
+
+class AgentKey(BaseModel):
+    """A site's new agent key [extension]: shown this once; the previous key no longer works."""
+
+    site_id: str
+    agent_key: str = Field(description="The key `guestgate agent` must now send as its bearer token.")
